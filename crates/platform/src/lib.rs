@@ -1,0 +1,14 @@
+//! Infrastructure every Caretrail process shares: configuration, telemetry, problem+json
+//! errors, request ids, health and metrics endpoints, the HTTP server lifecycle and
+//! shutdown. No domain logic lives here.
+
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+pub mod trace_context;
+
+pub use problem::{ApiError, FieldError, Problem};

@@ -1,0 +1,69 @@
+//! `caretrail`: every service in one process on the embedded defaults (SQLite files, the
+//! in-process bus, a local object directory, a single-node ledger), plus the operator and
+//! developer commands. The services run the same code as in Kubernetes; only adapters differ.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+mod allinone;
+
+#[derive(Parser)]
+#[command(name = "caretrail", version, about = "Caretrail: consented, verifiable medical-record sharing")]
+struct Cli {
+    /// Configuration file (TOML); `CARETRAIL_*` environment variables override it.
+    #[arg(long, global = true, env = "CARETRAIL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in this process behind the gateway (the default).
+    Serve,
+    /// Apply pending database migrations of every service, then exit.
+    Migrate,
+    /// Print the public OpenAPI document (what `make openapi` writes to openapi/).
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        return match allinone::openapi_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let config = allinone::AllInOneConfig::load(cli.config.as_deref())?;
+        let _telemetry = caretrail_platform::telemetry::init("caretrail", config.log_format);
+        match command {
+            Command::Serve => allinone::serve(config).await,
+            Command::Migrate => allinone::migrate(&config).await,
+            Command::Openapi => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The gateway's errors, mapped once to problem+json.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use caretrail_platform::problem::{ApiError, respond};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route for {method} {path}")]
+    NoRoute { method: String, path: String },
+    #[error("the request body is larger than the {limit}-byte limit")]
+    BodyTooLarge { limit: u64 },
+    #[error("the upstream service is unavailable")]
+    UpstreamUnavailable(#[source] awc::error::SendRequestError),
+    #[error("the upstream service did not answer in time")]
+    UpstreamTimeout,
+}
+
+impl ApiError for GatewayError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NoRoute { .. } => "not_found",
+            Self::BodyTooLarge { .. } => "payload_too_large",
+            Self::UpstreamUnavailable(_) => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}
+
+impl ResponseError for GatewayError {
+    fn status_code(&self) -> StatusCode {
+        ApiError::status(self)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        respond(self)
+    }
+}

@@ -1,0 +1,178 @@
+//! The gateway: Caretrail's one public HTTP surface. It routes `/v1/...` to the services'
+//! internal HTTP APIs (streaming bodies both ways), propagates request ids and trace
+//! context, enforces timeouts and a body-size limit, and serves the OpenAPI document and
+//! its docs UI. Every error it produces is problem+json.
+
+use std::{future::Future, time::Duration};
+
+use actix_web::{HttpResponse, web};
+use caretrail_platform::{
+    config::{ConfigError, HttpSettings, LogFormat, Validate},
+    health::Health,
+    http::{Runner, ServerParts, method_not_allowed},
+    metrics::Metrics,
+};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub mod error;
+pub mod openapi;
+mod proxy;
+pub mod routing;
+
+pub use error::GatewayError;
+pub use routing::Upstream;
+
+pub const SERVICE: &str = "gateway";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(flatten)]
+    pub http: HttpSettings,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Internal base URLs of the services, e.g. `http://identity:8080`.
+    pub identity_url: String,
+    pub consent_url: String,
+    pub ledger_url: String,
+    pub object_store_url: String,
+    pub audit_url: String,
+    /// Seconds an upstream gets to start answering.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_secs: u64,
+    /// Largest request body forwarded (record uploads stream through), in bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: u64,
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+fn default_body_limit() -> u64 {
+    1024 * 1024 * 1024
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.http.validate()?;
+        for (name, url) in self.upstreams() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}_url must be an http(s) URL, got {url:?}"
+                )));
+            }
+        }
+        if self.upstream_timeout_secs == 0 || self.body_limit_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "upstream_timeout_secs and body_limit_bytes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    pub fn load() -> Result<Self, ConfigError> {
+        caretrail_platform::config::load(None)
+    }
+
+    /// Gateway on `http` routing every service to `base_url` (tests).
+    pub fn with_single_upstream(http: HttpSettings, base_url: &str) -> Self {
+        Self {
+            http,
+            log_format: LogFormat::Pretty,
+            identity_url: base_url.into(),
+            consent_url: base_url.into(),
+            ledger_url: base_url.into(),
+            object_store_url: base_url.into(),
+            audit_url: base_url.into(),
+            upstream_timeout_secs: default_upstream_timeout(),
+            body_limit_bytes: default_body_limit(),
+        }
+    }
+
+    fn upstreams(&self) -> [(&'static str, &str); 5] {
+        [
+            ("identity", &self.identity_url),
+            ("consent", &self.consent_url),
+            ("ledger", &self.ledger_url),
+            ("object_store", &self.object_store_url),
+            ("audit", &self.audit_url),
+        ]
+    }
+
+    pub fn base_url(&self, upstream: Upstream) -> &str {
+        let url = match upstream {
+            Upstream::Identity => &self.identity_url,
+            Upstream::Consent => &self.consent_url,
+            Upstream::Ledger => &self.ledger_url,
+            Upstream::ObjectStore => &self.object_store_url,
+            Upstream::Audit => &self.audit_url,
+        };
+        url.trim_end_matches('/')
+    }
+}
+
+pub struct Application {
+    runner: Runner,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let document = openapi::embedded()?;
+        let metrics = Metrics::new(SERVICE)?;
+        let health = Health::new();
+        let proxy = proxy::ProxySettings {
+            upstreams: web::Data::new(config.clone()),
+            timeout: Duration::from_secs(config.upstream_timeout_secs),
+            body_limit: config.body_limit_bytes,
+        };
+        let configure = move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(proxy.upstreams.clone())
+                .app_data(web::Data::new(proxy.clone()))
+                .service(
+                    web::resource("/openapi.json")
+                        .get(openapi::serve)
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/docs")
+                        .get(|| async {
+                            HttpResponse::PermanentRedirect()
+                                .insert_header(("location", "/docs/"))
+                                .finish()
+                        })
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(SwaggerUi::new("/docs/{_:.*}").external_urls_from_iter_unchecked([(
+                    "/caretrail-openapi.json",
+                    document.clone(),
+                )]))
+                .default_service(web::to(proxy::forward));
+        };
+        let (port, server) = caretrail_platform::http::start(ServerParts {
+            service: SERVICE,
+            settings: config.http.clone(),
+            health: health.clone(),
+            metrics,
+            configure,
+        })?;
+        Ok(Self {
+            runner: Runner::new(port, server, health, CancellationToken::new()),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.runner.port()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.runner.run_until_stopped().await
+    }
+
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
+        self.runner.run_until(stop).await
+    }
+}

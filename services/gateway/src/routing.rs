@@ -1,0 +1,84 @@
+//! Which service answers which public path. The first matching rule wins, so more specific
+//! rules come first.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    Identity,
+    Consent,
+    Ledger,
+    ObjectStore,
+    Audit,
+}
+
+/// `*` matches one path segment; a trailing `**` matches any remainder (including none).
+const RULES: &[(&str, Upstream)] = &[
+    ("/v1/patients/*/records/**", Upstream::ObjectStore),
+    ("/v1/records/**", Upstream::ObjectStore),
+    ("/v1/admin/keys/**", Upstream::ObjectStore),
+    ("/v1/tenants/**", Upstream::Identity),
+    ("/v1/institutions/**", Upstream::Identity),
+    ("/v1/users/**", Upstream::Identity),
+    ("/v1/apps/**", Upstream::Identity),
+    ("/v1/oauth/**", Upstream::Identity),
+    ("/v1/auth/**", Upstream::Identity),
+    ("/v1/patients/**", Upstream::Identity),
+    ("/v1/certificates/**", Upstream::Identity),
+    ("/.well-known/**", Upstream::Identity),
+    ("/v1/policy/**", Upstream::Consent),
+    ("/v1/grants/**", Upstream::Consent),
+    ("/v1/referrals/**", Upstream::Consent),
+    ("/v1/decisions/**", Upstream::Consent),
+    ("/v1/break-glass/**", Upstream::Consent),
+    ("/v1/ledger/**", Upstream::Ledger),
+    ("/v1/audit/**", Upstream::Audit),
+];
+
+pub fn route(path: &str) -> Option<Upstream> {
+    // Refuse paths that could confuse an upstream's router.
+    if path.contains("/../") || path.ends_with("/..") || path.contains("//") {
+        return None;
+    }
+    RULES
+        .iter()
+        .find(|(pattern, _)| matches(pattern, path))
+        .map(|(_, upstream)| *upstream)
+}
+
+fn matches(pattern: &str, path: &str) -> bool {
+    let mut p = pattern.trim_start_matches('/').split('/');
+    let mut s = path.trim_start_matches('/').split('/').peekable();
+    loop {
+        match (p.next(), s.peek()) {
+            (Some("**"), _) => return true,
+            (None, None) => return true,
+            (None, Some(_)) => return false,
+            (Some(_), None) => return false,
+            (Some("*"), Some(seg)) if !seg.is_empty() => {}
+            (Some(lit), Some(seg)) if lit == *seg => {}
+            _ => return false,
+        }
+        s.next();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/v1/patients/pat_1/records"), Some(Upstream::ObjectStore));
+        assert_eq!(route("/v1/patients/pat_1"), Some(Upstream::Identity));
+        assert_eq!(route("/v1/patients"), Some(Upstream::Identity));
+        assert_eq!(route("/v1/records/rec_1/content"), Some(Upstream::ObjectStore));
+        assert_eq!(route("/v1/grants"), Some(Upstream::Consent));
+        assert_eq!(route("/v1/ledger/ten_1/checkpoint"), Some(Upstream::Ledger));
+        assert_eq!(route("/v1/audit/events"), Some(Upstream::Audit));
+        assert_eq!(route("/.well-known/jwks.json"), Some(Upstream::Identity));
+        assert_eq!(route("/v1/recordsX"), None);
+        assert_eq!(route("/v2/records"), None);
+        assert_eq!(route("/internal/info"), None);
+        assert_eq!(route("/v1/records/../internal"), None);
+        assert_eq!(route("/v1//records"), None);
+    }
+}

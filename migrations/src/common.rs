@@ -63,15 +63,37 @@ impl MigrationTrait for OutboxInbox {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(ColumnDef::new(Outbox::MessageId).string_len(36).not_null().unique_key())
+                    .col(
+                        ColumnDef::new(Outbox::MessageId)
+                            .string_len(36)
+                            .not_null()
+                            .unique_key(),
+                    )
                     .col(ColumnDef::new(Outbox::TenantId).string_len(64).not_null())
-                    .col(ColumnDef::new(Outbox::RoutingKey).string_len(255).not_null())
+                    .col(
+                        ColumnDef::new(Outbox::RoutingKey)
+                            .string_len(255)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Outbox::EventType).string_len(128).not_null())
                     .col(ColumnDef::new(Outbox::Payload).text().not_null())
                     .col(ColumnDef::new(Outbox::Headers).text().not_null())
-                    .col(ColumnDef::new(Outbox::OccurredAt).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Outbox::PublishedAt).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Outbox::Attempts).integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(Outbox::OccurredAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Outbox::PublishedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Outbox::Attempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .col(ColumnDef::new(Outbox::LastError).text().null())
                     .to_owned(),
             )
@@ -93,7 +115,11 @@ impl MigrationTrait for OutboxInbox {
                     .if_not_exists()
                     .col(ColumnDef::new(Inbox::Consumer).string_len(128).not_null())
                     .col(ColumnDef::new(Inbox::MessageId).string_len(36).not_null())
-                    .col(ColumnDef::new(Inbox::ProcessedAt).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Inbox::ProcessedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .primary_key(Index::create().col(Inbox::Consumer).col(Inbox::MessageId))
                     .to_owned(),
             )
@@ -102,7 +128,11 @@ impl MigrationTrait for OutboxInbox {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Inbox::Table).to_owned()).await?;
-        manager.drop_table(Table::drop().table(Outbox::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Inbox::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Outbox::Table).to_owned())
+            .await
     }
 }

@@ -25,10 +25,26 @@ macro_rules! service_migrator {
     };
 }
 
-service_migrator!(identity, "Identity service schema.", [crate::common::OutboxInbox]);
-service_migrator!(consent, "Consent service schema.", [crate::common::OutboxInbox]);
-service_migrator!(ledger, "Ledger service schema (relational side: outbox, inbox).", [crate::common::OutboxInbox]);
-service_migrator!(object_store, "Object-store service schema.", [crate::common::OutboxInbox]);
+service_migrator!(
+    identity,
+    "Identity service schema.",
+    [crate::common::OutboxInbox]
+);
+service_migrator!(
+    consent,
+    "Consent service schema.",
+    [crate::common::OutboxInbox]
+);
+service_migrator!(
+    ledger,
+    "Ledger service schema (relational side: outbox, inbox).",
+    [crate::common::OutboxInbox]
+);
+service_migrator!(
+    object_store,
+    "Object-store service schema.",
+    [crate::common::OutboxInbox]
+);
 service_migrator!(audit, "Audit service schema.", [crate::common::OutboxInbox]);
 
 /// Every service schema, by service name, for `caretrail migrate`.

@@ -19,7 +19,10 @@ use crate::{
     RpcHandler, RpcRequest, Subscription, topic_matches,
 };
 
-type RpcEnvelope = (RpcRequest, oneshot::Sender<Result<serde_json::Value, RemoteError>>);
+type RpcEnvelope = (
+    RpcRequest,
+    oneshot::Sender<Result<serde_json::Value, RemoteError>>,
+);
 
 struct Queue {
     bindings: Mutex<Vec<String>>,
@@ -176,7 +179,9 @@ impl Bus for InProcessBus {
             match rx.await {
                 Ok(Ok(v)) => Ok(v),
                 Ok(Err(remote)) => Err(BusError::Remote(remote)),
-                Err(_) => Err(BusError::Unavailable(format!("rpc server {service} dropped the request"))),
+                Err(_) => Err(BusError::Unavailable(format!(
+                    "rpc server {service} dropped the request"
+                ))),
             }
         };
         match tokio::time::timeout(timeout, exchange).await {

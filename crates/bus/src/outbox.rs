@@ -7,8 +7,9 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use tokio::sync::Notify;
@@ -162,7 +163,9 @@ impl Relay {
                 Err(e) => {
                     // Cannot happen for rows we wrote; park it rather than block the queue.
                     tracing::error!(seq = row.seq, error = %e, "undecodable outbox row skipped");
-                    mark(&txn, row.seq, Some(format!("undecodable: {e}")), true).await.map_err(db_err)?;
+                    mark(&txn, row.seq, Some(format!("undecodable: {e}")), true)
+                        .await
+                        .map_err(db_err)?;
                     continue;
                 }
             };
@@ -172,7 +175,9 @@ impl Relay {
                     published += 1;
                 }
                 Err(e) => {
-                    mark(&txn, row.seq, Some(e.to_string()), false).await.map_err(db_err)?;
+                    mark(&txn, row.seq, Some(e.to_string()), false)
+                        .await
+                        .map_err(db_err)?;
                     failure = Some(e);
                     break; // keep order: do not skip ahead of an unpublished event
                 }
@@ -193,7 +198,10 @@ async fn mark<C: ConnectionTrait>(
     published: bool,
 ) -> Result<(), sea_orm::DbErr> {
     let mut update = entity::Entity::update_many()
-        .col_expr(entity::Column::Attempts, Expr::col(entity::Column::Attempts).add(1))
+        .col_expr(
+            entity::Column::Attempts,
+            Expr::col(entity::Column::Attempts).add(1),
+        )
         .col_expr(entity::Column::LastError, Expr::value(error))
         .filter(entity::Column::Seq.eq(seq));
     if published {

@@ -106,9 +106,12 @@ impl RabbitBus {
             return Ok(conn.clone());
         }
         let props = ConnectionProperties::default().with_connection_name("caretrail".into());
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.shared.uri, props))
-            .await
-            .map_err(|_| BusError::Unavailable("connecting to RabbitMQ timed out".into()))??;
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&self.shared.uri, props),
+        )
+        .await
+        .map_err(|_| BusError::Unavailable("connecting to RabbitMQ timed out".into()))??;
         let conn = Arc::new(conn);
         *guard = Some(conn.clone());
         Ok(conn)
@@ -152,23 +155,34 @@ impl RabbitBus {
         let main = self.queue_name(&sub.queue);
         let mut main_args = FieldTable::default();
         if self.shared.quorum {
-            main_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            main_args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
         }
         let durable = QueueDeclareOptions {
             durable: true,
             ..Default::default()
         };
-        ch.queue_declare(main.as_str().into(), durable, main_args).await?;
+        ch.queue_declare(main.as_str().into(), durable, main_args)
+            .await?;
         let mut retry_args = FieldTable::default();
-        retry_args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        retry_args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
         retry_args.insert(
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(main.as_str().into()),
         );
         ch.queue_declare(format!("{main}.retry").as_str().into(), durable, retry_args)
             .await?;
-        ch.queue_declare(format!("{main}.dlq").as_str().into(), durable, FieldTable::default())
-            .await?;
+        ch.queue_declare(
+            format!("{main}.dlq").as_str().into(),
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
         for binding in &sub.bindings {
             ch.queue_bind(
                 main.as_str().into(),
@@ -191,7 +205,8 @@ impl RabbitBus {
     ) -> Result<(), BusError> {
         let ch = self.channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
-        ch.basic_qos(sub.prefetch, BasicQosOptions::default()).await?;
+        ch.basic_qos(sub.prefetch, BasicQosOptions::default())
+            .await?;
         self.declare_subscription(&ch, sub).await?;
         let main = self.queue_name(&sub.queue);
         let mut consumer = ch
@@ -235,8 +250,15 @@ impl RabbitBus {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(queue = %main, error = %e, "undecodable message, dead-lettering");
-                self.republish(ch, &format!("{main}.dlq"), &raw.data, attempt, None, Some(&e.to_string()))
-                    .await?;
+                self.republish(
+                    ch,
+                    &format!("{main}.dlq"),
+                    &raw.data,
+                    attempt,
+                    None,
+                    Some(&e.to_string()),
+                )
+                .await?;
                 raw.ack(BasicAckOptions::default()).await?;
                 return Ok(());
             }
@@ -253,13 +275,27 @@ impl RabbitBus {
                 let next = attempt + 1;
                 let delay = sub.backoff(next);
                 tracing::warn!(message_id = %delivery.event.id, attempt = next, ?delay, %reason, "retrying message");
-                self.republish(ch, &format!("{main}.retry"), &raw.data, next, Some(delay), None)
-                    .await
+                self.republish(
+                    ch,
+                    &format!("{main}.retry"),
+                    &raw.data,
+                    next,
+                    Some(delay),
+                    None,
+                )
+                .await
             }
             Err(e) => {
                 tracing::error!(message_id = %delivery.event.id, error = %e, "dead-lettering message");
-                self.republish(ch, &format!("{main}.dlq"), &raw.data, attempt, None, Some(&e.to_string()))
-                    .await
+                self.republish(
+                    ch,
+                    &format!("{main}.dlq"),
+                    &raw.data,
+                    attempt,
+                    None,
+                    Some(&e.to_string()),
+                )
+                .await
             }
         };
         match result {
@@ -290,7 +326,10 @@ impl RabbitBus {
         error: Option<&str>,
     ) -> Result<(), BusError> {
         let mut headers = FieldTable::default();
-        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(i64::from(attempt)));
+        headers.insert(
+            ATTEMPT_HEADER.into(),
+            AMQPValue::LongLongInt(i64::from(attempt)),
+        );
         if let Some(error) = error {
             headers.insert(ERROR_HEADER.into(), AMQPValue::LongString(error.into()));
         }
@@ -302,7 +341,13 @@ impl RabbitBus {
             props = props.with_expiration(delay.as_millis().to_string().as_str().into());
         }
         let confirm = ch
-            .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), body, props)
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
             .await?;
         match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
             Ok(Ok(Confirmation::Nack(_))) => Err(BusError::Nacked),
@@ -354,9 +399,10 @@ impl RabbitBus {
                 let Some(waiter) = lock(&pending).remove(corr.as_str()) else {
                     continue; // the caller gave up (timeout)
                 };
-                let reply = serde_json::from_slice::<RpcReply>(&delivery.data).unwrap_or_else(|e| {
-                    RpcReply::Err(RemoteError::new("bad_reply", e.to_string()))
-                });
+                let reply =
+                    serde_json::from_slice::<RpcReply>(&delivery.data).unwrap_or_else(|e| {
+                        RpcReply::Err(RemoteError::new("bad_reply", e.to_string()))
+                    });
                 let _ = waiter.send(reply);
             }
         });
@@ -371,7 +417,8 @@ impl RabbitBus {
         cancel: &CancellationToken,
     ) -> Result<(), BusError> {
         let ch = self.connection().await?.create_channel().await?;
-        ch.basic_qos(RPC_CONCURRENCY, BasicQosOptions::default()).await?;
+        ch.basic_qos(RPC_CONCURRENCY, BasicQosOptions::default())
+            .await?;
         let queue = self.declare_rpc_queue(&ch, service).await?;
         let mut consumer = ch
             .basic_consume(
@@ -413,7 +460,13 @@ impl RabbitBus {
                         .with_correlation_id(corr)
                         .with_content_type("application/json".into());
                     if let Err(error) = ch
-                        .basic_publish("".into(), reply_to, BasicPublishOptions::default(), &body, props)
+                        .basic_publish(
+                            "".into(),
+                            reply_to,
+                            BasicPublishOptions::default(),
+                            &body,
+                            props,
+                        )
                         .await
                     {
                         tracing::warn!(%error, "could not send rpc reply");
@@ -458,7 +511,10 @@ impl Bus for RabbitBus {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
         let body = serde_json::to_vec(event).map_err(BusError::Serialization)?;
         let mut headers = FieldTable::default();
-        headers.insert("x-tenant".into(), AMQPValue::LongString(event.tenant.as_str().into()));
+        headers.insert(
+            "x-tenant".into(),
+            AMQPValue::LongString(event.tenant.as_str().into()),
+        );
         for (k, v) in &event.trace {
             headers.insert(k.as_str().into(), AMQPValue::LongString(v.as_str().into()));
         }
@@ -611,7 +667,10 @@ impl Bus for RabbitBus {
         let dlq = format!("{}.dlq", self.queue_name(queue));
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(msg) = ch.basic_get(dlq.as_str().into(), BasicGetOptions::default()).await? else {
+            let Some(msg) = ch
+                .basic_get(dlq.as_str().into(), BasicGetOptions::default())
+                .await?
+            else {
                 break;
             };
             let raw = msg.delivery;
@@ -621,7 +680,9 @@ impl Bus for RabbitBus {
                 .as_ref()
                 .and_then(|h| h.inner().get(ERROR_HEADER).cloned())
                 .and_then(|v| match v {
-                    AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                    AMQPValue::LongString(s) => {
+                        Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                    }
                     _ => None,
                 });
             let attempt = header_u32(&raw.properties, ATTEMPT_HEADER).unwrap_or(0);
@@ -643,4 +704,3 @@ impl Bus for RabbitBus {
         self.connection().await.map(|_| ())
     }
 }
-

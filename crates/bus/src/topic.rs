@@ -23,7 +23,10 @@ mod tests {
 
     #[test]
     fn topic_patterns() {
-        assert!(m("ten_a.identity.tenant.created", "ten_a.identity.tenant.created"));
+        assert!(m(
+            "ten_a.identity.tenant.created",
+            "ten_a.identity.tenant.created"
+        ));
         assert!(m("*.identity.#", "ten_a.identity.tenant.created"));
         assert!(m("#", "anything.at.all"));
         assert!(m("ten_a.#", "ten_a"));

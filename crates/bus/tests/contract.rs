@@ -10,8 +10,8 @@ use std::{
 };
 
 use caretrail_bus::{
-    Bus, BusError, Delivery, Event, HandlerError, InProcessBus, RabbitBus, RemoteError,
-    RpcRequest, Subscription, handler_fn, inbox, outbox, rpc_fn,
+    Bus, BusError, Delivery, Event, HandlerError, InProcessBus, RabbitBus, RemoteError, RpcRequest,
+    Subscription, handler_fn, inbox, outbox, rpc_fn,
 };
 use caretrail_db::sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::mpsc;
@@ -149,8 +149,18 @@ async fn retried_then_dead_lettered(backend: Backend) {
     let dead = wait_dead_letters(bus.as_ref(), "dlq", 1).await;
     assert_eq!(dead[0].event.id, e.id);
     assert_eq!(dead[0].attempt, 2);
-    assert!(dead[0].error.as_deref().unwrap_or("").contains("downstream is down"));
-    assert_eq!(*attempts.lock().unwrap(), vec![0, 1, 2], "first try + 2 retries");
+    assert!(
+        dead[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("downstream is down")
+    );
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        vec![0, 1, 2],
+        "first try + 2 retries"
+    );
     consumer.shutdown().await;
 }
 both!(retried_then_dead_lettered);
@@ -185,7 +195,12 @@ async fn retry_recovers(backend: Backend) {
     assert_eq!(got[0].event.id, e.id);
     assert_eq!(got[0].attempt, 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(bus.take_dead_letters("recover", 10).await.unwrap().is_empty());
+    assert!(
+        bus.take_dead_letters("recover", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     consumer.shutdown().await;
 }
 both!(retry_recovers);
@@ -196,7 +211,9 @@ async fn rejected_goes_straight_to_dlq(backend: Backend) {
     let counter = calls.clone();
     let consumer = bus
         .subscribe(
-            Subscription::new("reject").bind("#").retries(5, Duration::from_millis(50)),
+            Subscription::new("reject")
+                .bind("#")
+                .retries(5, Duration::from_millis(50)),
             handler_fn(move |_| {
                 let counter = counter.clone();
                 async move {
@@ -231,7 +248,11 @@ async fn rpc_reply_and_remote_error(backend: Backend) {
         .unwrap();
     let body = serde_json::json!({ "hello": "world" });
     let reply = bus
-        .call("echo", RpcRequest::new("echo", &body).unwrap(), Duration::from_secs(10))
+        .call(
+            "echo",
+            RpcRequest::new("echo", &body).unwrap(),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert_eq!(reply, serde_json::json!({ "echo": body }));
@@ -240,7 +261,11 @@ async fn rpc_reply_and_remote_error(backend: Backend) {
         let bus = bus.clone();
         async move {
             let r = bus
-                .call("echo", RpcRequest::new("echo", &i).unwrap(), Duration::from_secs(10))
+                .call(
+                    "echo",
+                    RpcRequest::new("echo", &i).unwrap(),
+                    Duration::from_secs(10),
+                )
                 .await
                 .unwrap();
             assert_eq!(r, serde_json::json!({ "echo": i }));
@@ -248,7 +273,11 @@ async fn rpc_reply_and_remote_error(backend: Backend) {
     });
     futures::future::join_all(calls).await;
     let err = bus
-        .call("echo", RpcRequest::new("nope", &()).unwrap(), Duration::from_secs(10))
+        .call(
+            "echo",
+            RpcRequest::new("nope", &()).unwrap(),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -262,7 +291,11 @@ both!(rpc_reply_and_remote_error);
 async fn rpc_timeout(backend: Backend) {
     let bus = bus(backend).await;
     let err = bus
-        .call("nobody-serves-this", RpcRequest::new("x", &()).unwrap(), Duration::from_millis(300))
+        .call(
+            "nobody-serves-this",
+            RpcRequest::new("x", &()).unwrap(),
+            Duration::from_millis(300),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, BusError::Timeout(_)), "{err:?}");
@@ -278,11 +311,18 @@ async fn rpc_timeout(backend: Backend) {
         .unwrap();
     let started = std::time::Instant::now();
     let err = bus
-        .call("slow", RpcRequest::new("x", &()).unwrap(), Duration::from_millis(300))
+        .call(
+            "slow",
+            RpcRequest::new("x", &()).unwrap(),
+            Duration::from_millis(300),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, BusError::Timeout(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "timed out before the reply");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "timed out before the reply"
+    );
     server.shutdown().await;
 }
 both!(rpc_timeout);
@@ -305,7 +345,8 @@ async fn trace_context_survives_a_hop(backend: Backend) {
                 let tx = tx.clone();
                 async move {
                     // The consumer's span continues the producer's trace.
-                    tx.send(caretrail_platform::trace_context::current_headers()).unwrap();
+                    tx.send(caretrail_platform::trace_context::current_headers())
+                        .unwrap();
                     Ok(())
                 }
             }),
@@ -331,7 +372,10 @@ async fn trace_context_survives_a_hop(backend: Backend) {
         .serve(
             "traced",
             rpc_fn(|_| async {
-                Ok(serde_json::to_value(caretrail_platform::trace_context::current_headers()).unwrap())
+                Ok(
+                    serde_json::to_value(caretrail_platform::trace_context::current_headers())
+                        .unwrap(),
+                )
             }),
         )
         .await
@@ -340,7 +384,12 @@ async fn trace_context_survives_a_hop(backend: Backend) {
     let (reply, caller_trace) = async {
         let req = RpcRequest::new("x", &()).unwrap();
         let t = trace_id(&req.trace);
-        (bus.call("traced", req, Duration::from_secs(10)).await.unwrap(), t)
+        (
+            bus.call("traced", req, Duration::from_secs(10))
+                .await
+                .unwrap(),
+            t,
+        )
     }
     .instrument(span)
     .await;
@@ -360,11 +409,15 @@ async fn database(backend: Backend) -> (DatabaseConnection, Option<tempfile::Tem
             let (s, d) = caretrail_db::testing::fresh_sqlite();
             (s, Some(d))
         }
-        Backend::Rabbit => (caretrail_db::testing::fresh_postgres(Some("bus_test")).await, None),
+        Backend::Rabbit => (
+            caretrail_db::testing::fresh_postgres(Some("bus_test")).await,
+            None,
+        ),
     };
-    let db = caretrail_db::connect_and_migrate::<caretrail_migrations::identity::Migrator>(&settings)
-        .await
-        .unwrap();
+    let db =
+        caretrail_db::connect_and_migrate::<caretrail_migrations::identity::Migrator>(&settings)
+            .await
+            .unwrap();
     (db, dir)
 }
 
@@ -377,11 +430,16 @@ fn exactly_once_consumer(
         let db = db.clone();
         let processed = processed.clone();
         async move {
-            let txn = db.begin().await.map_err(|e| HandlerError::Retry(e.to_string()))?;
+            let txn = db
+                .begin()
+                .await
+                .map_err(|e| HandlerError::Retry(e.to_string()))?;
             let fresh = inbox::claim(&txn, "test-consumer", d.event.id)
                 .await
                 .map_err(|e| HandlerError::Retry(e.to_string()))?;
-            txn.commit().await.map_err(|e| HandlerError::Retry(e.to_string()))?;
+            txn.commit()
+                .await
+                .map_err(|e| HandlerError::Retry(e.to_string()))?;
             if fresh {
                 *processed.lock().unwrap().entry(d.event.id).or_default() += 1;
             }
@@ -426,12 +484,15 @@ async fn outbox_relay_delivers_exactly_once(backend: Backend) {
             committed.push(e.id);
         }
     }
-    let relay = outbox::Relay::new(db.clone(), bus.clone()).poll_interval(Duration::from_millis(50));
+    let relay =
+        outbox::Relay::new(db.clone(), bus.clone()).poll_interval(Duration::from_millis(50));
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = relay.spawn(cancel.clone());
     wait_processed(&processed, committed.len(), Duration::from_secs(20)).await;
     // A duplicate delivery (e.g. a publish whose confirm was lost) changes nothing.
-    let dup_row = caretrail_bus::Event { ..event("ten_a", "identity", "dup", 0) };
+    let dup_row = caretrail_bus::Event {
+        ..event("ten_a", "identity", "dup", 0)
+    };
     let mut dup = dup_row.clone();
     dup.id = committed[0];
     bus.publish(&dup).await.unwrap();
@@ -439,7 +500,11 @@ async fn outbox_relay_delivers_exactly_once(backend: Backend) {
     let processed = processed.lock().unwrap().clone();
     assert_eq!(processed.len(), committed.len());
     for id in &committed {
-        assert_eq!(processed.get(id), Some(&1), "event {id} processed exactly once");
+        assert_eq!(
+            processed.get(id),
+            Some(&1),
+            "event {id} processed exactly once"
+        );
     }
     assert_eq!(outbox::pending_count(&db).await.unwrap(), 0);
     cancel.cancel();
@@ -463,7 +528,9 @@ fn rabbitmqctl(args: &[&str]) {
 struct RestartGuard;
 impl Drop for RestartGuard {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl").arg("start_app").status();
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .status();
     }
 }
 
@@ -479,7 +546,8 @@ async fn broker_restart_loses_nothing_and_duplicates_nothing() {
         )
         .await
         .unwrap();
-    let relay = outbox::Relay::new(db.clone(), bus.clone()).poll_interval(Duration::from_millis(50));
+    let relay =
+        outbox::Relay::new(db.clone(), bus.clone()).poll_interval(Duration::from_millis(50));
     let notify = relay.notifier();
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = relay.spawn(cancel.clone());
@@ -508,7 +576,10 @@ async fn broker_restart_loses_nothing_and_duplicates_nothing() {
         committed.push(commit(i).await);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(outbox::pending_count(&db).await.unwrap() > 0, "nothing can be published while the broker is down");
+    assert!(
+        outbox::pending_count(&db).await.unwrap() > 0,
+        "nothing can be published while the broker is down"
+    );
     rabbitmqctl(&["start_app"]);
     drop(guard);
 
@@ -517,7 +588,11 @@ async fn broker_restart_loses_nothing_and_duplicates_nothing() {
     let processed = processed.lock().unwrap().clone();
     assert_eq!(processed.len(), 30, "none lost");
     for id in &committed {
-        assert_eq!(processed.get(id), Some(&1), "event {id} processed exactly once");
+        assert_eq!(
+            processed.get(id),
+            Some(&1),
+            "event {id} processed exactly once"
+        );
     }
     cancel.cancel();
     task.await.unwrap();

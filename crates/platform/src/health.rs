@@ -49,11 +49,8 @@ impl Health {
     }
 
     pub async fn readiness(&self) -> Readiness {
-        let checks: Vec<Arc<dyn HealthCheck>> = self
-            .checks
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_default();
+        let checks: Vec<Arc<dyn HealthCheck>> =
+            self.checks.read().map(|c| c.clone()).unwrap_or_default();
         let results = futures::future::join_all(checks.iter().map(|c| async move {
             let outcome = match tokio::time::timeout(CHECK_TIMEOUT, c.check()).await {
                 Ok(Ok(())) => Ok(()),

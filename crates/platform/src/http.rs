@@ -171,7 +171,8 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         .limit(limit)
         .error_handler(|err, _req| {
             let (status, code, detail) = match &err {
-                JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => (
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     "the JSON body is larger than allowed".to_string(),
@@ -251,6 +252,12 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     .to_response()
 }
 
+/// A resource whose unsupported methods answer 405 problem+json (actix otherwise falls back
+/// to the app's 404). Services register their routes through this.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
 /// The request's id, for handlers that log or forward it.
 pub fn request_id_of(req: &HttpRequest) -> Option<String> {
     req.extensions().get::<RequestId>().map(|r| r.0.clone())
@@ -291,9 +298,9 @@ where
             .app_data(json_config(json_limit))
             .app_data(path_config())
             .app_data(query_config())
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(self::metrics))
+            .service(resource("/healthz").get(healthz))
+            .service(resource("/readyz").get(readyz))
+            .service(resource("/metrics").get(self::metrics))
             .configure(configure.clone())
     })
     .listen(listener)?

@@ -1,7 +1,9 @@
 //! Prometheus metrics: one registry per service instance (the all-in-one binary runs
 //! several), exposed as text at `/metrics`.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -12,7 +14,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(service: &str) -> Result<Self, prometheus::Error> {
-        let labels = std::collections::HashMap::from([("service".to_string(), service.to_string())]);
+        let labels =
+            std::collections::HashMap::from([("service".to_string(), service.to_string())]);
         let registry = Registry::new_custom(Some("caretrail".into()), Some(labels))?;
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests handled"),
@@ -20,7 +23,9 @@ impl Metrics {
         )?;
         let http_duration = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
-                vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                ],
             ),
             &["method", "route"],
         )?;

@@ -41,7 +41,10 @@ fn install(service_name: &str, format: LogFormat, test_writer: bool) -> Telemetr
         .ok()
         .filter(|v| !v.trim().is_empty());
     if otlp.is_some() {
-        match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+        {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             Err(error) => eprintln!("telemetry: OTLP exporter disabled: {error}"),
         }
@@ -56,7 +59,11 @@ fn install(service_name: &str, format: LogFormat, test_writer: bool) -> Telemetr
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let result = match format {
         _ if test_writer => registry
-            .with(tracing_subscriber::fmt::layer().compact().with_test_writer())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_test_writer(),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

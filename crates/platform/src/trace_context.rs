@@ -55,7 +55,10 @@ pub fn parse_traceparent(value: &str) -> Option<(String, String)> {
     if parts.len() != 4 || parts[0].len() != 2 || parts[1].len() != 32 || parts[2].len() != 16 {
         return None;
     }
-    let hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+    let hex = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    };
     if !parts.iter().all(|p| hex(p)) || parts[1].chars().all(|c| c == '0') {
         return None;
     }

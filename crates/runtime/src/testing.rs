@@ -37,13 +37,19 @@ fn uuid_like() -> String {
 }
 
 /// Settings for one service under test; keep the guard alive as long as the service.
-pub async fn settings(backend: Backend, schema: &str) -> (ServiceSettings, Option<tempfile::TempDir>) {
+pub async fn settings(
+    backend: Backend,
+    schema: &str,
+) -> (ServiceSettings, Option<tempfile::TempDir>) {
     let (db, dir): (DbSettings, _) = match backend {
         Backend::Embedded => {
             let (db, dir) = caretrail_db::testing::fresh_sqlite();
             (db, Some(dir))
         }
-        Backend::Real => (caretrail_db::testing::fresh_postgres(Some(schema)).await, None),
+        Backend::Real => (
+            caretrail_db::testing::fresh_postgres(Some(schema)).await,
+            None,
+        ),
     };
     let bus = BusSettings {
         bus_url: match backend {

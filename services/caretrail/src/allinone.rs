@@ -154,9 +154,16 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
     .await
     .context("starting the gateway")?;
 
-    let base = format!("http://{}:{}", display_host(&config.http_host), gateway.port());
+    let base = format!(
+        "http://{}:{}",
+        display_host(&config.http_host),
+        gateway.port()
+    );
     println!();
-    println!("  Caretrail is running (all-in-one, data in {})", config.data_dir.display());
+    println!(
+        "  Caretrail is running (all-in-one, data in {})",
+        config.data_dir.display()
+    );
     println!("    API      {base}/v1/");
     println!("    Docs     {base}/docs/");
     println!("    OpenAPI  {base}/openapi.json");

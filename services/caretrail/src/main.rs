@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 mod allinone;
 
 #[derive(Parser)]
-#[command(name = "caretrail", version, about = "Caretrail: consented, verifiable medical-record sharing")]
+#[command(
+    name = "caretrail",
+    version,
+    about = "Caretrail: consented, verifiable medical-record sharing"
+)]
 struct Cli {
     /// Configuration file (TOML); `CARETRAIL_*` environment variables override it.
     #[arg(long, global = true, env = "CARETRAIL_CONFIG")]
@@ -43,7 +47,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -2,8 +2,8 @@
 //! real PostgreSQL and RabbitMQ, migrates its schema and reports ready.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use caretrail_runtime::testing::{Backend, settings};
 use caretrail_consent::{Application, Config};
+use caretrail_runtime::testing::{Backend, settings};
 
 async fn starts_and_is_ready(backend: Backend) {
     caretrail_platform::telemetry::init_for_tests();
@@ -25,7 +25,9 @@ async fn starts_and_is_ready(backend: Backend) {
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["checks"]["database"], "ok");
     assert_eq!(ready["checks"]["bus"], "ok");
-    let missing = reqwest::get(format!("{base}/v1/nothing-here")).await.unwrap();
+    let missing = reqwest::get(format!("{base}/v1/nothing-here"))
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     stop_tx.send(()).unwrap();
     running.await.unwrap().unwrap();

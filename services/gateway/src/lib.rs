@@ -9,7 +9,7 @@ use actix_web::{HttpResponse, web};
 use caretrail_platform::{
     config::{ConfigError, HttpSettings, LogFormat, Validate},
     health::Health,
-    http::{Runner, ServerParts, method_not_allowed},
+    http::{Runner, ServerParts, resource},
     metrics::Metrics,
 };
 use serde::Deserialize;
@@ -132,24 +132,18 @@ impl Application {
         let configure = move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(proxy.upstreams.clone())
                 .app_data(web::Data::new(proxy.clone()))
+                .service(resource("/openapi.json").get(openapi::serve))
+                .service(resource("/docs").get(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header(("location", "/docs/"))
+                        .finish()
+                }))
                 .service(
-                    web::resource("/openapi.json")
-                        .get(openapi::serve)
-                        .default_service(web::to(method_not_allowed)),
+                    SwaggerUi::new("/docs/{_:.*}").external_urls_from_iter_unchecked([(
+                        "/caretrail-openapi.json",
+                        document.clone(),
+                    )]),
                 )
-                .service(
-                    web::resource("/docs")
-                        .get(|| async {
-                            HttpResponse::PermanentRedirect()
-                                .insert_header(("location", "/docs/"))
-                                .finish()
-                        })
-                        .default_service(web::to(method_not_allowed)),
-                )
-                .service(SwaggerUi::new("/docs/{_:.*}").external_urls_from_iter_unchecked([(
-                    "/caretrail-openapi.json",
-                    document.clone(),
-                )]))
                 .default_service(web::to(proxy::forward));
         };
         let (port, server) = caretrail_platform::http::start(ServerParts {

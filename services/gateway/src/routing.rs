@@ -67,10 +67,16 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route("/v1/patients/pat_1/records"), Some(Upstream::ObjectStore));
+        assert_eq!(
+            route("/v1/patients/pat_1/records"),
+            Some(Upstream::ObjectStore)
+        );
         assert_eq!(route("/v1/patients/pat_1"), Some(Upstream::Identity));
         assert_eq!(route("/v1/patients"), Some(Upstream::Identity));
-        assert_eq!(route("/v1/records/rec_1/content"), Some(Upstream::ObjectStore));
+        assert_eq!(
+            route("/v1/records/rec_1/content"),
+            Some(Upstream::ObjectStore)
+        );
         assert_eq!(route("/v1/grants"), Some(Upstream::Consent));
         assert_eq!(route("/v1/ledger/ten_1/checkpoint"), Some(Upstream::Ledger));
         assert_eq!(route("/v1/audit/events"), Some(Upstream::Audit));

@@ -4,6 +4,9 @@ use caretrail_ledger::{Application, Config, SERVICE};
 async fn main() -> anyhow::Result<()> {
     let config = Config::load()?;
     let _telemetry = caretrail_platform::telemetry::init(SERVICE, config.service.log_format);
-    Application::build(config).await?.run_until_stopped().await?;
+    Application::build(config)
+        .await?
+        .run_until_stopped()
+        .await?;
     Ok(())
 }

@@ -46,9 +46,11 @@ impl Application {
     /// Connects and migrates the database, connects the bus and binds the HTTP port
     /// (`http_port = 0` picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let infra =
-            Infra::prepare::<caretrail_migrations::object_store::Migrator>(SERVICE, &config.service)
-                .await?;
+        let infra = Infra::prepare::<caretrail_migrations::object_store::Migrator>(
+            SERVICE,
+            &config.service,
+        )
+        .await?;
         let runner = infra.serve(config.service.http.clone(), routes)?;
         Ok(Self { runner })
     }

@@ -1,0 +1,75 @@
+# Caretrail — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# Reuse a warm build directory outside the clone when there is one.
+export CARGO_TARGET_DIR ?= $(if $(wildcard $(HOME)/.cache/caretrail/target),$(HOME)/.cache/caretrail/target,$(CURDIR)/target)
+BIN := $(CARGO_TARGET_DIR)/debug/caretrail
+
+CARETRAIL_HTTP_PORT ?= 8080
+CARETRAIL_DATA_DIR ?= ./data
+export CARETRAIL_HTTP_PORT CARETRAIL_DATA_DIR
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build every crate
+	$(CARGO) build --workspace --all-targets
+
+.PHONY: run
+run: ## Run the all-in-one server on the embedded defaults (SQLite, in-process bus) at :8080
+	$(CARGO) build -p caretrail
+	$(BIN) serve
+
+.PHONY: infra
+infra: ## Start PostgreSQL and RabbitMQ for the tests (idempotent)
+	./infra/start-postgres.sh
+	./infra/start-rabbitmq.sh
+
+.PHONY: test
+test: infra ## Run every test, on the embedded adapters and on real PostgreSQL and RabbitMQ
+	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
+	$(CARGO) nextest run --workspace --no-fail-fast -E 'not test(/broker_restart/)'
+	@# This one stops and starts RabbitMQ, so it runs alone.
+	$(CARGO) nextest run -p caretrail-bus -E 'test(/broker_restart/)'
+	./infra/start-rabbitmq.sh
+
+.PHONY: lint
+lint: ## Formatting and clippy, warnings denied
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: openapi
+openapi: ## Regenerate openapi/caretrail.json from the code
+	$(CARGO) build -p caretrail
+	$(BIN) openapi > openapi/caretrail.json.tmp && mv openapi/caretrail.json.tmp openapi/caretrail.json
+	@# The gateway embeds the document: rebuild so it serves the new one.
+	$(CARGO) build -p caretrail
+
+.PHONY: openapi-check
+openapi-check: ## Fail if the committed OpenAPI document differs from the code
+	$(CARGO) build -p caretrail
+	@$(BIN) openapi > $(CARGO_TARGET_DIR)/openapi-generated.json
+	@diff -u openapi/caretrail.json $(CARGO_TARGET_DIR)/openapi-generated.json \
+	  || (echo "openapi/caretrail.json is stale: run 'make openapi' and commit it" >&2; exit 1)
+	@python3 infra/validate-openapi.py openapi/caretrail.json
+
+.PHONY: migrate
+migrate: ## Apply database migrations of every service (CARETRAIL_DATABASE_URL for PostgreSQL)
+	$(CARGO) build -p caretrail
+	$(BIN) migrate
+
+.PHONY: bench
+bench: ## Criterion benchmarks (figures go in docs/PERFORMANCE.md)
+	$(CARGO) bench --workspace
+
+.PHONY: clean-data
+clean-data: ## Delete the embedded server's data directory
+	rm -rf $(CARETRAIL_DATA_DIR)

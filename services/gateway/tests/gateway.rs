@@ -1,0 +1,388 @@
+//! Gateway behaviour against a stub upstream built on the same platform HTTP stack the
+//! services use: routing, streaming, request id and trace propagation, limits, timeouts, and
+//! problem+json for every failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use caretrail_gateway::{Application, Config};
+use caretrail_platform::{
+    config::HttpSettings,
+    health::Health,
+    http::{ServerParts, resource, start},
+    metrics::Metrics,
+};
+use futures::StreamExt;
+
+fn header(req: &HttpRequest, name: &str) -> serde_json::Value {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| serde_json::Value::String(s.to_string()))
+        .unwrap_or(serde_json::Value::Null)
+}
+
+async fn echo(req: HttpRequest, mut body: web::Payload) -> HttpResponse {
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    if req.query_string().contains("raw") {
+        return HttpResponse::Ok().body(bytes.freeze());
+    }
+    HttpResponse::Ok()
+        .insert_header(("x-upstream", "stub"))
+        .json(serde_json::json!({
+            "method": req.method().as_str(),
+            "path": req.path(),
+            "query": req.query_string(),
+            "request_id": header(&req, "x-request-id"),
+            "traceparent": header(&req, "traceparent"),
+            "forwarded_for": header(&req, "x-forwarded-for"),
+            "authorization": header(&req, "authorization"),
+            "len": bytes.len(),
+        }))
+}
+
+async fn json_only(body: web::Json<serde_json::Value>) -> HttpResponse {
+    HttpResponse::Created().json(body.into_inner())
+}
+
+async fn slow() -> HttpResponse {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    HttpResponse::Ok().finish()
+}
+
+/// Starts the stub upstream; returns its base URL.
+fn stub_upstream() -> String {
+    let (port, server) = start(ServerParts {
+        service: "stub",
+        settings: HttpSettings::ephemeral(),
+        health: Health::new(),
+        metrics: Metrics::new("stub").unwrap(),
+        configure: |cfg: &mut web::ServiceConfig| {
+            cfg.route("/v1/records/echo", web::to(echo))
+                .service(resource("/v1/grants").post(json_only))
+                .route("/v1/ledger/slow", web::get().to(slow));
+        },
+    })
+    .unwrap();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn gateway_with(config: impl FnOnce(&mut Config)) -> String {
+    caretrail_platform::telemetry::init_for_tests();
+    let upstream = stub_upstream();
+    let mut cfg = Config::with_single_upstream(HttpSettings::ephemeral(), &upstream);
+    config(&mut cfg);
+    let app = Application::build(cfg).await.unwrap();
+    let port = app.port();
+    tokio::spawn(app.run_until(std::future::pending()));
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn gateway() -> String {
+    gateway_with(|_| {}).await
+}
+
+async fn problem(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["type"], format!("urn:caretrail:problem:{code}"));
+    assert!(body["title"].is_string());
+    assert_eq!(
+        body["request_id"], request_id,
+        "request id in body and header"
+    );
+    body
+}
+
+#[tokio::test]
+async fn routes_and_propagates_request_id_and_trace_context() {
+    let gw = gateway().await;
+    let client = reqwest::Client::new();
+    let incoming_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let resp = client
+        .post(format!("{gw}/v1/records/echo?x=1"))
+        .header("x-request-id", "partner-req-42")
+        .header("traceparent", incoming_trace)
+        .header("authorization", "Bearer abc")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "partner-req-42");
+    assert_eq!(
+        resp.headers()["x-upstream"],
+        "stub",
+        "upstream headers pass back"
+    );
+    let seen: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/v1/records/echo");
+    assert_eq!(seen["query"], "x=1");
+    assert_eq!(seen["len"], 5);
+    assert_eq!(seen["request_id"], "partner-req-42");
+    assert_eq!(seen["authorization"], "Bearer abc");
+    assert_eq!(seen["forwarded_for"], "127.0.0.1");
+    let (trace, parent) =
+        caretrail_platform::trace_context::parse_traceparent(seen["traceparent"].as_str().unwrap())
+            .expect("upstream gets a valid traceparent");
+    assert_eq!(trace, "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+    assert_ne!(
+        parent, "00f067aa0ba902b7",
+        "the gateway's span is the new parent"
+    );
+}
+
+#[tokio::test]
+async fn generates_a_request_id_when_none_or_a_bad_one_is_given() {
+    let gw = gateway().await;
+    let client = reqwest::Client::new();
+    for given in [None, Some("bad id with spaces")] {
+        let mut req = client.post(format!("{gw}/v1/records/echo"));
+        if let Some(g) = given {
+            req = req.header("x-request-id", g);
+        }
+        let resp = req.send().await.unwrap();
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(id.starts_with("req_"), "{id}");
+        let seen: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(seen["request_id"], id);
+        assert!(
+            seen["traceparent"].is_string(),
+            "a new trace starts at the gateway"
+        );
+    }
+}
+
+#[tokio::test]
+async fn streams_large_bodies_both_ways() {
+    let gw = gateway().await;
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let resp = reqwest::Client::new()
+        .put(format!("{gw}/v1/records/echo?raw"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let back = resp.bytes().await.unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back[..] == data[..], "same bytes back");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_problems() {
+    let gw = gateway().await;
+    for path in [
+        "/v1/nothing",
+        "/v2/records",
+        "/",
+        "/internal/info",
+        "/v1/records/../x",
+    ] {
+        let resp = reqwest::get(format!("{gw}{path}")).await.unwrap();
+        problem(resp, 404, "not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_405_problem() {
+    let gw = gateway().await;
+    let client = reqwest::Client::new();
+    for path in ["/openapi.json", "/healthz"] {
+        let resp = client.delete(format!("{gw}{path}")).send().await.unwrap();
+        problem(resp, 405, "method_not_allowed").await;
+    }
+    // An upstream's 405 is passed through as its problem+json.
+    let resp = client.get(format!("{gw}/v1/grants")).send().await.unwrap();
+    problem(resp, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_problems() {
+    let gw = gateway_with(|c| c.body_limit_bytes = 1024).await;
+    let client = reqwest::Client::new();
+    // Declared length over the limit: refused before reading.
+    let resp = client
+        .post(format!("{gw}/v1/records/echo"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    problem(resp, 413, "payload_too_large").await;
+    // Chunked body that turns out too large: stopped mid-stream.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b'y'; 512])).collect();
+    let resp = client
+        .post(format!("{gw}/v1/records/echo"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    problem(resp, 413, "payload_too_large").await;
+    // Under the limit passes.
+    let resp = client
+        .post(format!("{gw}/v1/records/echo"))
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn malformed_and_invalid_json_are_400_problems() {
+    let gw = gateway().await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{gw}/v1/grants"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, 400, "malformed_json").await;
+    let resp = client
+        .post(format!("{gw}/v1/grants"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, 415, "unsupported_media_type").await;
+    let resp = client
+        .post(format!("{gw}/v1/grants"))
+        .json(&serde_json::json!({"ok": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+}
+
+#[tokio::test]
+async fn upstream_failures_are_502_and_504_problems() {
+    // A port nobody listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    caretrail_platform::telemetry::init_for_tests();
+    let app = Application::build(Config::with_single_upstream(
+        HttpSettings::ephemeral(),
+        &format!("http://127.0.0.1:{closed}"),
+    ))
+    .await
+    .unwrap();
+    let port = app.port();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/v1/records/x"))
+        .await
+        .unwrap();
+    let body = problem(resp, 502, "upstream_unavailable").await;
+    assert!(
+        !body.to_string().contains(&closed.to_string()),
+        "no internal address leaks: {body}"
+    );
+
+    let gw = gateway_with(|c| c.upstream_timeout_secs = 1).await;
+    let resp = reqwest::get(format!("{gw}/v1/ledger/slow")).await.unwrap();
+    problem(resp, 504, "upstream_timeout").await;
+}
+
+#[tokio::test]
+async fn serves_openapi_3_1_and_docs() {
+    let gw = gateway().await;
+    let resp = reqwest::get(format!("{gw}/openapi.json")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let served = resp.text().await.unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../openapi/caretrail.json"
+    ))
+    .unwrap();
+    assert_eq!(
+        served, committed,
+        "the gateway serves the committed document"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&served).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["title"], "Caretrail API");
+    assert!(doc["paths"]["/healthz"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // Every $ref resolves.
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "$ref" {
+                        out.push(v.as_str().unwrap_or_default().to_string());
+                    }
+                    refs(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in all {
+        let pointer = r.trim_start_matches('#');
+        assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
+    }
+
+    let resp = reqwest::get(format!("{gw}/docs/")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("swagger")
+    );
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{gw}/docs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 308);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route() {
+    let gw = gateway().await;
+    reqwest::get(format!("{gw}/healthz")).await.unwrap();
+    let text = reqwest::get(format!("{gw}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("caretrail_http_requests_total") && l.contains("route=\"/healthz\"")
+        })
+        .unwrap_or_else(|| panic!("no counter for /healthz in {text}"));
+    for label in ["method=\"GET\"", "service=\"gateway\"", "status=\"200\""] {
+        assert!(line.contains(label), "{line}");
+    }
+    assert!(line.ends_with(" 1"), "{line}");
+}

@@ -29,6 +29,10 @@ infra: ## Start PostgreSQL and RabbitMQ for the tests (idempotent)
 	./infra/start-postgres.sh
 	./infra/start-rabbitmq.sh
 
+.PHONY: s3
+s3: ## Start a local S3 server (Garage; installs it on first use, ~10 min)
+	./infra/start-s3.sh
+
 .PHONY: test
 test: infra ## Run every test, on the embedded adapters and on real PostgreSQL and RabbitMQ
 	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked

@@ -7,6 +7,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 mod allinone;
+mod crypto_cli;
 
 #[derive(Parser)]
 #[command(
@@ -30,11 +31,17 @@ enum Command {
     Migrate,
     /// Print the public OpenAPI document (what `make openapi` writes to openapi/).
     Openapi,
+    /// Keys, hashes, signatures and streaming encryption for partner developers.
+    #[command(subcommand)]
+    Crypto(crypto_cli::CryptoCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Crypto(cmd) = command {
+        return crypto_cli::run(cmd);
+    }
     if let Command::Openapi = command {
         return match allinone::openapi_json() {
             Ok(json) => {
@@ -63,7 +70,7 @@ fn main() -> ExitCode {
         match command {
             Command::Serve => allinone::serve(config).await,
             Command::Migrate => allinone::migrate(&config).await,
-            Command::Openapi => Ok(()),
+            Command::Openapi | Command::Crypto(_) => Ok(()),
         }
     });
     match result {

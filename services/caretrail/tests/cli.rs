@@ -1,0 +1,248 @@
+//! The `caretrail` binary as users run it: the all-in-one server on the embedded defaults,
+//! the OpenAPI export, and the partner developers' crypto commands.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_caretrail");
+
+fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn crypto_cli_round_trips_and_refuses_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("report.pdf"), b"%PDF-1.7 exam report of patient 42").unwrap();
+    for suite in ["gm", "intl"] {
+        let key = format!("{suite}.pem");
+        let (code, _, err) = run(&["crypto", "keygen", "--suite", suite, "--out", &key], d);
+        assert_eq!(code, 0, "{err}");
+        assert!(d.join(format!("{suite}.pub.pem")).exists());
+        let (code, sig, err) = run(&["crypto", "sign", "--key", &key, "report.pdf"], d);
+        assert_eq!(code, 0, "{err}");
+        let sig = sig.trim().to_string();
+        let pubkey = format!("{suite}.pub.pem");
+        let (code, _, _) = run(
+            &[
+                "crypto",
+                "verify",
+                "--pub",
+                &pubkey,
+                "--sig",
+                &sig,
+                "report.pdf",
+            ],
+            d,
+        );
+        assert_eq!(code, 0, "valid signature verifies");
+        std::fs::write(d.join("altered.pdf"), b"%PDF-1.7 exam report of patient 43").unwrap();
+        let (code, _, _) = run(
+            &[
+                "crypto",
+                "verify",
+                "--pub",
+                &pubkey,
+                "--sig",
+                &sig,
+                "altered.pdf",
+            ],
+            d,
+        );
+        assert_eq!(code, 1, "altered file fails verification");
+
+        let key_hex = if suite == "gm" {
+            "00112233445566778899aabbccddeeff"
+        } else {
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+        };
+        let (code, _, err) = run(
+            &[
+                "crypto",
+                "encrypt",
+                "--suite",
+                suite,
+                "--key-hex",
+                key_hex,
+                "--in",
+                "report.pdf",
+                "--out",
+                "report.enc",
+            ],
+            d,
+        );
+        assert_eq!(code, 0, "{err}");
+        let sealed = std::fs::read(d.join("report.enc")).unwrap();
+        assert!(
+            !sealed.windows(7).any(|w| w == b"patient"),
+            "no plaintext in the ciphertext"
+        );
+        let (code, _, err) = run(
+            &[
+                "crypto",
+                "decrypt",
+                "--suite",
+                suite,
+                "--key-hex",
+                key_hex,
+                "--in",
+                "report.enc",
+                "--out",
+                "back.pdf",
+            ],
+            d,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            std::fs::read(d.join("back.pdf")).unwrap(),
+            std::fs::read(d.join("report.pdf")).unwrap()
+        );
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        std::fs::write(d.join("tampered.enc"), tampered).unwrap();
+        let (code, _, err) = run(
+            &[
+                "crypto",
+                "decrypt",
+                "--suite",
+                suite,
+                "--key-hex",
+                key_hex,
+                "--in",
+                "tampered.enc",
+                "--out",
+                "x.pdf",
+            ],
+            d,
+        );
+        assert_ne!(code, 0);
+        assert!(
+            !d.join("x.pdf").exists(),
+            "no partial plaintext left behind"
+        );
+        assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    }
+    let (code, _, err) = run(&["crypto", "sign", "--key", "missing.pem", "report.pdf"], d);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("missing.pem") && !err.contains("panicked"),
+        "{err}"
+    );
+    std::fs::write(
+        d.join("bad.pem"),
+        "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["crypto", "sign", "--key", "bad.pem", "report.pdf"], d);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn openapi_export_is_the_committed_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(&["openapi"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../openapi/caretrail.json"
+    ))
+    .unwrap();
+    assert_eq!(
+        out.trim_end(),
+        committed.trim_end(),
+        "run `make openapi` and commit the result"
+    );
+}
+
+#[tokio::test]
+async fn serve_starts_every_service_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("CARETRAIL_HTTP_PORT", "0")
+        .env("CARETRAIL_DATA_DIR", dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let api_line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.trim_start().starts_with("API"))
+    })
+    .await
+    .unwrap()
+    .expect("the server prints where the API is");
+    let base = api_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/v1/")
+        .to_string();
+    let ready: serde_json::Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    let doc: serde_json::Value = reqwest::get(format!("{base}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        reqwest::get(format!("{base}/docs/"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Every service created its database in the data directory.
+    for db in [
+        "identity.db",
+        "consent.db",
+        "ledger.db",
+        "object_store.db",
+        "audit.db",
+    ] {
+        assert!(dir.path().join("data").join(db).exists(), "{db}");
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("stops within 30 s of SIGTERM")
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+}

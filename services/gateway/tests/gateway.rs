@@ -391,9 +391,12 @@ async fn metrics_count_requests_by_route() {
 async fn drains_in_flight_requests_on_shutdown() {
     caretrail_platform::telemetry::init_for_tests();
     let upstream = stub_upstream();
-    let app = Application::build(Config::with_single_upstream(HttpSettings::ephemeral(), &upstream))
-        .await
-        .unwrap();
+    let app = Application::build(Config::with_single_upstream(
+        HttpSettings::ephemeral(),
+        &upstream,
+    ))
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(app.run_until(async {
@@ -403,8 +406,15 @@ async fn drains_in_flight_requests_on_shutdown() {
     let in_flight = tokio::spawn(async move { reqwest::get(slow_url).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop_tx.send(()).unwrap();
-    let resp = in_flight.await.unwrap().expect("in-flight request completes");
-    assert_eq!(resp.status(), 200, "the request started before shutdown is answered");
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(
+        resp.status(),
+        200,
+        "the request started before shutdown is answered"
+    );
     running.await.unwrap().unwrap();
     assert!(
         reqwest::get(format!("{base}/healthz")).await.is_err(),

@@ -159,17 +159,28 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         display_host(&config.http_host),
         gateway.port()
     );
-    println!();
-    println!(
-        "  Caretrail is running (all-in-one, data in {})",
-        config.data_dir.display()
-    );
-    println!("    API      {base}/v1/");
-    println!("    Docs     {base}/docs/");
-    println!("    OpenAPI  {base}/openapi.json");
-    println!("    Health   {base}/healthz  {base}/readyz  {base}/metrics");
-    println!("  Stop with Ctrl-C.");
-    println!();
+    // A closed stdout (piped into `head`, a detached terminal) must not stop the server.
+    let banner = [
+        String::new(),
+        format!(
+            "  Caretrail is running (all-in-one, data in {})",
+            config.data_dir.display()
+        ),
+        format!("    API      {base}/v1/"),
+        format!("    Docs     {base}/docs/"),
+        format!("    OpenAPI  {base}/openapi.json"),
+        format!("    Health   {base}/healthz  {base}/readyz  {base}/metrics"),
+        "  Stop with Ctrl-C.".to_string(),
+        String::new(),
+    ];
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in banner {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
 
     // The gateway drains first so no request reaches a stopping service.
     let gateway_result = gateway.run_until_stopped().await;

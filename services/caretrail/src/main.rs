@@ -45,8 +45,14 @@ fn main() -> ExitCode {
     if let Command::Openapi = command {
         return match allinone::openapi_json() {
             Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
+                use std::io::Write;
+                match writeln!(std::io::stdout(), "{json}") {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: writing the document: {e}");
+                        ExitCode::from(2)
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("error: {e}");

@@ -1,0 +1,9 @@
+//! The contract between Caretrail services and with partners: identifiers, token claims,
+//! roles and scopes, and the payloads of domain events. Types only; no behaviour beyond
+//! parsing.
+
+pub mod auth;
+pub mod events;
+pub mod ids;
+
+pub use ids::*;

@@ -20,9 +20,9 @@ build: ## Build every crate
 	$(CARGO) build --workspace --all-targets
 
 .PHONY: run
-run: ## Run the all-in-one server on the embedded defaults (SQLite, in-process bus) at :8080
+run: ## Run the all-in-one server on the embedded defaults (SQLite, in-process bus) at :8080, with the demo tenant
 	$(CARGO) build -p caretrail
-	$(BIN) serve
+	$(BIN) serve --seed-demo
 
 .PHONY: infra
 infra: ## Start PostgreSQL and RabbitMQ for the tests (idempotent)
@@ -38,7 +38,7 @@ test: infra ## Run every test, on the embedded adapters and on real PostgreSQL a
 	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
 	$(CARGO) nextest run --workspace --no-fail-fast -E 'not test(/broker_restart/)'
 	@# This one stops and starts RabbitMQ, so it runs alone.
-	$(CARGO) nextest run -p caretrail-bus -E 'test(/broker_restart/)'
+	$(CARGO) nextest run --workspace -E 'test(/broker_restart/)'
 	./infra/start-rabbitmq.sh
 
 .PHONY: lint

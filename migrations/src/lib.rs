@@ -6,6 +6,7 @@
 use sea_orm_migration::prelude::*;
 
 pub mod common;
+pub mod identity_tables;
 
 macro_rules! service_migrator {
     ($module:ident, $doc:literal, [$($migration:expr),* $(,)?]) => {
@@ -28,7 +29,7 @@ macro_rules! service_migrator {
 service_migrator!(
     identity,
     "Identity service schema.",
-    [crate::common::OutboxInbox]
+    [crate::common::OutboxInbox, crate::identity_tables::Tables]
 );
 service_migrator!(
     consent,

@@ -140,6 +140,9 @@ pub struct Subscription {
     pub retry_delay: Duration,
     /// Unacknowledged messages in flight per consumer.
     pub prefetch: u16,
+    /// A queue of this consumer alone that disappears with it (fan-out to every replica,
+    /// e.g. cache invalidations). No retry or dead-letter queue.
+    pub ephemeral: bool,
 }
 
 impl Subscription {
@@ -150,7 +153,13 @@ impl Subscription {
             max_retries: 5,
             retry_delay: Duration::from_millis(500),
             prefetch: 16,
+            ephemeral: false,
         }
+    }
+
+    pub fn ephemeral(mut self) -> Self {
+        self.ephemeral = true;
+        self
     }
 
     pub fn bind(mut self, pattern: impl Into<String>) -> Self {

@@ -9,7 +9,7 @@ use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use tokio::sync::Notify;
@@ -145,7 +145,9 @@ impl Relay {
     /// Publishes up to one batch, in commit order. Returns how many were published.
     pub async fn publish_batch(&self) -> Result<usize, BusError> {
         let db_err = |e: sea_orm::DbErr| BusError::Unavailable(format!("outbox: {e}"));
-        let txn = self.db.begin().await.map_err(db_err)?;
+        let txn = caretrail_db::begin_write(&self.db)
+            .await
+            .map_err(|e| BusError::Unavailable(format!("outbox: {e}")))?;
         let mut query = entity::Entity::find()
             .filter(entity::Column::PublishedAt.is_null())
             .order_by_asc(entity::Column::Seq)

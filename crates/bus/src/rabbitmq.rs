@@ -153,6 +153,16 @@ impl RabbitBus {
 
     async fn declare_subscription(&self, ch: &Channel, sub: &Subscription) -> Result<(), BusError> {
         let main = self.queue_name(&sub.queue);
+        if sub.ephemeral {
+            let options = QueueDeclareOptions {
+                durable: false,
+                auto_delete: true,
+                ..Default::default()
+            };
+            ch.queue_declare(main.as_str().into(), options, FieldTable::default())
+                .await?;
+            return self.bind(ch, &main, sub).await;
+        }
         let mut main_args = FieldTable::default();
         if self.shared.quorum {
             main_args.insert(
@@ -183,9 +193,13 @@ impl RabbitBus {
             FieldTable::default(),
         )
         .await?;
+        self.bind(ch, &main, sub).await
+    }
+
+    async fn bind(&self, ch: &Channel, queue: &str, sub: &Subscription) -> Result<(), BusError> {
         for binding in &sub.bindings {
             ch.queue_bind(
-                main.as_str().into(),
+                queue.into(),
                 self.exchange().as_str().into(),
                 binding.as_str().into(),
                 QueueBindOptions::default(),
@@ -271,6 +285,10 @@ impl RabbitBus {
         let outcome = crate::dispatch(handler, &delivery).await;
         let result = match outcome {
             Ok(()) => Ok(()),
+            Err(e) if sub.ephemeral => {
+                tracing::warn!(message_id = %delivery.event.id, error = %e, "dropping message of an ephemeral subscription");
+                Ok(())
+            }
             Err(HandlerError::Retry(reason)) if attempt < sub.max_retries => {
                 let next = attempt + 1;
                 let delay = sub.backoff(next);

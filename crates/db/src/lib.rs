@@ -160,7 +160,7 @@ pub async fn begin_tenant(
     db: &DatabaseConnection,
     tenant: &str,
 ) -> Result<DatabaseTransaction, DbError> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     if db.get_database_backend() == DbBackend::Postgres {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -170,6 +170,20 @@ pub async fn begin_tenant(
         .await?;
     }
     Ok(txn)
+}
+
+/// Begins a transaction that may write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
+/// SQLITE_BUSY at once, without waiting, when another writer got there first.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbError> {
+    let options = match db.get_database_backend() {
+        DbBackend::Sqlite => sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        },
+        _ => sea_orm::TransactionOptions::default(),
+    };
+    Ok(db.begin_with_options(options).await?)
 }
 
 /// A cheap round trip, for readiness checks.

@@ -2,6 +2,7 @@
 //! errors, request ids, health and metrics endpoints, the HTTP server lifecycle and
 //! shutdown. No domain logic lives here.
 
+pub mod auth;
 pub mod config;
 pub mod health;
 pub mod http;

@@ -25,6 +25,12 @@ pub struct AllInOneConfig {
     /// PostgreSQL instead of SQLite files: each service gets its own schema in it.
     #[serde(default)]
     pub database_url: Option<SecretString>,
+    /// Seals keys at rest (64 hex). Unset: generated once into `<data_dir>/master.key`.
+    #[serde(default)]
+    pub master_key: Option<SecretString>,
+    /// First start only: create the demo tenant and write `<data_dir>/dev-credentials.json`.
+    #[serde(default)]
+    pub seed_demo: bool,
     #[serde(flatten)]
     pub bus: BusSettings,
 }
@@ -83,6 +89,70 @@ impl AllInOneConfig {
     }
 }
 
+impl AllInOneConfig {
+    /// The configured master key, or the one kept in the data directory (created 0600 on
+    /// first use). Production deployments pass it from a secret store instead.
+    fn master_key(&self) -> anyhow::Result<SecretString> {
+        if let Some(k) = &self.master_key {
+            return Ok(k.clone());
+        }
+        let path = self.data_dir.join("master.key");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Ok(SecretString::from(text.trim().to_string()));
+        }
+        let key = caretrail_identity::secrets::MasterKey::generate_hex()?;
+        write_private(&path, key.expose_secret().as_bytes())?;
+        tracing::warn!(path = %path.display(), "generated a master key; back it up: without it custodial keys are lost");
+        Ok(key)
+    }
+
+    fn identity(&self, base_url: &str) -> anyhow::Result<caretrail_identity::Config> {
+        let mut config =
+            caretrail_identity::Config::new(self.service("identity"), self.master_key()?);
+        config.public_base_url = base_url.to_string();
+        Ok(config)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn public_base(config: &AllInOneConfig, port: u16) -> String {
+    format!("http://{}:{}", display_host(&config.http_host), port)
+}
+
+/// `caretrail bootstrap`: the platform operator's first credential, printed once.
+pub async fn bootstrap(config: &AllInOneConfig, name: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let identity = caretrail_identity::Application::build(
+        config.identity(&public_base(config, config.http_port))?,
+    )
+    .await?;
+    let cred = caretrail_identity::seed::bootstrap_operator(&identity.state(), name).await?;
+    identity.run_until(async {}).await?;
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(&cred)?
+    );
+    Ok(())
+}
+
 pub fn openapi_json() -> anyhow::Result<String> {
     let doc = caretrail_gateway::openapi::build_document(vec![
         caretrail_identity::openapi(),
@@ -130,7 +200,17 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         }};
     }
 
-    let identity = start!(caretrail_identity);
+    let identity_app = caretrail_identity::Application::build(
+        config.identity(&public_base(&config, config.http_port))?,
+    )
+    .await
+    .context("starting identity")?;
+    let identity_state = identity_app.state();
+    let identity = format!("http://127.0.0.1:{}", identity_app.port());
+    {
+        let token = stop_services.clone();
+        running.spawn(async move { identity_app.run_until(token.cancelled_owned()).await });
+    }
     let consent = start!(caretrail_consent);
     let ledger = start!(caretrail_ledger);
     let object_store = start!(caretrail_object_store);
@@ -143,6 +223,8 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
             ..HttpSettings::default()
         },
         log_format: config.log_format,
+        auth: caretrail_platform::auth::AuthSettings::default(),
+        bus: config.bus.clone(),
         identity_url: identity,
         consent_url: consent,
         ledger_url: ledger,
@@ -154,11 +236,19 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
     .await
     .context("starting the gateway")?;
 
-    let base = format!(
-        "http://{}:{}",
-        display_host(&config.http_host),
-        gateway.port()
-    );
+    let base = public_base(&config, gateway.port());
+    let credentials_file = config.data_dir.join("dev-credentials.json");
+    let mut seeded = None;
+    if config.seed_demo && !credentials_file.exists() {
+        let demo = caretrail_identity::seed::demo(&identity_state, &base)
+            .await
+            .context("seeding the demo tenant")?;
+        write_private(
+            &credentials_file,
+            serde_json::to_string_pretty(&demo)?.as_bytes(),
+        )?;
+        seeded = Some(credentials_file.clone());
+    }
     // A closed stdout (piped into `head`, a detached terminal) must not stop the server.
     let banner = [
         String::new(),
@@ -170,6 +260,16 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         format!("    Docs     {base}/docs/"),
         format!("    OpenAPI  {base}/openapi.json"),
         format!("    Health   {base}/healthz  {base}/readyz  {base}/metrics"),
+        match (&seeded, credentials_file.exists()) {
+            (Some(path), _) => format!(
+                "    Demo     tenant created; credentials in {}",
+                path.display()
+            ),
+            (None, true) => format!("    Demo     credentials in {}", credentials_file.display()),
+            (None, false) => {
+                "    Operator caretrail bootstrap prints the first operator credential".to_string()
+            }
+        },
         "  Stop with Ctrl-C.".to_string(),
         String::new(),
     ];

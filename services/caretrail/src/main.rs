@@ -26,7 +26,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every service in this process behind the gateway (the default).
-    Serve,
+    Serve {
+        /// On first start, create the demo tenant and write data/dev-credentials.json.
+        #[arg(long)]
+        seed_demo: bool,
+    },
+    /// Create a platform operator credential (client id + secret, printed once).
+    Bootstrap {
+        #[arg(long, default_value = "operator")]
+        name: String,
+    },
     /// Apply pending database migrations of every service, then exit.
     Migrate,
     /// Print the public OpenAPI document (what `make openapi` writes to openapi/).
@@ -38,7 +47,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve);
+    let command = cli.command.unwrap_or(Command::Serve { seed_demo: false });
     if let Command::Crypto(cmd) = command {
         return crypto_cli::run(cmd);
     }
@@ -71,10 +80,14 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let config = allinone::AllInOneConfig::load(cli.config.as_deref())?;
+        let mut config = allinone::AllInOneConfig::load(cli.config.as_deref())?;
         let _telemetry = caretrail_platform::telemetry::init("caretrail", config.log_format);
         match command {
-            Command::Serve => allinone::serve(config).await,
+            Command::Serve { seed_demo } => {
+                config.seed_demo |= seed_demo;
+                allinone::serve(config).await
+            }
+            Command::Bootstrap { name } => allinone::bootstrap(&config, &name).await,
             Command::Migrate => allinone::migrate(&config).await,
             Command::Openapi | Command::Crypto(_) => Ok(()),
         }

@@ -170,23 +170,31 @@ fn openapi_export_is_the_committed_document() {
     );
 }
 
-#[tokio::test]
-async fn serve_starts_every_service_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("serve")
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+async fn start(data: &Path, seed: bool) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve");
+    if seed {
+        cmd.arg("--seed-demo");
+    }
+    let mut child = cmd
         .env("CARETRAIL_HTTP_PORT", "0")
-        .env("CARETRAIL_DATA_DIR", dir.path().join("data"))
+        .env("CARETRAIL_DATA_DIR", data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let api_line = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.trim_start().starts_with("API"))
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let found = lines.by_ref().find(|l| l.trim_start().starts_with("API"));
+        // Keep draining so the server never writes to a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        found
     })
     .await
     .unwrap()
@@ -197,6 +205,51 @@ async fn serve_starts_every_service_and_stops_on_sigterm() {
         .unwrap()
         .trim_end_matches("/v1/")
         .to_string();
+    Server { child, base }
+}
+
+impl Server {
+    async fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::task::spawn_blocking(move || self.child.wait()),
+        )
+        .await
+        .expect("stops within 30 s of SIGTERM")
+        .unwrap()
+        .unwrap();
+        assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    }
+}
+
+async fn demo_token(base: &str, creds: &serde_json::Value) -> reqwest::Response {
+    let app = &creds["tenants"][0]["institutions"][0]["app"];
+    reqwest::Client::new()
+        .post(format!("{base}/v1/oauth/token"))
+        .basic_auth(
+            app["client_id"].as_str().unwrap(),
+            app["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_seeds_the_demo_serves_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, true).await;
+    let base = server.base.clone();
     let ready: serde_json::Value = reqwest::get(format!("{base}/readyz"))
         .await
         .unwrap()
@@ -218,31 +271,54 @@ async fn serve_starts_every_service_and_stops_on_sigterm() {
             .status(),
         200
     );
-    // Every service created its database in the data directory.
     for db in [
         "identity.db",
         "consent.db",
         "ledger.db",
         "object_store.db",
         "audit.db",
+        "master.key",
     ] {
-        assert!(dir.path().join("data").join(db).exists(), "{db}");
+        assert!(data.join(db).exists(), "{db}");
     }
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || child.wait()),
-    )
-    .await
-    .expect("stops within 30 s of SIGTERM")
-    .unwrap()
-    .unwrap();
-    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    // The demo seed: the pilot's institutions with working credentials.
+    let creds_path = data.join("dev-credentials.json");
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&creds_path).unwrap()).unwrap();
+    let names: Vec<&str> = creds["tenants"][0]["institutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["primary", "tertiary", "regulator"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&creds_path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let resp = demo_token(&base, &creds).await;
+    assert_eq!(resp.status(), 200);
+    let token: serde_json::Value = resp.json().await.unwrap();
+    let tenant = creds["tenants"][0]["id"].as_str().unwrap();
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v1/tenants/{tenant}"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let t: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(t["suite"], "gm");
+    server.stop().await;
+
+    // Restart: same data, no second seed, the credentials still work.
+    let before = std::fs::read(&creds_path).unwrap();
+    let server = start(&data, true).await;
+    assert_eq!(std::fs::read(&creds_path).unwrap(), before, "seeded once");
+    assert_eq!(demo_token(&server.base, &creds).await.status(), 200);
+    server.stop().await;
 }

@@ -13,6 +13,8 @@ pub enum GatewayError {
     UpstreamUnavailable(#[source] awc::error::SendRequestError),
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
+    #[error(transparent)]
+    Auth(#[from] caretrail_platform::auth::AuthError),
 }
 
 impl ApiError for GatewayError {
@@ -22,6 +24,7 @@ impl ApiError for GatewayError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Auth(e) => e.status(),
         }
     }
 
@@ -31,6 +34,7 @@ impl ApiError for GatewayError {
             Self::BodyTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::Auth(e) => e.code(),
         }
     }
 }
@@ -41,6 +45,9 @@ impl ResponseError for GatewayError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        respond(self)
+        match self {
+            Self::Auth(e) => e.error_response(),
+            _ => respond(self),
+        }
     }
 }

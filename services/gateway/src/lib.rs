@@ -6,7 +6,10 @@
 use std::{future::Future, time::Duration};
 
 use actix_web::{HttpResponse, web};
+use caretrail_bus::{BusSettings, HandlerError, Subscription, handler_fn};
+use caretrail_contracts::events::TokenRevokedV1;
 use caretrail_platform::{
+    auth::{AuthSettings, Verifier},
     config::{ConfigError, HttpSettings, LogFormat, Validate},
     health::Health,
     http::{Runner, ServerParts, resource},
@@ -32,6 +35,11 @@ pub struct Config {
     pub http: HttpSettings,
     #[serde(default)]
     pub log_format: LogFormat,
+    #[serde(flatten)]
+    pub auth: AuthSettings,
+    /// The bus carries token revocations to the gateway.
+    #[serde(flatten)]
+    pub bus: BusSettings,
     /// Internal base URLs of the services, e.g. `http://identity:8080`.
     pub identity_url: String,
     pub consent_url: String,
@@ -63,6 +71,9 @@ impl Validate for Config {
                 )));
             }
         }
+        self.bus
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.upstream_timeout_secs == 0 || self.body_limit_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "upstream_timeout_secs and body_limit_bytes must be positive".into(),
@@ -82,6 +93,8 @@ impl Config {
         Self {
             http,
             log_format: LogFormat::Pretty,
+            auth: AuthSettings::default(),
+            bus: BusSettings::default(),
             identity_url: base_url.into(),
             consent_url: base_url.into(),
             ledger_url: base_url.into(),
@@ -116,6 +129,7 @@ impl Config {
 
 pub struct Application {
     runner: Runner,
+    verifier: Verifier,
 }
 
 impl Application {
@@ -124,10 +138,42 @@ impl Application {
         let document = openapi::embedded()?;
         let metrics = Metrics::new(SERVICE)?;
         let health = Health::new();
+        let verifier = Verifier::from_settings(
+            &config.auth,
+            format!(
+                "{}/.well-known/jwks.json",
+                config.base_url(Upstream::Identity)
+            ),
+        );
+        let bus = caretrail_bus::connect(&config.bus).await?;
+        let revocations = verifier.clone();
+        let consumer = bus
+            .subscribe(
+                Subscription::new(format!(
+                    "gateway.revocations.{}",
+                    uuid::Uuid::new_v4().simple()
+                ))
+                .bind("*.identity.token.revoked")
+                .ephemeral(),
+                handler_fn(move |d| {
+                    let verifier = revocations.clone();
+                    async move {
+                        let r: TokenRevokedV1 = d
+                            .event
+                            .payload_as()
+                            .map_err(|e| HandlerError::Reject(e.to_string()))?;
+                        verifier.revoke(&r.jti, r.expires_at);
+                        Ok(())
+                    }
+                }),
+            )
+            .await?;
+        load_revocations(&config, &verifier).await;
         let proxy = proxy::ProxySettings {
             upstreams: web::Data::new(config.clone()),
             timeout: Duration::from_secs(config.upstream_timeout_secs),
             body_limit: config.body_limit_bytes,
+            verifier: verifier.clone(),
         };
         let configure = move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(proxy.upstreams.clone())
@@ -153,13 +199,18 @@ impl Application {
             metrics,
             configure,
         })?;
-        Ok(Self {
-            runner: Runner::new(port, server, health, CancellationToken::new()),
-        })
+        let mut runner = Runner::new(port, server, health, CancellationToken::new());
+        runner.on_shutdown(move || async move { consumer.shutdown().await });
+        Ok(Self { runner, verifier })
     }
 
     pub fn port(&self) -> u16 {
         self.runner.port()
+    }
+
+    /// The token verifier (its revocation list), for tests.
+    pub fn verifier(&self) -> Verifier {
+        self.verifier.clone()
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -168,5 +219,42 @@ impl Application {
 
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
         self.runner.run_until(stop).await
+    }
+}
+
+/// Revocations made while this gateway was not running; best effort (identity may be
+/// starting too), later ones arrive over the bus.
+async fn load_revocations(config: &Config, verifier: &Verifier) {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        jti: String,
+        expires_at: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct List {
+        items: Vec<Item>,
+    }
+    let url = format!(
+        "{}/internal/revoked-tokens",
+        config.base_url(Upstream::Identity)
+    );
+    let result = async {
+        reqwest::Client::new()
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<List>()
+            .await
+    }
+    .await;
+    match result {
+        Ok(list) => {
+            for item in list.items {
+                verifier.revoke(&item.jti, item.expires_at);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not load revoked tokens; relying on events"),
     }
 }

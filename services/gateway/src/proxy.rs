@@ -18,6 +18,8 @@ use awc::error::SendRequestError;
 use bytes::Bytes;
 use futures::Stream;
 
+use caretrail_platform::auth::AuthError;
+
 use crate::{Config, GatewayError, routing};
 
 #[derive(Clone)]
@@ -25,6 +27,7 @@ pub(crate) struct ProxySettings {
     pub upstreams: web::Data<Config>,
     pub timeout: Duration,
     pub body_limit: u64,
+    pub verifier: caretrail_platform::auth::Verifier,
 }
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we set.
@@ -107,6 +110,10 @@ pub(crate) async fn forward(
             path: path.to_string(),
         });
     };
+    if routing::requires_token(req.method(), path) {
+        let token = caretrail_platform::auth::bearer(&req).ok_or(AuthError::Missing)?;
+        settings.verifier.verify(token).await?;
+    }
     let declared_length = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -15,6 +15,7 @@ const RULES: &[(&str, Upstream)] = &[
     ("/v1/patients/*/records/**", Upstream::ObjectStore),
     ("/v1/records/**", Upstream::ObjectStore),
     ("/v1/admin/keys/**", Upstream::ObjectStore),
+    ("/v1/admin/token-keys/**", Upstream::Identity),
     ("/v1/tenants/**", Upstream::Identity),
     ("/v1/institutions/**", Upstream::Identity),
     ("/v1/users/**", Upstream::Identity),
@@ -32,6 +33,20 @@ const RULES: &[(&str, Upstream)] = &[
     ("/v1/ledger/**", Upstream::Ledger),
     ("/v1/audit/**", Upstream::Audit),
 ];
+
+/// Everything needs a valid access token except getting one and the key discovery.
+pub fn requires_token(method: &actix_web::http::Method, path: &str) -> bool {
+    use actix_web::http::Method;
+    let public = matches!(
+        (method, path),
+        (&Method::POST, "/v1/oauth/token")
+            | (&Method::GET, "/.well-known/jwks.json")
+            | (&Method::GET, "/.well-known/openid-configuration")
+            | (&Method::POST, "/v1/auth/login")
+            | (&Method::POST, "/v1/auth/refresh")
+    );
+    !public
+}
 
 pub fn route(path: &str) -> Option<Upstream> {
     // Refuse paths that could confuse an upstream's router.

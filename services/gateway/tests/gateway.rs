@@ -15,6 +15,73 @@ use caretrail_platform::{
 };
 use futures::StreamExt;
 
+struct TestKeys {
+    kid: String,
+    key: jsonwebtoken::EncodingKey,
+    jwks: serde_json::Value,
+}
+
+/// A stand-in for identity's token-signing key, published by the stub upstream's JWKS.
+fn keys() -> &'static TestKeys {
+    static KEYS: std::sync::OnceLock<TestKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        use base64::Engine;
+        let sk = caretrail_crypto::SigningKey::generate(caretrail_crypto::SignatureAlgorithm::Ed25519).unwrap();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk.public_key().to_raw_bytes());
+        let kid = "jwk_test".to_string();
+        TestKeys {
+            key: jsonwebtoken::EncodingKey::from_ed_der(&sk.to_pkcs8_der().unwrap()),
+            jwks: serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}]}),
+            kid,
+        }
+    })
+}
+
+fn claims() -> caretrail_contracts::auth::Claims {
+    let now = chrono::Utc::now().timestamp();
+    caretrail_contracts::auth::Claims {
+        iss: caretrail_platform::auth::default_issuer(),
+        aud: caretrail_contracts::auth::AUDIENCE.into(),
+        sub: caretrail_contracts::AppId::generate().to_string(),
+        exp: now + 300,
+        nbf: now,
+        iat: now,
+        jti: format!("jti_{}", uuid::Uuid::new_v4().simple()),
+        kind: caretrail_contracts::auth::PrincipalKind::App,
+        tenant: Some(caretrail_contracts::TenantId::generate()),
+        institution: None,
+        roles: vec![],
+        scope: "records:read".into(),
+    }
+}
+
+fn sign(claims: &caretrail_contracts::auth::Claims) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(keys().kid.clone());
+    jsonwebtoken::encode(&header, claims, &keys().key).unwrap()
+}
+
+fn token() -> String {
+    sign(&claims())
+}
+
+/// A client that presents a valid access token.
+fn authed() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {}", token()).parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+async fn jwks() -> HttpResponse {
+    HttpResponse::Ok().json(&keys().jwks)
+}
+
 fn header(req: &HttpRequest, name: &str) -> serde_json::Value {
     req.headers()
         .get(name)
@@ -62,7 +129,8 @@ fn stub_upstream() -> String {
         health: Health::new(),
         metrics: Metrics::new("stub").unwrap(),
         configure: |cfg: &mut web::ServiceConfig| {
-            cfg.route("/v1/records/echo", web::to(echo))
+            cfg.route("/.well-known/jwks.json", web::get().to(jwks))
+                .route("/v1/records/echo", web::to(echo))
                 .service(resource("/v1/grants").post(json_only))
                 .route("/v1/ledger/slow", web::get().to(slow));
         },
@@ -76,6 +144,7 @@ async fn gateway_with(config: impl FnOnce(&mut Config)) -> String {
     caretrail_platform::telemetry::init_for_tests();
     let upstream = stub_upstream();
     let mut cfg = Config::with_single_upstream(HttpSettings::ephemeral(), &upstream);
+    cfg.bus.bus_prefix = format!("gw-{}", uuid::Uuid::new_v4().simple());
     config(&mut cfg);
     let app = Application::build(cfg).await.unwrap();
     let port = app.port();
@@ -115,7 +184,7 @@ async fn routes_and_propagates_request_id_and_trace_context() {
         .post(format!("{gw}/v1/records/echo?x=1"))
         .header("x-request-id", "partner-req-42")
         .header("traceparent", incoming_trace)
-        .header("authorization", "Bearer abc")
+        .header("authorization", format!("Bearer {}", token()))
         .body("hello")
         .send()
         .await
@@ -133,7 +202,13 @@ async fn routes_and_propagates_request_id_and_trace_context() {
     assert_eq!(seen["query"], "x=1");
     assert_eq!(seen["len"], 5);
     assert_eq!(seen["request_id"], "partner-req-42");
-    assert_eq!(seen["authorization"], "Bearer abc");
+    assert!(
+        seen["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer "),
+        "the token is forwarded"
+    );
     assert_eq!(seen["forwarded_for"], "127.0.0.1");
     let (trace, parent) =
         caretrail_platform::trace_context::parse_traceparent(seen["traceparent"].as_str().unwrap())
@@ -148,7 +223,7 @@ async fn routes_and_propagates_request_id_and_trace_context() {
 #[tokio::test]
 async fn generates_a_request_id_when_none_or_a_bad_one_is_given() {
     let gw = gateway().await;
-    let client = reqwest::Client::new();
+    let client = authed();
     for given in [None, Some("bad id with spaces")] {
         let mut req = client.post(format!("{gw}/v1/records/echo"));
         if let Some(g) = given {
@@ -172,7 +247,7 @@ async fn streams_large_bodies_both_ways() {
     let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
-    let resp = reqwest::Client::new()
+    let resp = authed()
         .put(format!("{gw}/v1/records/echo?raw"))
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
@@ -194,7 +269,7 @@ async fn unknown_routes_are_404_problems() {
         "/internal/info",
         "/v1/records/../x",
     ] {
-        let resp = reqwest::get(format!("{gw}{path}")).await.unwrap();
+        let resp = authed().get(format!("{gw}{path}")).send().await.unwrap();
         problem(resp, 404, "not_found").await;
     }
 }
@@ -202,7 +277,7 @@ async fn unknown_routes_are_404_problems() {
 #[tokio::test]
 async fn wrong_method_is_a_405_problem() {
     let gw = gateway().await;
-    let client = reqwest::Client::new();
+    let client = authed();
     for path in ["/openapi.json", "/healthz"] {
         let resp = client.delete(format!("{gw}{path}")).send().await.unwrap();
         problem(resp, 405, "method_not_allowed").await;
@@ -215,7 +290,7 @@ async fn wrong_method_is_a_405_problem() {
 #[tokio::test]
 async fn oversized_bodies_are_413_problems() {
     let gw = gateway_with(|c| c.body_limit_bytes = 1024).await;
-    let client = reqwest::Client::new();
+    let client = authed();
     // Declared length over the limit: refused before reading.
     let resp = client
         .post(format!("{gw}/v1/records/echo"))
@@ -247,7 +322,7 @@ async fn oversized_bodies_are_413_problems() {
 #[tokio::test]
 async fn malformed_and_invalid_json_are_400_problems() {
     let gw = gateway().await;
-    let client = reqwest::Client::new();
+    let client = authed();
     let resp = client
         .post(format!("{gw}/v1/grants"))
         .header("content-type", "application/json")
@@ -289,7 +364,10 @@ async fn upstream_failures_are_502_and_504_problems() {
     .unwrap();
     let port = app.port();
     tokio::spawn(app.run_until(std::future::pending()));
-    let resp = reqwest::get(format!("http://127.0.0.1:{port}/v1/records/x"))
+    // The token endpoint needs no token, so the failure is the upstream's.
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/oauth/token"))
+        .send()
         .await
         .unwrap();
     let body = problem(resp, 502, "upstream_unavailable").await;
@@ -299,7 +377,11 @@ async fn upstream_failures_are_502_and_504_problems() {
     );
 
     let gw = gateway_with(|c| c.upstream_timeout_secs = 1).await;
-    let resp = reqwest::get(format!("{gw}/v1/ledger/slow")).await.unwrap();
+    let resp = authed()
+        .get(format!("{gw}/v1/ledger/slow"))
+        .send()
+        .await
+        .unwrap();
     problem(resp, 504, "upstream_timeout").await;
 }
 
@@ -403,7 +485,7 @@ async fn drains_in_flight_requests_on_shutdown() {
         let _ = stop_rx.await;
     }));
     let slow_url = format!("{base}/v1/ledger/slow");
-    let in_flight = tokio::spawn(async move { reqwest::get(slow_url).await });
+    let in_flight = tokio::spawn(async move { authed().get(slow_url).send().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop_tx.send(()).unwrap();
     let resp = in_flight
@@ -420,4 +502,191 @@ async fn drains_in_flight_requests_on_shutdown() {
         reqwest::get(format!("{base}/healthz")).await.is_err(),
         "no new connections after shutdown"
     );
+}
+
+mod tokens {
+    use super::*;
+    use base64::Engine;
+
+    async fn status_code(gw: &str, token: Option<String>) -> (u16, String) {
+        let mut req = reqwest::Client::new().get(format!("{gw}/v1/records/echo"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return (status, String::new());
+        }
+        assert!(resp.headers().contains_key("www-authenticate") || status != 401);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        (
+            status,
+            body["code"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    fn b64(v: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+    }
+
+    #[tokio::test]
+    async fn valid_token_passes_and_missing_token_is_401() {
+        let gw = gateway().await;
+        assert_eq!(status_code(&gw, Some(token())).await.0, 200);
+        assert_eq!(status_code(&gw, None).await, (401, "token_missing".into()));
+        // Public endpoints need none (the stub answers the JWKS).
+        let resp = reqwest::get(format!("{gw}/.well-known/jwks.json"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn forged_tokens_are_refused() {
+        let gw = gateway().await;
+        let valid = token();
+        let parts: Vec<&str> = valid.split('.').collect();
+
+        // alg: none, no signature.
+        let none_header =
+            b64(format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, keys().kid).as_bytes());
+        let none = format!("{none_header}.{}.", parts[1]);
+        assert_eq!(
+            status_code(&gw, Some(none)).await,
+            (401, "invalid_token".into())
+        );
+
+        // HS256 "signed" with the public key as the HMAC secret (algorithm confusion).
+        let x = keys().jwks["keys"][0]["x"].as_str().unwrap().to_string();
+        let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        hs.kid = Some(keys().kid.clone());
+        let confused = jsonwebtoken::encode(
+            &hs,
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_secret(x.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            status_code(&gw, Some(confused)).await,
+            (401, "invalid_token".into())
+        );
+
+        // Tampered payload (tenant swapped), original signature.
+        let mut c = claims();
+        c.tenant = Some(caretrail_contracts::TenantId::generate());
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(&serde_json::to_vec(&c).unwrap()),
+            parts[2]
+        );
+        assert_eq!(
+            status_code(&gw, Some(tampered)).await,
+            (401, "invalid_token".into())
+        );
+
+        // Wrong audience, wrong issuer.
+        let mut c = claims();
+        c.aud = "someone-else".into();
+        assert_eq!(
+            status_code(&gw, Some(sign(&c))).await,
+            (401, "invalid_token".into())
+        );
+        let mut c = claims();
+        c.iss = "https://evil.example".into();
+        assert_eq!(
+            status_code(&gw, Some(sign(&c))).await,
+            (401, "invalid_token".into())
+        );
+
+        // Expired, and not yet valid (beyond the 30 s leeway).
+        let mut c = claims();
+        c.exp = chrono::Utc::now().timestamp() - 120;
+        assert_eq!(
+            status_code(&gw, Some(sign(&c))).await,
+            (401, "token_expired".into())
+        );
+        let mut c = claims();
+        c.nbf = chrono::Utc::now().timestamp() + 600;
+        c.exp = c.nbf + 300;
+        assert_eq!(
+            status_code(&gw, Some(sign(&c))).await,
+            (401, "token_not_yet_valid".into())
+        );
+
+        // Signed by a key the JWKS does not publish (unknown or rotated-out kid).
+        let other =
+            caretrail_crypto::SigningKey::generate(caretrail_crypto::SignatureAlgorithm::Ed25519)
+                .unwrap();
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some("jwk_rotated_out".into());
+        let foreign = jsonwebtoken::encode(
+            &h,
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_ed_der(&other.to_pkcs8_der().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            status_code(&gw, Some(foreign)).await,
+            (401, "invalid_token".into())
+        );
+        // Another key claiming the published kid.
+        h.kid = Some(keys().kid.clone());
+        let impostor = jsonwebtoken::encode(
+            &h,
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_ed_der(&other.to_pkcs8_der().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            status_code(&gw, Some(impostor)).await,
+            (401, "invalid_token".into())
+        );
+
+        // Garbage.
+        assert_eq!(
+            status_code(&gw, Some("not.a.jwt".into())).await,
+            (401, "invalid_token".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn revocation_reaches_the_gateway_over_the_bus_within_a_second() {
+        let prefix = format!("gw-rev-{}", uuid::Uuid::new_v4().simple());
+        let p = prefix.clone();
+        let gw = gateway_with(move |c| c.bus.bus_prefix = p).await;
+        let c = claims();
+        let t = sign(&c);
+        assert_eq!(status_code(&gw, Some(t.clone())).await.0, 200);
+        let bus = caretrail_bus::InProcessBus::shared(&prefix);
+        let event = caretrail_bus::Event::new(
+            c.tenant.as_ref().unwrap().as_str(),
+            "identity",
+            "token.revoked",
+            1,
+            &caretrail_contracts::events::TokenRevokedV1 {
+                jti: c.jti.clone(),
+                expires_at: c.exp,
+            },
+        )
+        .unwrap();
+        use caretrail_bus::Bus;
+        bus.publish(&event).await.unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            let (status, code) = status_code(&gw, Some(t.clone())).await;
+            if status == 401 {
+                assert_eq!(code, "token_revoked");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "revocation not applied within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Other tokens are unaffected.
+        assert_eq!(status_code(&gw, Some(token())).await.0, 200);
+    }
 }

@@ -1,19 +1,33 @@
-//! Identity service. Tenants, institutions, users, partner apps, token issuance (JWT, JWKS), institution certificates and the patient index.
+//! Identity service: tenants, institutions and their signing keys, partner apps with OAuth2
+//! client credentials, access tokens (EdDSA JWT, rotating keys, JWKS), revocation, and the
+//! pseudonymous patient index.
 //!
 //! A library exposing [`Application::build`]; `main.rs` only loads config and runs it.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use actix_web::web;
+use caretrail_bus::{HandlerError, Subscription, handler_fn};
+use caretrail_contracts::events::TokenRevokedV1;
 use caretrail_platform::{
+    auth::{AuthSettings, KeySource, Verifier},
     config::{ConfigError, Validate},
-    http::Runner,
+    http::{Runner, resource},
 };
 use caretrail_runtime::{Infra, ServiceSettings};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use secrecy::SecretString;
 use serde::Deserialize;
+use tokio::sync::Notify;
 use utoipa::OpenApi;
 
+pub mod api;
+pub mod entities;
 pub mod error;
+pub mod model;
+pub mod secrets;
+pub mod seed;
+pub mod tokens;
 
 pub use error::IdentityError;
 
@@ -23,58 +37,285 @@ pub const SERVICE: &str = "identity";
 pub struct Config {
     #[serde(flatten)]
     pub service: ServiceSettings,
+    #[serde(flatten)]
+    pub auth: AuthSettings,
+    /// 64 hex characters; seals custodial and signing keys at rest. From a Kubernetes Secret.
+    pub master_key: Option<SecretString>,
+    #[serde(default = "default_ttl")]
+    pub access_token_ttl_secs: i64,
+    /// How long a new token-signing key is published before it signs.
+    #[serde(default = "default_activation")]
+    pub token_key_activation_secs: i64,
+    /// The public base URL of the gateway (discovery document).
+    #[serde(default = "default_public_url")]
+    pub public_base_url: String,
+}
+
+fn default_ttl() -> i64 {
+    900
+}
+fn default_activation() -> i64 {
+    300
+}
+fn default_public_url() -> String {
+    "http://127.0.0.1:8080".into()
 }
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.service.validate()
+        self.service.validate()?;
+        match &self.master_key {
+            None => {
+                return Err(ConfigError::Invalid(
+                    "master_key is required (64 hex characters)".into(),
+                ));
+            }
+            Some(k) => {
+                secrets::MasterKey::from_hex(k).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            }
+        }
+        if !(60..=86_400).contains(&self.access_token_ttl_secs) {
+            return Err(ConfigError::Invalid(
+                "access_token_ttl_secs must be 60..=86400".into(),
+            ));
+        }
+        if self.token_key_activation_secs < 0 {
+            return Err(ConfigError::Invalid(
+                "token_key_activation_secs must be ≥ 0".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
 impl Config {
-    /// Defaults → `CARETRAIL_CONFIG` file → `CARETRAIL_*` environment.
     pub fn load() -> Result<Self, ConfigError> {
         caretrail_platform::config::load(None)
     }
+
+    /// Defaults around the given service settings (tests, the all-in-one binary).
+    pub fn new(service: ServiceSettings, master_key: SecretString) -> Self {
+        Self {
+            service,
+            auth: AuthSettings::default(),
+            master_key: Some(master_key),
+            access_token_ttl_secs: default_ttl(),
+            token_key_activation_secs: default_activation(),
+            public_base_url: default_public_url(),
+        }
+    }
+}
+
+/// What every handler gets.
+pub struct State {
+    pub db: DatabaseConnection,
+    pub outbox: Arc<Notify>,
+    pub master: secrets::MasterKey,
+    pub tokens: Arc<tokens::TokenIssuer>,
+    pub verifier: Verifier,
+    pub config: Arc<Config>,
 }
 
 pub struct Application {
     runner: Runner,
+    state: web::Data<State>,
 }
 
 impl Application {
-    /// Connects and migrates the database, connects the bus and binds the HTTP port
-    /// (`http_port = 0` picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let infra =
+        config.validate()?;
+        let master = match &config.master_key {
+            Some(k) => secrets::MasterKey::from_hex(k)?,
+            None => anyhow::bail!("master_key is required"),
+        };
+        let mut infra =
             Infra::prepare::<caretrail_migrations::identity::Migrator>(SERVICE, &config.service)
                 .await?;
-        let runner = infra.serve(config.service.http.clone(), routes)?;
-        Ok(Self { runner })
+        let tokens = Arc::new(tokens::TokenIssuer::new(
+            infra.db.clone(),
+            master.clone(),
+            config.auth.token_issuer.clone(),
+            chrono::Duration::seconds(config.access_token_ttl_secs),
+            chrono::Duration::seconds(config.token_key_activation_secs),
+        ));
+        tokens.start().await?;
+        let source = tokens.clone();
+        let verifier = Verifier::new(
+            config.auth.token_issuer.clone(),
+            config.auth.token_leeway_secs,
+            KeySource::Local(Arc::new(move || source.published())),
+        );
+        load_revocations(&infra.db, &verifier).await?;
+        // Every replica hears every revocation (a queue of its own, gone when it stops).
+        let revocations = verifier.clone();
+        infra.add_consumer(
+            infra
+                .bus
+                .subscribe(
+                    Subscription::new(format!(
+                        "identity.revocations.{}",
+                        uuid::Uuid::new_v4().simple()
+                    ))
+                    .bind("*.identity.token.revoked")
+                    .ephemeral(),
+                    handler_fn(move |d| {
+                        let verifier = revocations.clone();
+                        async move {
+                            let r: TokenRevokedV1 = d
+                                .event
+                                .payload_as()
+                                .map_err(|e| HandlerError::Reject(e.to_string()))?;
+                            verifier.revoke(&r.jti, r.expires_at);
+                            Ok(())
+                        }
+                    }),
+                )
+                .await?,
+        );
+        let state = web::Data::new(State {
+            db: infra.db.clone(),
+            outbox: infra.outbox.clone(),
+            master,
+            tokens: tokens.clone(),
+            verifier: verifier.clone(),
+            config: Arc::new(config.clone()),
+        });
+        let verifier_data = web::Data::new(verifier.clone());
+        let data = state.clone();
+        let mut runner = infra.serve(config.service.http.clone(), move |cfg| {
+            cfg.app_data(data.clone()).app_data(verifier_data.clone());
+            routes(cfg);
+        })?;
+        // Key rotation runs on a timer: promote due keys, drop expired ones, republish.
+        let stop = tokio_util::sync::CancellationToken::new();
+        let ticker_stop = stop.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = ticker_stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                if let Err(error) = tokens.tick().await {
+                    tracing::warn!(%error, "token key rotation tick failed");
+                }
+            }
+        });
+        runner.on_shutdown(move || async move {
+            stop.cancel();
+            let _ = ticker.await;
+        });
+        Ok(Self { runner, state })
     }
 
     pub fn port(&self) -> u16 {
         self.runner.port()
     }
 
-    /// Serves until SIGTERM/SIGINT, then drains requests and consumers.
+    /// Shared state, for the dev seed and the bootstrap command.
+    pub fn state(&self) -> web::Data<State> {
+        self.state.clone()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.runner.run_until_stopped().await
     }
 
-    /// Serves until `stop` resolves (tests, the all-in-one binary).
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
         self.runner.run_until(stop).await
     }
 }
 
-/// The service's public routes (none yet beyond the operational endpoints).
-fn routes(_cfg: &mut web::ServiceConfig) {}
+async fn load_revocations(
+    db: &DatabaseConnection,
+    verifier: &Verifier,
+) -> Result<(), IdentityError> {
+    let now = chrono::Utc::now().timestamp();
+    for r in entities::revoked_token::Entity::find()
+        .filter(entities::revoked_token::Column::ExpiresAt.gt(now))
+        .all(db)
+        .await?
+    {
+        verifier.revoke(&r.jti, r.expires_at);
+    }
+    Ok(())
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    use api::*;
+    cfg.service(
+        resource("/v1/tenants")
+            .post(tenants::create)
+            .get(tenants::list),
+    )
+    .service(resource("/v1/tenants/{tenant_id}").get(tenants::get))
+    .service(resource("/v1/tenants/{tenant_id}/suspend").post(tenants::suspend))
+    .service(resource("/v1/tenants/{tenant_id}/resume").post(tenants::resume))
+    .service(
+        resource("/v1/tenants/{tenant_id}/institutions")
+            .post(institutions::create)
+            .get(institutions::list),
+    )
+    .service(
+        resource("/v1/institutions/{institution_id}")
+            .get(institutions::get)
+            .patch(institutions::update),
+    )
+    .service(
+        resource("/v1/tenants/{tenant_id}/apps")
+            .post(apps::create)
+            .get(apps::list),
+    )
+    .service(resource("/v1/apps/{app_id}/rotate-secret").post(apps::rotate_secret))
+    .service(resource("/v1/apps/{app_id}/revoke").post(apps::revoke))
+    .service(resource("/v1/oauth/token").post(oauth::token))
+    .service(resource("/v1/oauth/revoke").post(oauth::revoke))
+    .service(resource("/v1/admin/token-keys/rotate").post(wellknown::rotate))
+    .service(resource("/v1/patients").post(patients::register))
+    .service(resource("/.well-known/jwks.json").get(wellknown::jwks))
+    .service(resource("/.well-known/openid-configuration").get(wellknown::openid_configuration))
+    .service(resource("/internal/revoked-tokens").get(wellknown::revoked));
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from POST /v1/oauth/token"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
-    tags((name = "identity", description = "Tenants, institutions, users, partner apps, token issuance (JWT, JWKS), institution certificates and the patient index.")),
-    components(schemas(caretrail_platform::Problem, caretrail_platform::FieldError))
+    paths(
+        api::tenants::create, api::tenants::list, api::tenants::get, api::tenants::suspend,
+        api::tenants::resume,
+        api::institutions::create, api::institutions::list, api::institutions::get,
+        api::institutions::update,
+        api::apps::create, api::apps::list, api::apps::rotate_secret, api::apps::revoke,
+        api::oauth::token, api::oauth::revoke,
+        api::wellknown::jwks, api::wellknown::openid_configuration, api::wellknown::rotate,
+        api::patients::register,
+    ),
+    components(schemas(caretrail_platform::Problem, caretrail_platform::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "tenants", description = "Regional health bureaus subscribing to Caretrail"),
+        (name = "institutions", description = "Health centres, hospitals and regulators of a tenant"),
+        (name = "apps", description = "Partner applications (EMR/HIS, patient apps)"),
+        (name = "oauth", description = "Access tokens: client credentials, revocation, keys"),
+        (name = "patients", description = "The pseudonymous patient index"),
+    )
 )]
 struct ApiDoc;
 

@@ -1,0 +1,359 @@
+//! Verifying Caretrail access tokens, shared by the gateway and every service.
+//!
+//! Tokens are JWTs signed by the identity service with EdDSA. The verifier pins the
+//! algorithm (no `none`, no HS*/RS* confusion), requires `kid`, `iss`, `aud`, `exp`, `nbf`,
+//! `iat`, `jti` and `sub`, keeps the identity service's JWKS cached (refetched when an unknown
+//! `kid` appears, at most every few seconds so that forged kids cannot hammer identity), and
+//! refuses revoked `jti`s, which arrive over the bus.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use actix_web::{
+    FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, http::StatusCode, web,
+};
+use caretrail_contracts::auth::{AUDIENCE, Claims};
+use futures::future::LocalBoxFuture;
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Validation, decode, decode_header,
+    jwk::{AlgorithmParameters, EllipticCurve, JwkSet},
+};
+use serde::Deserialize;
+
+use crate::problem::{ApiError, respond};
+
+/// Any refetch waits this long after the previous one (bounds load from forged kids).
+const MIN_REFETCH_INTERVAL: Duration = Duration::from_millis(200);
+/// A kid that was missing after a refetch is not looked up again for this long.
+const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// Keys are refetched at least this often, so removed (rotated-out) keys disappear.
+const MAX_KEY_AGE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// `iss` every token must carry.
+    #[serde(default = "default_issuer")]
+    pub token_issuer: String,
+    /// Where the identity service publishes its keys.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`, seconds.
+    #[serde(default = "default_leeway")]
+    pub token_leeway_secs: u64,
+}
+
+pub fn default_issuer() -> String {
+    "https://caretrail.local".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            token_issuer: default_issuer(),
+            jwks_url: None,
+            token_leeway_secs: default_leeway(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("an access token is required (Authorization: Bearer <token>)")]
+    Missing,
+    #[error("the access token is malformed")]
+    Malformed,
+    #[error("the access token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the access token was signed with an unknown key")]
+    UnknownKey,
+    #[error("the access token's signature is invalid")]
+    Signature,
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+    #[error("the access token is not meant for this service")]
+    WrongAudience,
+    #[error("the access token was not issued by this deployment")]
+    WrongIssuer,
+    #[error("the access token has been revoked")]
+    Revoked,
+    #[error("the token's keys cannot be fetched right now")]
+    KeysUnavailable,
+    #[error("this operation needs {0}")]
+    Forbidden(String),
+}
+
+impl ApiError for AuthError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "token_missing",
+            AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::Revoked => "token_revoked",
+            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::Forbidden(_) => "forbidden",
+            _ => "invalid_token",
+        }
+    }
+}
+
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        ApiError::status(self)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = respond(self);
+        if ApiError::status(self) == StatusCode::UNAUTHORIZED
+            && let Ok(v) = actix_web::http::header::HeaderValue::from_str(&format!(
+                "Bearer realm=\"caretrail\", error=\"invalid_token\", error_description=\"{self}\""
+            ))
+        {
+            resp.headers_mut()
+                .insert(actix_web::http::header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}
+
+/// Where verification keys come from.
+#[derive(Clone)]
+pub enum KeySource {
+    /// The identity service's JWKS endpoint.
+    Jwks(String),
+    /// A function returning the current key set (identity verifies its own tokens).
+    Local(Arc<dyn Fn() -> JwkSet + Send + Sync>),
+}
+
+struct Inner {
+    issuer: String,
+    leeway: u64,
+    source: KeySource,
+    client: reqwest::Client,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Kids looked up in vain, and when.
+    missing: RwLock<HashMap<String, Instant>>,
+    /// jti → expiry (unix seconds); entries past expiry are dropped.
+    revoked: RwLock<HashMap<String, i64>>,
+}
+
+/// Cheap to clone; shares its caches.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+fn lock_err<T>(r: Result<T, std::sync::PoisonError<T>>) -> T {
+    r.unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Verifier {
+    pub fn new(issuer: impl Into<String>, leeway_secs: u64, source: KeySource) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                issuer: issuer.into(),
+                leeway: leeway_secs,
+                source,
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap_or_default(),
+                keys: RwLock::new(HashMap::new()),
+                last_fetch: tokio::sync::Mutex::new(None),
+                missing: RwLock::new(HashMap::new()),
+                revoked: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn from_settings(settings: &AuthSettings, jwks_url: String) -> Self {
+        Self::new(
+            settings.token_issuer.clone(),
+            settings.token_leeway_secs,
+            KeySource::Jwks(jwks_url),
+        )
+    }
+
+    /// Refuses `jti` from now on (until `expires_at`, after which it is expired anyway).
+    pub fn revoke(&self, jti: &str, expires_at: i64) {
+        let now = now_secs();
+        let mut revoked = lock_err(self.inner.revoked.write());
+        revoked.retain(|_, exp| *exp + self.inner.leeway as i64 >= now);
+        revoked.insert(jti.to_string(), expires_at);
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        lock_err(self.inner.revoked.read()).contains_key(jti)
+    }
+
+    async fn refresh_keys(&self, force: bool) -> Result<(), AuthError> {
+        let mut last = self.inner.last_fetch.lock().await;
+        let local = matches!(self.inner.source, KeySource::Local(_));
+        if !force
+            && !local
+            && let Some(wait) = last.and_then(|t| MIN_REFETCH_INTERVAL.checked_sub(t.elapsed()))
+        {
+            // Pace refetches rather than skip them: a genuinely new kid must still be found.
+            tokio::time::sleep(wait).await;
+        }
+        let set = match &self.inner.source {
+            KeySource::Local(f) => f(),
+            KeySource::Jwks(url) => {
+                let resp = self.inner.client.get(url).send().await.map_err(|e| {
+                    tracing::warn!(error = %e, "fetching the JWKS failed");
+                    AuthError::KeysUnavailable
+                })?;
+                resp.error_for_status()
+                    .map_err(|_| AuthError::KeysUnavailable)?
+                    .json::<JwkSet>()
+                    .await
+                    .map_err(|_| AuthError::KeysUnavailable)?
+            }
+        };
+        *last = Some(Instant::now());
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            // Only Ed25519 keys are ever accepted, whatever else a key set holds.
+            let AlgorithmParameters::OctetKeyPair(okp) = &jwk.algorithm else {
+                continue;
+            };
+            if okp.curve != EllipticCurve::Ed25519 {
+                continue;
+            }
+            let (Some(kid), Ok(key)) =
+                (&jwk.common.key_id, DecodingKey::from_ed_components(&okp.x))
+            else {
+                continue;
+            };
+            keys.insert(kid.clone(), key);
+        }
+        *lock_err(self.inner.keys.write()) = keys;
+        Ok(())
+    }
+
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
+        lock_err(self.inner.keys.read()).get(kid).cloned()
+    }
+
+    /// Verifies a compact JWS and returns its claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(AuthError::Algorithm);
+        }
+        let kid = header.kid.ok_or(AuthError::Malformed)?;
+        let stale = self
+            .inner
+            .last_fetch
+            .try_lock()
+            .map(|t| t.is_none_or(|t| t.elapsed() > MAX_KEY_AGE))
+            .unwrap_or(false);
+        if stale {
+            self.refresh_keys(false).await?;
+        }
+        let key = match self.key(&kid) {
+            Some(k) => k,
+            None => {
+                let recently_missing = lock_err(self.inner.missing.read())
+                    .get(&kid)
+                    .is_some_and(|t| t.elapsed() < NEGATIVE_TTL);
+                if recently_missing {
+                    return Err(AuthError::UnknownKey);
+                }
+                self.refresh_keys(false).await?;
+                match self.key(&kid) {
+                    Some(k) => k,
+                    None => {
+                        let mut missing = lock_err(self.inner.missing.write());
+                        missing.retain(|_, t| t.elapsed() < NEGATIVE_TTL);
+                        if missing.len() < 10_000 {
+                            missing.insert(kid, Instant::now());
+                        }
+                        return Err(AuthError::UnknownKey);
+                    }
+                }
+            }
+        };
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = self.inner.leeway;
+        validation.validate_nbf = true;
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[self.inner.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
+        let data = decode::<Claims>(token, &key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                ErrorKind::InvalidSignature => AuthError::Signature,
+                ErrorKind::InvalidAlgorithm => AuthError::Algorithm,
+                _ => AuthError::Malformed,
+            }
+        })?;
+        if self.is_revoked(&data.claims.jti) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(data.claims)
+    }
+
+    /// Forgets cached keys (tests of rotation).
+    pub async fn reload_keys(&self) -> Result<(), AuthError> {
+        self.refresh_keys(true).await
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The verified caller. Extracting it requires a valid token; handlers then check roles,
+/// scopes and — always — that every object they touch belongs to `claims.tenant`.
+#[derive(Debug, Clone)]
+pub struct Principal(pub Claims);
+
+impl FromRequest for Principal {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let verifier = req.app_data::<web::Data<Verifier>>().cloned();
+        let token = bearer(req).map(str::to_owned);
+        Box::pin(async move {
+            let token = token.ok_or(AuthError::Missing)?;
+            let verifier = verifier.ok_or(AuthError::KeysUnavailable)?;
+            verifier.verify(&token).await.map(Principal)
+        })
+    }
+}

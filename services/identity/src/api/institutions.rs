@@ -1,0 +1,276 @@
+use actix_web::{HttpResponse, web};
+use caretrail_bus::{Event, outbox};
+use caretrail_contracts::{
+    InstitutionId, SigningKeyId, TenantId,
+    events::{InstitutionKeyV1, InstitutionRegisteredV1},
+};
+use caretrail_crypto::{SigningKey, Suite};
+use caretrail_platform::auth::Principal;
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
+};
+
+use super::{require_admin, require_member};
+use crate::{
+    IdentityError, State,
+    entities::{institution, institution_key},
+    model::{
+        InstitutionIn, InstitutionListOut, InstitutionOut, InstitutionPatchIn, Level, SigningKeyOut,
+    },
+};
+
+fn key_out(k: institution_key::Model) -> Result<SigningKeyOut, IdentityError> {
+    Ok(SigningKeyOut {
+        id: k.id.parse().map_err(|_| IdentityError::Corrupt("key id"))?,
+        algorithm: k.algorithm,
+        custody: k.custody,
+        public_key_pem: k.public_key_pem,
+        status: k.status,
+        created_at: k.created_at,
+    })
+}
+
+async fn out(
+    conn: &impl ConnectionTrait,
+    i: institution::Model,
+) -> Result<InstitutionOut, IdentityError> {
+    let keys = institution_key::Entity::find()
+        .filter(institution_key::Column::TenantId.eq(i.tenant_id.clone()))
+        .filter(institution_key::Column::InstitutionId.eq(i.id.clone()))
+        .order_by_asc(institution_key::Column::CreatedAt)
+        .all(conn)
+        .await?;
+    Ok(InstitutionOut {
+        id: i
+            .id
+            .parse()
+            .map_err(|_| IdentityError::Corrupt("institution id"))?,
+        tenant_id: i
+            .tenant_id
+            .parse()
+            .map_err(|_| IdentityError::Corrupt("tenant id"))?,
+        code: i.code,
+        name: i.name,
+        level: Level::parse(&i.level).ok_or(IdentityError::Corrupt("institution level"))?,
+        signing_keys: keys.into_iter().map(key_out).collect::<Result<_, _>>()?,
+        created_at: i.created_at,
+        updated_at: i.updated_at,
+    })
+}
+
+/// Registers an institution with a custodial signing key of the tenant's suite.
+pub async fn create_institution(
+    state: &State,
+    tenant: &TenantId,
+    input: InstitutionIn,
+) -> Result<InstitutionOut, IdentityError> {
+    input.validate()?;
+    let t = super::tenants::load(state, tenant).await?;
+    let suite: Suite = t
+        .suite
+        .parse()
+        .map_err(|_| IdentityError::Corrupt("tenant suite"))?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let duplicate = institution::Entity::find()
+        .filter(institution::Column::TenantId.eq(tenant.as_str()))
+        .filter(institution::Column::Code.eq(input.code.clone()))
+        .one(&txn)
+        .await?;
+    if duplicate.is_some() {
+        return Err(IdentityError::Conflict(format!(
+            "an institution with code {:?} exists in this tenant",
+            input.code
+        )));
+    }
+    let id = InstitutionId::generate();
+    let now = Utc::now();
+    let model = institution::ActiveModel {
+        id: Set(id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        code: Set(input.code.clone()),
+        name: Set(input.name.trim().to_string()),
+        level: Set(input.level.as_str().to_string()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let key = SigningKey::generate_for_suite(suite)?;
+    let key_id = SigningKeyId::generate();
+    let public_pem = key.public_key().to_spki_pem();
+    institution_key::ActiveModel {
+        id: Set(key_id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        institution_id: Set(id.to_string()),
+        algorithm: Set(key.algorithm().to_string()),
+        custody: Set("custodial".into()),
+        public_key_pem: Set(public_pem.clone()),
+        private_key_enc: Set(Some(state.master.seal(
+            "institution-key",
+            key_id.as_str(),
+            &key.to_pkcs8_der()?,
+        )?)),
+        status: Set("active".into()),
+        created_at: Set(now),
+        retired_at: Set(None),
+        revoked_at: Set(None),
+        revocation_reason: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    let registered = Event::new(
+        tenant.as_str(),
+        crate::SERVICE,
+        "institution.registered",
+        1,
+        &InstitutionRegisteredV1 {
+            institution: id.clone(),
+            code: input.code.clone(),
+            level: input.level.as_str().into(),
+        },
+    )?;
+    let key_registered = Event::new(
+        tenant.as_str(),
+        crate::SERVICE,
+        "institution.key_registered",
+        1,
+        &InstitutionKeyV1 {
+            institution: id.clone(),
+            key: key_id,
+            algorithm: key.algorithm().to_string(),
+            public_key_pem: public_pem,
+        },
+    )?;
+    outbox::enqueue(&txn, &registered).await?;
+    outbox::enqueue(&txn, &key_registered).await?;
+    let result = out(&txn, model).await?;
+    txn.commit().await.map_err(IdentityError::from)?;
+    state.outbox.notify_one();
+    Ok(result)
+}
+
+#[utoipa::path(post, operation_id = "create_institution", path = "/v1/tenants/{tenant_id}/institutions", tag = "institutions",
+    params(("tenant_id" = String, Path)), request_body = InstitutionIn,
+    responses((status = 201, body = InstitutionOut, description = "Created"), (status = 400, body = caretrail_platform::Problem, description = "Invalid input (problem+json with field errors)"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)"), (status = 409, body = caretrail_platform::Problem, description = "Conflict")),
+    security(("bearer" = [])))]
+/// Register an institution; it gets a custodial signing key of the tenant's suite.
+pub async fn create(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<TenantId>,
+    input: web::Json<InstitutionIn>,
+) -> Result<HttpResponse, IdentityError> {
+    let tenant = path.into_inner();
+    require_admin(&p, &tenant, "tenant")?;
+    Ok(
+        HttpResponse::Created()
+            .json(create_institution(&state, &tenant, input.into_inner()).await?),
+    )
+}
+
+#[utoipa::path(get, operation_id = "list_institutions", path = "/v1/tenants/{tenant_id}/institutions", tag = "institutions",
+    params(("tenant_id" = String, Path)),
+    responses((status = 200, body = InstitutionListOut, description = "OK"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
+    security(("bearer" = [])))]
+/// List the institutions of a tenant.
+pub async fn list(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<TenantId>,
+) -> Result<HttpResponse, IdentityError> {
+    let tenant = path.into_inner();
+    require_member(&p, &tenant, "tenant")?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let rows = institution::Entity::find()
+        .filter(institution::Column::TenantId.eq(tenant.as_str()))
+        .order_by_asc(institution::Column::CreatedAt)
+        .all(&txn)
+        .await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        items.push(out(&txn, row).await?);
+    }
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(InstitutionListOut { items }))
+}
+
+/// Finds an institution the caller may see, in its own tenant (operators: any tenant).
+async fn find_visible(
+    state: &State,
+    p: &Principal,
+    id: &InstitutionId,
+) -> Result<(TenantId, institution::Model), IdentityError> {
+    // Members look in their own tenant only; an id of another tenant is simply not there.
+    let tenant = match &p.0.tenant {
+        Some(t) => t.clone(),
+        None if p.0.is_operator() => {
+            let row = institution::Entity::find_by_id(id.to_string())
+                .one(&state.db)
+                .await?
+                .ok_or(IdentityError::NotFound("institution"))?;
+            row.tenant_id
+                .parse()
+                .map_err(|_| IdentityError::Corrupt("tenant id"))?
+        }
+        None => return Err(IdentityError::NotFound("institution")),
+    };
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let row = institution::Entity::find_by_id(id.to_string())
+        .filter(institution::Column::TenantId.eq(tenant.as_str()))
+        .one(&txn)
+        .await?
+        .ok_or(IdentityError::NotFound("institution"))?;
+    txn.commit().await?;
+    Ok((tenant, row))
+}
+
+#[utoipa::path(get, operation_id = "get_institution", path = "/v1/institutions/{institution_id}", tag = "institutions",
+    params(("institution_id" = String, Path)),
+    responses((status = 200, body = InstitutionOut, description = "OK"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
+    security(("bearer" = [])))]
+/// Get an institution of the caller's tenant, with its signing keys.
+pub async fn get(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<InstitutionId>,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, row) = find_visible(&state, &p, &path.into_inner()).await?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let result = out(&txn, row).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+#[utoipa::path(patch, operation_id = "update_institution", path = "/v1/institutions/{institution_id}", tag = "institutions",
+    params(("institution_id" = String, Path)), request_body = InstitutionPatchIn,
+    responses((status = 200, body = InstitutionOut, description = "OK"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
+    security(("bearer" = [])))]
+/// Rename an institution. Tenant administrators only.
+pub async fn update(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<InstitutionId>,
+    input: web::Json<InstitutionPatchIn>,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, row) = find_visible(&state, &p, &path.into_inner()).await?;
+    require_admin(&p, &tenant, "institution")?;
+    let mut am: institution::ActiveModel = row.into();
+    if let Some(name) = &input.name {
+        let probe = InstitutionIn {
+            code: "x".into(),
+            name: name.clone(),
+            level: Level::Primary,
+        };
+        probe.validate()?;
+        am.name = Set(name.trim().to_string());
+    }
+    am.updated_at = Set(Utc::now());
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let model = am.update(&txn).await?;
+    let result = out(&txn, model).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(result))
+}

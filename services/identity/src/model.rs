@@ -1,0 +1,280 @@
+//! Request and response bodies (`XxxIn` / `XxxOut`) of the public API.
+
+use caretrail_contracts::{AppId, InstitutionId, PatientId, SigningKeyId, TenantId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::IdentityError;
+use caretrail_platform::FieldError;
+
+/// An institution's level in the regional consortium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Community or township health centre.
+    Primary,
+    /// District hospital.
+    Secondary,
+    /// City or provincial hospital.
+    Tertiary,
+    /// Health bureau, auditors.
+    Regulator,
+    PublicHealth,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Primary => "primary",
+            Level::Secondary => "secondary",
+            Level::Tertiary => "tertiary",
+            Level::Regulator => "regulator",
+            Level::PublicHealth => "public_health",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
+    if value.trim().is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if value.chars().count() > max {
+        errors.push(FieldError::new(field, format!("at most {max} characters")));
+    } else if value.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+}
+
+fn done(errors: Vec<FieldError>) -> Result<(), IdentityError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(IdentityError::Validation(errors))
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Tianning District Health Bureau", "suite": "gm"}))]
+pub struct TenantIn {
+    pub name: String,
+    /// Crypto suite, fixed for the tenant's lifetime: `intl` or `gm`.
+    #[schema(value_type = String, example = "gm")]
+    pub suite: caretrail_crypto::Suite,
+}
+
+impl TenantIn {
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        let mut e = Vec::new();
+        check_text(&mut e, "name", &self.name, 200);
+        done(e)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantOut {
+    pub id: TenantId,
+    pub name: String,
+    #[schema(example = "gm")]
+    pub suite: String,
+    #[schema(example = "active")]
+    pub status: String,
+    /// The tenant CA's public key (SPKI PEM): it certifies the institutions' keys.
+    pub ca_public_key_pem: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantListOut {
+    pub items: Vec<TenantOut>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "TN-HC-001", "name": "Benniu Town Health Centre", "level": "primary"}))]
+pub struct InstitutionIn {
+    /// Unique within the tenant (e.g. the national institution code).
+    pub code: String,
+    pub name: String,
+    pub level: Level,
+}
+
+impl InstitutionIn {
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        let mut e = Vec::new();
+        check_text(&mut e, "name", &self.name, 200);
+        if self.code.is_empty()
+            || self.code.len() > 64
+            || !self
+                .code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            e.push(FieldError::new(
+                "code",
+                "1–64 characters: letters, digits, - _ .",
+            ));
+        }
+        done(e)
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstitutionPatchIn {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningKeyOut {
+    pub id: SigningKeyId,
+    #[schema(example = "sm2")]
+    pub algorithm: String,
+    /// `custodial` (held encrypted by Caretrail) or `byok`.
+    pub custody: String,
+    pub public_key_pem: String,
+    #[schema(example = "active")]
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstitutionOut {
+    pub id: InstitutionId,
+    pub tenant_id: TenantId,
+    pub code: String,
+    pub name: String,
+    pub level: Level,
+    pub signing_keys: Vec<SigningKeyOut>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstitutionListOut {
+    pub items: Vec<InstitutionOut>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Benniu HIS", "institution_id": "ins_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "scopes": ["records:read", "records:write", "patients:write"]}))]
+pub struct AppIn {
+    pub name: String,
+    /// The institution the app acts for.
+    pub institution_id: InstitutionId,
+    pub scopes: Vec<String>,
+}
+
+impl AppIn {
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        let mut e = Vec::new();
+        check_text(&mut e, "name", &self.name, 200);
+        if self.scopes.is_empty() {
+            e.push(FieldError::new("scopes", "at least one scope"));
+        }
+        for s in &self.scopes {
+            if !caretrail_contracts::auth::scopes::TENANT_SCOPES.contains(&s.as_str()) {
+                e.push(FieldError::new("scopes", format!("unknown scope {s:?}")));
+            }
+        }
+        done(e)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppOut {
+    pub id: AppId,
+    /// Use as `client_id` at the token endpoint.
+    pub client_id: String,
+    pub name: String,
+    pub institution_id: Option<InstitutionId>,
+    pub scopes: Vec<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppCredentialsOut {
+    #[serde(flatten)]
+    pub app: AppOut,
+    /// Shown once; store it in a secret store. Caretrail keeps only its hash.
+    pub client_secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppListOut {
+    pub items: Vec<AppOut>,
+}
+
+/// RFC 6749 §5.1 token response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenOut {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+/// `application/x-www-form-urlencoded` body of `POST /v1/oauth/token`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenIn {
+    #[schema(example = "client_credentials")]
+    pub grant_type: Option<String>,
+    pub scope: Option<String>,
+    /// With `client_secret_post`; otherwise use HTTP Basic (`client_secret_basic`).
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RevokeIn {
+    /// The access token to revoke (RFC 7009).
+    pub token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"identifier": "320402198001011234"}))]
+pub struct PatientIn {
+    /// National id or resident health-card number. Never stored; only its keyed hash is.
+    pub identifier: String,
+}
+
+impl PatientIn {
+    /// Canonical form, so the same card number always yields the same id.
+    pub fn normalised(&self) -> Result<String, IdentityError> {
+        let n: String = self
+            .identifier
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .flat_map(char::to_uppercase)
+            .collect();
+        if n.len() < 6 || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(IdentityError::field(
+                "identifier",
+                "6–64 letters or digits (spaces and dashes are ignored)",
+            ));
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PatientOut {
+    pub id: PatientId,
+    /// `false` when the patient was already registered in this tenant.
+    pub created: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedKeyOut {
+    pub kid: String,
+}

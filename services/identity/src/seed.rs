@@ -1,0 +1,176 @@
+//! The operator's first credential (`caretrail bootstrap`) and the demo tenant of
+//! `caretrail serve --seed-demo`, modelled on the pilot.
+
+use caretrail_contracts::auth::scopes;
+use caretrail_crypto::Suite;
+use serde::Serialize;
+
+use crate::{
+    IdentityError, State,
+    api::{apps::create_app, institutions::create_institution, tenants::create_tenant},
+    model::{InstitutionIn, Level, TenantIn},
+};
+
+#[derive(Debug, Serialize)]
+pub struct Credential {
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+}
+
+/// Creates an operator credential (scope `platform:admin`).
+pub async fn bootstrap_operator(state: &State, name: &str) -> Result<Credential, IdentityError> {
+    let created = create_app(
+        state,
+        None,
+        None,
+        name,
+        "operator",
+        &[scopes::PLATFORM_ADMIN.to_string()],
+    )
+    .await?;
+    Ok(Credential {
+        client_id: created.app.client_id,
+        client_secret: created.client_secret,
+        scopes: created.app.scopes,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoInstitution {
+    pub id: String,
+    pub name: String,
+    pub level: Level,
+    pub app: Credential,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoTenant {
+    pub id: String,
+    pub name: String,
+    pub suite: Suite,
+    pub institutions: Vec<DemoInstitution>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoCredentials {
+    pub note: &'static str,
+    pub token_endpoint: String,
+    pub operator: Credential,
+    pub tenants: Vec<DemoTenant>,
+}
+
+/// Code, name, level and app scopes of one demo institution.
+type DemoPlan<'a> = (&'a str, &'a str, Level, &'a [&'a str]);
+
+/// The pilot: a district consortium with a town health centre, a tertiary hospital and the
+/// district health bureau; plus a second tenant to show isolation.
+pub async fn demo(state: &State, base_url: &str) -> Result<DemoCredentials, IdentityError> {
+    let operator = bootstrap_operator(state, "demo operator").await?;
+    let mut tenants = Vec::new();
+    let plans: [(&str, Suite, &[DemoPlan]); 2] = [
+        (
+            "Tianning District Health Consortium",
+            Suite::Gm,
+            &[
+                (
+                    "TN-HC-BENNIU",
+                    "Benniu Town Health Centre",
+                    Level::Primary,
+                    &[
+                        scopes::RECORDS_READ,
+                        scopes::RECORDS_WRITE,
+                        scopes::PATIENTS_WRITE,
+                        scopes::GRANTS_WRITE,
+                        scopes::GRANTS_READ,
+                    ],
+                ),
+                (
+                    "TN-H-CITY1",
+                    "Changzhou No.1 People's Hospital",
+                    Level::Tertiary,
+                    &[
+                        scopes::RECORDS_READ,
+                        scopes::GRANTS_READ,
+                        scopes::PATIENTS_WRITE,
+                    ],
+                ),
+                (
+                    "TN-REG-BUREAU",
+                    "Tianning District Health Bureau",
+                    Level::Regulator,
+                    &[scopes::AUDIT_READ, scopes::RECORDS_READ, scopes::ADMIN],
+                ),
+            ],
+        ),
+        (
+            "Wujin District Health Consortium",
+            Suite::Intl,
+            &[(
+                "WJ-HC-HUTANG",
+                "Hutang Town Health Centre",
+                Level::Primary,
+                &[
+                    scopes::RECORDS_READ,
+                    scopes::RECORDS_WRITE,
+                    scopes::PATIENTS_WRITE,
+                ],
+            )],
+        ),
+    ];
+    for (name, suite, institutions) in plans {
+        let tenant = create_tenant(
+            state,
+            TenantIn {
+                name: name.into(),
+                suite,
+            },
+        )
+        .await?;
+        let mut out = Vec::new();
+        for (code, iname, level, app_scopes) in institutions {
+            let ins = create_institution(
+                state,
+                &tenant.id,
+                InstitutionIn {
+                    code: (*code).into(),
+                    name: (*iname).into(),
+                    level: *level,
+                },
+            )
+            .await?;
+            let scopes: Vec<String> = app_scopes.iter().map(|s| (*s).to_string()).collect();
+            let app = create_app(
+                state,
+                Some(&tenant.id),
+                Some(&ins.id),
+                &format!("{iname} app"),
+                "app",
+                &scopes,
+            )
+            .await?;
+            out.push(DemoInstitution {
+                id: ins.id.to_string(),
+                name: ins.name,
+                level: *level,
+                app: Credential {
+                    client_id: app.app.client_id,
+                    client_secret: app.client_secret,
+                    scopes: app.app.scopes,
+                },
+            });
+        }
+        tenants.push(DemoTenant {
+            id: tenant.id.to_string(),
+            name: tenant.name,
+            suite,
+            institutions: out,
+        });
+    }
+    Ok(DemoCredentials {
+        note: "Demo credentials for a local Caretrail. Never use them anywhere else.",
+        token_endpoint: format!("{}/v1/oauth/token", base_url.trim_end_matches('/')),
+        operator,
+        tenants,
+    })
+}

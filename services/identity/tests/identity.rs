@@ -1,0 +1,702 @@
+//! Identity through the gateway, on the embedded adapters and on real PostgreSQL + RabbitMQ:
+//! client credentials, token verification with the published JWKS, refusals, tenant
+//! isolation on every endpoint, the patient index, revocation and key rotation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use caretrail_identity::{Application, Config};
+use caretrail_platform::config::HttpSettings;
+use caretrail_runtime::testing::{Backend, settings};
+use serde_json::{Value, json};
+
+struct Stack {
+    gw: String,
+    _dir: Option<tempfile::TempDir>,
+    operator: (String, String),
+    http: reqwest::Client,
+    db_url: String,
+}
+
+async fn stack(backend: Backend) -> Stack {
+    caretrail_platform::telemetry::init_for_tests();
+    let (service, dir) = settings(backend, "identity").await;
+    let bus = service.bus.clone();
+    let db_url = {
+        use secrecy::ExposeSecret;
+        service.db.database_url.expose_secret().to_string()
+    };
+    let mut config = Config::new(
+        service,
+        caretrail_identity::secrets::MasterKey::generate_hex().unwrap(),
+    );
+    config.token_key_activation_secs = 0;
+    let identity = Application::build(config).await.unwrap();
+    let identity_url = format!("http://127.0.0.1:{}", identity.port());
+    let state = identity.state();
+    tokio::spawn(identity.run_until(std::future::pending()));
+    let mut gw_config =
+        caretrail_gateway::Config::with_single_upstream(HttpSettings::ephemeral(), &identity_url);
+    gw_config.bus = bus;
+    let gateway = caretrail_gateway::Application::build(gw_config)
+        .await
+        .unwrap();
+    let gw = format!("http://127.0.0.1:{}", gateway.port());
+    tokio::spawn(gateway.run_until(std::future::pending()));
+    let cred = caretrail_identity::seed::bootstrap_operator(&state, "test operator")
+        .await
+        .unwrap();
+    Stack {
+        gw,
+        _dir: dir,
+        operator: (cred.client_id, cred.client_secret),
+        http: reqwest::Client::new(),
+        db_url,
+    }
+}
+
+impl Stack {
+    async fn token_for(&self, id: &str, secret: &str) -> String {
+        let resp = self
+            .http
+            .post(format!("{}/v1/oauth/token", self.gw))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    async fn operator_token(&self) -> String {
+        self.token_for(&self.operator.0.clone(), &self.operator.1.clone())
+            .await
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.gw))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A tenant with one institution and an admin app; returns (tenant, institution, admin token, app creds).
+    async fn tenant(&self, op: &str, name: &str, suite: &str) -> (String, String, String) {
+        let (s, t) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/tenants",
+                op,
+                Some(json!({"name": name, "suite": suite})),
+            )
+            .await;
+        assert_eq!(s, 201, "{t}");
+        let tid = t["id"].as_str().unwrap().to_string();
+        let (s, i) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/tenants/{tid}/institutions"),
+                op,
+                Some(json!({"code": "HC-1", "name": format!("{name} centre"), "level": "primary"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{i}");
+        let iid = i["id"].as_str().unwrap().to_string();
+        let (s, app) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/tenants/{tid}/apps"),
+                op,
+                Some(json!({"name": "HIS", "institution_id": iid, "scopes": ["admin", "patients:write", "records:read"]})),
+            )
+            .await;
+        assert_eq!(s, 201, "{app}");
+        let token = self
+            .token_for(
+                app["client_id"].as_str().unwrap(),
+                app["client_secret"].as_str().unwrap(),
+            )
+            .await;
+        (tid, iid, token)
+    }
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn embedded() {
+                super::$name(caretrail_runtime::testing::Backend::Embedded).await;
+            }
+            #[tokio::test]
+            async fn postgres_and_rabbitmq() {
+                super::$name(caretrail_runtime::testing::Backend::Real).await;
+            }
+        }
+    };
+}
+
+async fn client_credentials_flow_and_jwks_verification(backend: Backend) {
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let (tid, iid, admin) = s.tenant(&op, "Tianning District Health Bureau", "gm").await;
+
+    // A partner app for the institution, token by client_secret_post this time.
+    let (status, app) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{tid}/apps"),
+            &admin,
+            Some(json!({"name": "Benniu HIS", "institution_id": iid, "scopes": ["records:read", "records:write"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let resp = s
+        .http
+        .post(format!("{}/v1/oauth/token", s.gw))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", app["client_id"].as_str().unwrap()),
+            ("client_secret", app["client_secret"].as_str().unwrap()),
+            ("scope", "records:read"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["scope"], "records:read",
+        "narrowed to the requested scope"
+    );
+    let token = body["access_token"].as_str().unwrap();
+
+    // Verify it independently with the published JWKS and discovery document.
+    let discovery: Value = s
+        .http
+        .get(format!("{}/.well-known/openid-configuration", s.gw))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        discovery["token_endpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("/v1/oauth/token")
+    );
+    let jwks: jsonwebtoken::jwk::JwkSet = s
+        .http
+        .get(format!("{}/.well-known/jwks.json", s.gw))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid published");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&["caretrail"]);
+    validation.set_issuer(&[discovery["issuer"].as_str().unwrap()]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["tenant"], tid);
+    assert_eq!(claims["institution"], iid);
+    assert_eq!(claims["kind"], "app");
+    for c in ["exp", "nbf", "iat", "jti", "sub"] {
+        assert!(!claims[c].is_null(), "claim {c}");
+    }
+
+    // The institution got a custodial signing key of the tenant's suite.
+    let (status, ins) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/institutions/{iid}"),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{ins}");
+    assert_eq!(ins["signing_keys"][0]["algorithm"], "sm2");
+    assert_eq!(ins["signing_keys"][0]["custody"], "custodial");
+
+    // OAuth refusals.
+    let bad = s
+        .http
+        .post(format!("{}/v1/oauth/token", s.gw))
+        .basic_auth(app["client_id"].as_str().unwrap(), Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let b: Value = bad.json().await.unwrap();
+    assert_eq!(b["error"], "invalid_client");
+    assert_eq!(b["code"], "invalid_client");
+    for (form, error) in [
+        (vec![("grant_type", "password")], "unsupported_grant_type"),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("scope", "audit:read"),
+            ],
+            "invalid_scope",
+        ),
+    ] {
+        let r = s
+            .http
+            .post(format!("{}/v1/oauth/token", s.gw))
+            .basic_auth(
+                app["client_id"].as_str().unwrap(),
+                Some(app["client_secret"].as_str().unwrap()),
+            )
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], error);
+    }
+
+    // Rotating the secret invalidates the old one; revoking the app stops new tokens.
+    let app_id = app["id"].as_str().unwrap();
+    let (status, rotated) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/apps/{app_id}/rotate-secret"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_ne!(rotated["client_secret"], app["client_secret"]);
+    let old = s
+        .http
+        .post(format!("{}/v1/oauth/token", s.gw))
+        .basic_auth(app_id, Some(app["client_secret"].as_str().unwrap()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+    s.token_for(app_id, rotated["client_secret"].as_str().unwrap())
+        .await;
+    let (status, _) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/apps/{app_id}/revoke"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let after = s
+        .http
+        .post(format!("{}/v1/oauth/token", s.gw))
+        .basic_auth(app_id, Some(rotated["client_secret"].as_str().unwrap()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+
+    // Suspending the tenant stops token issuance.
+    let (status, _) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{tid}/suspend"),
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, admin_app) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/tenants/{tid}/apps"),
+            &op,
+            None,
+        )
+        .await;
+    assert!(admin_app["items"].as_array().unwrap().len() >= 2);
+}
+both!(client_credentials_flow_and_jwks_verification);
+
+async fn tenant_isolation_on_every_endpoint(backend: Backend) {
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let (ta, ia, admin_a) = s.tenant(&op, "Tenant A", "intl").await;
+    let (tb, ib, admin_b) = s.tenant(&op, "Tenant B", "gm").await;
+    let (_, apps_b) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/tenants/{tb}/apps"),
+            &admin_b,
+            None,
+        )
+        .await;
+    let app_b = apps_b["items"][0]["id"].as_str().unwrap().to_string();
+    use reqwest::Method as M;
+    let probes: Vec<(M, String, Option<Value>)> = vec![
+        (M::GET, format!("/v1/tenants/{tb}"), None),
+        (M::GET, format!("/v1/tenants/{tb}/institutions"), None),
+        (
+            M::POST,
+            format!("/v1/tenants/{tb}/institutions"),
+            Some(json!({"code": "X-1", "name": "Intruder", "level": "tertiary"})),
+        ),
+        (M::GET, format!("/v1/institutions/{ib}"), None),
+        (
+            M::PATCH,
+            format!("/v1/institutions/{ib}"),
+            Some(json!({"name": "Renamed by A"})),
+        ),
+        (M::GET, format!("/v1/tenants/{tb}/apps"), None),
+        (
+            M::POST,
+            format!("/v1/tenants/{tb}/apps"),
+            Some(json!({"name": "x", "institution_id": ib, "scopes": ["admin"]})),
+        ),
+        (M::POST, format!("/v1/apps/{app_b}/rotate-secret"), None),
+        (M::POST, format!("/v1/apps/{app_b}/revoke"), None),
+    ];
+    for (method, path, body) in probes {
+        let (status, problem) = s.call(method.clone(), &path, &admin_a, body).await;
+        assert_eq!(status, 404, "{method} {path} by tenant A: {problem}");
+        assert_eq!(problem["code"], "not_found");
+    }
+    // Nothing of B changed.
+    let (_, ins_b) = s
+        .call(M::GET, &format!("/v1/institutions/{ib}"), &admin_b, None)
+        .await;
+    assert_eq!(ins_b["name"], "Tenant B centre");
+    let (_, list_b) = s
+        .call(
+            M::GET,
+            &format!("/v1/tenants/{tb}/institutions"),
+            &admin_b,
+            None,
+        )
+        .await;
+    assert_eq!(list_b["items"].as_array().unwrap().len(), 1);
+    // A tenant's app cannot act as operator.
+    let (status, _) = s.call(M::GET, "/v1/tenants", &admin_a, None).await;
+    assert_eq!(status, 403);
+    let (status, _) = s
+        .call(
+            M::POST,
+            "/v1/tenants",
+            &admin_a,
+            Some(json!({"name": "x", "suite": "gm"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // And a non-admin app of A cannot administer A.
+    let (_, app) = s
+        .call(
+            M::POST,
+            &format!("/v1/tenants/{ta}/apps"),
+            &admin_a,
+            Some(json!({"name": "reader", "institution_id": ia, "scopes": ["records:read"]})),
+        )
+        .await;
+    let reader = s
+        .token_for(
+            app["client_id"].as_str().unwrap(),
+            app["client_secret"].as_str().unwrap(),
+        )
+        .await;
+    let (status, _) = s
+        .call(
+            M::POST,
+            &format!("/v1/tenants/{ta}/institutions"),
+            &reader,
+            Some(json!({"code": "Y", "name": "y", "level": "primary"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // Own tenant: fine.
+    let (status, _) = s
+        .call(M::GET, &format!("/v1/tenants/{ta}"), &admin_a, None)
+        .await;
+    assert_eq!(status, 200);
+}
+both!(tenant_isolation_on_every_endpoint);
+
+async fn patient_index_is_deterministic_and_unlinkable(backend: Backend) {
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let (ta, _ia, admin_a) = s.tenant(&op, "Tenant A", "gm").await;
+    let (_tb, _ib, admin_b) = s.tenant(&op, "Tenant B", "gm").await;
+    // A second institution of tenant A with its own app.
+    let (_, ins2) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{ta}/institutions"),
+            &admin_a,
+            Some(json!({"code": "H-2", "name": "City hospital", "level": "tertiary"})),
+        )
+        .await;
+    let (_, app2) = s
+        .call(reqwest::Method::POST, &format!("/v1/tenants/{ta}/apps"), &admin_a,
+              Some(json!({"name": "hospital HIS", "institution_id": ins2["id"], "scopes": ["patients:write"]})))
+        .await;
+    let hospital = s
+        .token_for(
+            app2["client_id"].as_str().unwrap(),
+            app2["client_secret"].as_str().unwrap(),
+        )
+        .await;
+    let card = "320402198001011234";
+    let register = |token: String, id: &'static str| {
+        let s = &s;
+        async move {
+            s.call(
+                reqwest::Method::POST,
+                "/v1/patients",
+                &token,
+                Some(json!({"identifier": id})),
+            )
+            .await
+        }
+    };
+    let (st1, p1) = register(admin_a.clone(), "320402198001011234").await;
+    assert_eq!(st1, 201, "{p1}");
+    assert_eq!(p1["created"], true);
+    let (st2, p2) = register(hospital.clone(), "3204 0219-8001 011234").await;
+    assert_eq!(st2, 200, "same number, other institution: same patient");
+    assert_eq!(p1["id"], p2["id"]);
+    let (_, pb) = register(admin_b.clone(), "320402198001011234").await;
+    assert_ne!(pb["id"], p1["id"], "another tenant gets an unrelated id");
+    let (_, other) = register(admin_a.clone(), "320402198001011235").await;
+    assert_ne!(other["id"], p1["id"]);
+    assert!(p1["id"].as_str().unwrap().starts_with("pat_"));
+    let (status, problem) = register(admin_a.clone(), "12").await;
+    assert_eq!(status, 400);
+    assert_eq!(problem["errors"][0]["field"], "identifier");
+    // The raw number is stored nowhere (embedded: scan the database file itself).
+    if let Some(path) = s.db_url.strip_prefix("sqlite://") {
+        let file = path.split('?').next().unwrap();
+        let mut bytes = std::fs::read(file).unwrap_or_default();
+        if let Ok(wal) = std::fs::read(format!("{file}-wal")) {
+            bytes.extend(wal);
+        }
+        assert!(
+            !bytes.windows(card.len()).any(|w| w == card.as_bytes()),
+            "raw identifier found in the database"
+        );
+    }
+}
+both!(patient_index_is_deterministic_and_unlinkable);
+
+async fn bad_input_is_400_with_field_details_and_writes_nothing(backend: Backend) {
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let (tid, iid, admin) = s.tenant(&op, "Tenant", "intl").await;
+    use reqwest::Method as M;
+    let cases: Vec<(String, Value, &str)> = vec![
+        ("/v1/tenants".into(), json!({"suite": "gm"}), "invalid_body"),
+        (
+            "/v1/tenants".into(),
+            json!({"name": "x", "suite": "rot13"}),
+            "invalid_body",
+        ),
+        (
+            "/v1/tenants".into(),
+            json!({"name": "", "suite": "gm"}),
+            "invalid_request",
+        ),
+        (
+            "/v1/tenants".into(),
+            json!({"name": "x".repeat(201), "suite": "gm"}),
+            "invalid_request",
+        ),
+        (
+            "/v1/tenants".into(),
+            json!({"name": 42, "suite": "gm"}),
+            "invalid_body",
+        ),
+        (
+            "/v1/tenants".into(),
+            json!({"name": "x", "suite": "gm", "extra": 1}),
+            "invalid_body",
+        ),
+        (
+            format!("/v1/tenants/{tid}/institutions"),
+            json!({"code": "A", "name": "x", "level": "quaternary"}),
+            "invalid_body",
+        ),
+        (
+            format!("/v1/tenants/{tid}/institutions"),
+            json!({"code": "has space", "name": "x", "level": "primary"}),
+            "invalid_request",
+        ),
+        (
+            format!("/v1/tenants/{tid}/apps"),
+            json!({"name": "x", "institution_id": iid, "scopes": ["everything"]}),
+            "invalid_request",
+        ),
+        (
+            format!("/v1/tenants/{tid}/apps"),
+            json!({"name": "x", "institution_id": "ins_nope", "scopes": ["admin"]}),
+            "invalid_body",
+        ),
+    ];
+    for (path, body, code) in cases {
+        let (status, problem) = s.call(M::POST, &path, &op, Some(body.clone())).await;
+        assert_eq!(status, 400, "{path} {body}: {problem}");
+        assert_eq!(problem["code"], code, "{path} {body}: {problem}");
+        if code == "invalid_request" {
+            assert!(
+                !problem["errors"].as_array().unwrap().is_empty(),
+                "field details: {problem}"
+            );
+        }
+    }
+    // Duplicate code is a conflict.
+    let (status, _) = s
+        .call(
+            M::POST,
+            &format!("/v1/tenants/{tid}/institutions"),
+            &admin,
+            Some(json!({"code": "HC-1", "name": "dup", "level": "primary"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    // Nothing was written.
+    let (_, tenants) = s.call(M::GET, "/v1/tenants", &op, None).await;
+    assert_eq!(tenants["items"].as_array().unwrap().len(), 1);
+    let (_, ins) = s
+        .call(
+            M::GET,
+            &format!("/v1/tenants/{tid}/institutions"),
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(ins["items"].as_array().unwrap().len(), 1);
+    let (_, apps) = s
+        .call(M::GET, &format!("/v1/tenants/{tid}/apps"), &op, None)
+        .await;
+    assert_eq!(apps["items"].as_array().unwrap().len(), 1);
+}
+both!(bad_input_is_400_with_field_details_and_writes_nothing);
+
+async fn revoked_tokens_are_refused_within_a_second(backend: Backend) {
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let (tid, _iid, admin) = s.tenant(&op, "Tenant", "intl").await;
+    let (status, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/tenants/{tid}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let resp = s
+        .http
+        .post(format!("{}/v1/oauth/revoke", s.gw))
+        .bearer_auth(&admin)
+        .form(&[("token", admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let started = std::time::Instant::now();
+    loop {
+        let (status, problem) = s
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tenants/{tid}"),
+                &admin,
+                None,
+            )
+            .await;
+        if status == 401 {
+            assert_eq!(problem["code"], "token_revoked");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still accepted after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+both!(revoked_tokens_are_refused_within_a_second);
+
+async fn signing_keys_rotate_without_breaking_tokens(backend: Backend) {
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let old_kid = jsonwebtoken::decode_header(&op).unwrap().kid.unwrap();
+    let (status, rotated) = s
+        .call(
+            reqwest::Method::POST,
+            "/v1/admin/token-keys/rotate",
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_kid = rotated["kid"].as_str().unwrap().to_string();
+    assert_ne!(new_kid, old_kid);
+    let jwks: Value = s
+        .http
+        .get(format!("{}/.well-known/jwks.json", s.gw))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "{kids:?}"
+    );
+    // A token signed before the rotation still works; new tokens use the new key.
+    let (status, _) = s.call(reqwest::Method::GET, "/v1/tenants", &op, None).await;
+    assert_eq!(status, 200);
+    let fresh = s.operator_token().await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&fresh).unwrap().kid.unwrap(),
+        new_kid
+    );
+    let (status, _) = s
+        .call(reqwest::Method::GET, "/v1/tenants", &fresh, None)
+        .await;
+    assert_eq!(status, 200, "the gateway learns the new kid from the JWKS");
+}
+both!(signing_keys_rotate_without_breaking_tokens);

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 pub mod common;
 pub mod identity_tables;
+pub mod identity_users;
 
 macro_rules! service_migrator {
     ($module:ident, $doc:literal, [$($migration:expr),* $(,)?]) => {
@@ -29,7 +30,11 @@ macro_rules! service_migrator {
 service_migrator!(
     identity,
     "Identity service schema.",
-    [crate::common::OutboxInbox, crate::identity_tables::Tables]
+    [
+        crate::common::OutboxInbox,
+        crate::identity_tables::Tables,
+        crate::identity_users::UsersMigration
+    ]
 );
 service_migrator!(
     consent,

@@ -313,6 +313,20 @@ async fn serve_seeds_the_demo_serves_and_survives_a_restart() {
     assert_eq!(resp.status(), 200);
     let t: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(t["suite"], "gm");
+    // One user per role: the health centre's physician logs in.
+    let physician = &creds["tenants"][0]["institutions"][0]["users"][0];
+    assert_eq!(physician["roles"][0], "physician");
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({
+            "tenant_id": tenant,
+            "username": physician["username"],
+            "password": physician["password"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
     server.stop().await;
 
     // Restart: same data, no second seed, the credentials still work.

@@ -17,6 +17,8 @@ pub enum IdentityError {
     Conflict(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("the tenant is suspended")]
     TenantSuspended,
     #[error(transparent)]
@@ -63,6 +65,7 @@ impl ApiError for IdentityError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Forbidden(_) | Self::TenantSuspended => StatusCode::FORBIDDEN,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Auth(e) => e.status(),
             Self::OAuth { status, .. } => *status,
             Self::Config(_)
@@ -80,6 +83,7 @@ impl ApiError for IdentityError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Forbidden(_) => "forbidden",
+            Self::Unauthorized(_) => "invalid_credentials",
             Self::TenantSuspended => "tenant_suspended",
             Self::Auth(e) => e.code(),
             Self::OAuth { error, .. } => error,

@@ -267,6 +267,14 @@ fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/v1/apps/{app_id}/rotate-secret").post(apps::rotate_secret))
     .service(resource("/v1/apps/{app_id}/revoke").post(apps::revoke))
+    .service(
+        resource("/v1/tenants/{tenant_id}/users")
+            .post(users::create)
+            .get(users::list),
+    )
+    .service(resource("/v1/auth/login").post(users::login))
+    .service(resource("/v1/auth/refresh").post(users::refresh))
+    .service(resource("/v1/auth/logout").post(users::logout))
     .service(resource("/v1/oauth/token").post(oauth::token))
     .service(resource("/v1/oauth/revoke").post(oauth::revoke))
     .service(resource("/v1/admin/token-keys/rotate").post(wellknown::rotate))
@@ -303,6 +311,8 @@ impl utoipa::Modify for BearerAuth {
         api::institutions::create, api::institutions::list, api::institutions::get,
         api::institutions::update,
         api::apps::create, api::apps::list, api::apps::rotate_secret, api::apps::revoke,
+        api::users::create, api::users::list, api::users::login, api::users::refresh,
+        api::users::logout,
         api::oauth::token, api::oauth::revoke,
         api::wellknown::jwks, api::wellknown::openid_configuration, api::wellknown::rotate,
         api::patients::register,
@@ -313,6 +323,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "tenants", description = "Regional health bureaus subscribing to Caretrail"),
         (name = "institutions", description = "Health centres, hospitals and regulators of a tenant"),
         (name = "apps", description = "Partner applications (EMR/HIS, patient apps)"),
+        (name = "users", description = "People who log in: physicians, administrators, auditors"),
         (name = "oauth", description = "Access tokens: client credentials, revocation, keys"),
         (name = "patients", description = "The pseudonymous patient index"),
     )

@@ -278,3 +278,84 @@ pub struct PatientOut {
 pub struct RotatedKeyOut {
     pub kid: String,
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"institution_id": "ins_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "username": "dr.wang", "display_name": "Dr Wang Li", "roles": ["physician"], "password": "correct horse battery staple"}))]
+pub struct UserIn {
+    pub institution_id: InstitutionId,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<caretrail_contracts::auth::Role>,
+    /// At least 12 characters.
+    pub password: String,
+}
+
+impl UserIn {
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        let mut e = Vec::new();
+        check_text(&mut e, "display_name", &self.display_name, 200);
+        if self.username.len() < 3
+            || self.username.len() > 128
+            || !self
+                .username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_@".contains(c))
+        {
+            e.push(FieldError::new(
+                "username",
+                "3–128 characters: letters, digits, . - _ @",
+            ));
+        }
+        if self.roles.is_empty() {
+            e.push(FieldError::new("roles", "at least one role"));
+        }
+        let len = self.password.chars().count();
+        if !(12..=256).contains(&len) {
+            e.push(FieldError::new("password", "12–256 characters"));
+        }
+        done(e)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOut {
+    pub id: caretrail_contracts::UserId,
+    pub tenant_id: TenantId,
+    pub institution_id: InstitutionId,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<caretrail_contracts::auth::Role>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserListOut {
+    pub items: Vec<UserOut>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    pub tenant_id: TenantId,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshIn {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionOut {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    /// Single use: each refresh returns a new one. Reusing an old one ends the session.
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+}

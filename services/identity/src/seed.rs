@@ -1,14 +1,17 @@
 //! The operator's first credential (`caretrail bootstrap`) and the demo tenant of
 //! `caretrail serve --seed-demo`, modelled on the pilot.
 
-use caretrail_contracts::auth::scopes;
+use caretrail_contracts::auth::{Role, scopes};
 use caretrail_crypto::Suite;
 use serde::Serialize;
 
 use crate::{
     IdentityError, State,
-    api::{apps::create_app, institutions::create_institution, tenants::create_tenant},
-    model::{InstitutionIn, Level, TenantIn},
+    api::{
+        apps::create_app, institutions::create_institution, tenants::create_tenant,
+        users::create_user,
+    },
+    model::{InstitutionIn, Level, TenantIn, UserIn},
 };
 
 #[derive(Debug, Serialize)]
@@ -37,11 +40,42 @@ pub async fn bootstrap_operator(state: &State, name: &str) -> Result<Credential,
 }
 
 #[derive(Debug, Serialize)]
+pub struct DemoUser {
+    pub username: String,
+    pub password: String,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct DemoInstitution {
     pub id: String,
     pub name: String,
     pub level: Level,
     pub app: Credential,
+    /// Log in with `POST /v1/auth/login` and the tenant id.
+    pub users: Vec<DemoUser>,
+}
+
+fn demo_password() -> Result<String, IdentityError> {
+    use base64::Engine;
+    let key = caretrail_crypto::DataKey::generate(Suite::Intl)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key.expose_secret()[..15]))
+}
+
+/// One user per role, spread over the pilot's institutions.
+fn demo_users(level: Level) -> &'static [(&'static str, &'static [Role])] {
+    match level {
+        Level::Primary => &[
+            ("dr.zhang", &[Role::Physician]),
+            ("admin.benniu", &[Role::InstitutionAdmin]),
+        ],
+        Level::Tertiary => &[("dr.li", &[Role::Physician])],
+        Level::Regulator => &[
+            ("auditor.chen", &[Role::Auditor]),
+            ("admin.bureau", &[Role::TenantAdmin]),
+        ],
+        _ => &[],
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -149,10 +183,34 @@ pub async fn demo(state: &State, base_url: &str) -> Result<DemoCredentials, Iden
                 &scopes,
             )
             .await?;
+            let mut users = Vec::new();
+            if suite == Suite::Gm {
+                for (username, roles) in demo_users(*level) {
+                    let password = demo_password()?;
+                    create_user(
+                        state,
+                        &tenant.id,
+                        UserIn {
+                            institution_id: ins.id.clone(),
+                            username: (*username).into(),
+                            display_name: (*username).into(),
+                            roles: roles.to_vec(),
+                            password: password.clone(),
+                        },
+                    )
+                    .await?;
+                    users.push(DemoUser {
+                        username: (*username).into(),
+                        password,
+                        roles: roles.to_vec(),
+                    });
+                }
+            }
             out.push(DemoInstitution {
                 id: ins.id.to_string(),
                 name: ins.name,
                 level: *level,
+                users,
                 app: Credential {
                     client_id: app.app.client_id,
                     client_secret: app.client_secret,

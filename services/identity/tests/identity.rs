@@ -700,3 +700,138 @@ async fn signing_keys_rotate_without_breaking_tokens(backend: Backend) {
     assert_eq!(status, 200, "the gateway learns the new kid from the JWKS");
 }
 both!(signing_keys_rotate_without_breaking_tokens);
+
+async fn users_log_in_get_locked_out_refresh_and_log_out(backend: Backend) {
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let (tid, iid, admin) = s.tenant(&op, "Tenant", "gm").await;
+    let (tb, _ib, _admin_b) = s.tenant(&op, "Other", "intl").await;
+    use reqwest::Method as M;
+    let password = "correct horse battery staple";
+    let (status, user) = s
+        .call(M::POST, &format!("/v1/tenants/{tid}/users"), &admin,
+              Some(json!({"institution_id": iid, "username": "dr.wang", "display_name": "Dr Wang", "roles": ["physician"], "password": password})))
+        .await;
+    assert_eq!(status, 201, "{user}");
+    assert!(user.get("password_hash").is_none() && !user.to_string().contains(password));
+    // Input refusals and isolation.
+    let (status, p) = s
+        .call(M::POST, &format!("/v1/tenants/{tid}/users"), &admin,
+              Some(json!({"institution_id": iid, "username": "x.y", "display_name": "X", "roles": ["physician"], "password": "short"})))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(p["errors"][0]["field"], "password");
+    let (status, _) = s
+        .call(M::POST, &format!("/v1/tenants/{tid}/users"), &admin,
+              Some(json!({"institution_id": iid, "username": "x.y", "display_name": "X", "roles": ["surgeon"], "password": password})))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = s
+        .call(M::POST, &format!("/v1/tenants/{tid}/users"), &admin,
+              Some(json!({"institution_id": iid, "username": "dr.wang", "display_name": "Dup", "roles": ["physician"], "password": password})))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = s
+        .call(M::POST, &format!("/v1/tenants/{tb}/users"), &admin,
+              Some(json!({"institution_id": iid, "username": "spy", "display_name": "Spy", "roles": ["tenant_admin"], "password": password})))
+        .await;
+    assert_eq!(status, 404, "tenant A cannot create users in tenant B");
+
+    let login = |username: &'static str, pw: &'static str| {
+        let s = &s;
+        let tid = tid.clone();
+        async move {
+            let r = s
+                .http
+                .post(format!("{}/v1/auth/login", s.gw))
+                .json(&json!({"tenant_id": tid, "username": username, "password": pw}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, session) = login("dr.wang", "correct horse battery staple").await;
+    assert_eq!(status, 200, "{session}");
+    let access = session["access_token"].as_str().unwrap().to_string();
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&access)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["kind"], "user");
+    assert_eq!(claims["roles"], json!(["physician"]));
+    let (status, _) = s
+        .call(M::GET, &format!("/v1/tenants/{tid}"), &access, None)
+        .await;
+    assert_eq!(status, 200);
+
+    // Refresh rotates; reusing the old refresh token ends the whole session.
+    let r1 = session["refresh_token"].as_str().unwrap().to_string();
+    let refresh = |token: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(format!("{}/v1/auth/refresh", s.gw))
+                .json(&json!({"refresh_token": token}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, second) = refresh(r1.clone()).await;
+    assert_eq!(status, 200, "{second}");
+    let r2 = second["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(r1, r2);
+    let (status, _) = refresh(r1.clone()).await;
+    assert_eq!(status, 401, "a used refresh token is refused");
+    let (status, _) = refresh(r2.clone()).await;
+    assert_eq!(status, 401, "and its whole family is revoked");
+
+    // Logout revokes the access token and the refresh family.
+    let (_, third) = login("dr.wang", "correct horse battery staple").await;
+    let a3 = third["access_token"].as_str().unwrap().to_string();
+    let r3 = third["refresh_token"].as_str().unwrap().to_string();
+    let (status, _) = s
+        .call(
+            M::POST,
+            "/v1/auth/logout",
+            &a3,
+            Some(json!({"refresh_token": r3})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = refresh(r3).await;
+    assert_eq!(status, 401);
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = s
+            .call(M::GET, &format!("/v1/tenants/{tid}"), &a3, None)
+            .await;
+        if status == 401 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // Brute force: five wrong passwords lock the account, even for the right one.
+    let (status, p) = login("nobody", "whatever-password").await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    for _ in 0..5 {
+        let (status, _) = login("dr.wang", "wrong password 123").await;
+        assert_eq!(status, 401);
+    }
+    let (status, p) = login("dr.wang", "correct horse battery staple").await;
+    assert_eq!(status, 401, "locked: {p}");
+    assert_eq!(
+        p["code"], "invalid_credentials",
+        "same answer as a wrong password"
+    );
+}
+both!(users_log_in_get_locked_out_refresh_and_log_out);

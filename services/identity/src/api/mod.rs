@@ -11,6 +11,7 @@ pub mod institutions;
 pub mod oauth;
 pub mod patients;
 pub mod tenants;
+pub mod users;
 pub mod wellknown;
 
 pub fn require_operator(p: &Principal) -> Result<(), IdentityError> {

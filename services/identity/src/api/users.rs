@@ -1,0 +1,438 @@
+//! Users and password sessions: argon2id hashes, lockout after repeated failures, access
+//! token + single-use rotating refresh token, logout.
+
+use actix_web::{HttpResponse, web};
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use caretrail_bus::{Event, outbox};
+use caretrail_contracts::{
+    TenantId, UserId,
+    auth::{Claims, PrincipalKind, Role, scopes},
+};
+use caretrail_crypto::Suite;
+use caretrail_platform::auth::Principal;
+use chrono::{Duration, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
+};
+
+use super::require_admin;
+use crate::{
+    IdentityError, State,
+    entities::{institution, refresh_token, tenant, user},
+    model::{LoginIn, RefreshIn, SessionOut, UserIn, UserListOut, UserOut},
+};
+
+/// Consecutive failures before an account is locked, and for how long.
+const MAX_FAILURES: i32 = 5;
+const LOCKOUT: Duration = Duration::minutes(15);
+const REFRESH_TTL: Duration = Duration::hours(12);
+
+fn invalid_credentials() -> IdentityError {
+    IdentityError::Unauthorized("invalid credentials, or the account is temporarily locked".into())
+}
+
+fn hash_password(password: &str) -> Result<String, IdentityError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| IdentityError::Corrupt("password hashing failed"))
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Verifying against this when the user does not exist keeps timing uniform.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not-a-real-password-0000").unwrap_or_default())
+}
+
+fn roles_of(u: &user::Model) -> Vec<Role> {
+    u.roles
+        .split(' ')
+        .filter_map(|r| serde_json::from_value(serde_json::Value::String(r.to_string())).ok())
+        .collect()
+}
+
+/// What a person with these roles may do, as OAuth scopes (services check either).
+fn scopes_for(roles: &[Role]) -> String {
+    let mut s: Vec<&str> = Vec::new();
+    for r in roles {
+        let add: &[&str] = match r {
+            Role::Physician => &[
+                scopes::RECORDS_READ,
+                scopes::RECORDS_WRITE,
+                scopes::PATIENTS_WRITE,
+                scopes::GRANTS_READ,
+                scopes::GRANTS_WRITE,
+            ],
+            Role::InstitutionAdmin => &[scopes::RECORDS_READ, scopes::GRANTS_READ],
+            Role::TenantAdmin => &[scopes::ADMIN],
+            Role::Auditor => &[scopes::AUDIT_READ],
+        };
+        for a in add {
+            if !s.contains(a) {
+                s.push(a);
+            }
+        }
+    }
+    s.join(" ")
+}
+
+pub(crate) fn out(u: user::Model) -> Result<UserOut, IdentityError> {
+    Ok(UserOut {
+        id: u
+            .id
+            .parse()
+            .map_err(|_| IdentityError::Corrupt("user id"))?,
+        tenant_id: u
+            .tenant_id
+            .parse()
+            .map_err(|_| IdentityError::Corrupt("tenant id"))?,
+        institution_id: u
+            .institution_id
+            .parse()
+            .map_err(|_| IdentityError::Corrupt("institution id"))?,
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        roles: roles_of(&u),
+        status: u.status,
+        created_at: u.created_at,
+    })
+}
+
+/// Creates a user (tenant admins, and the dev seed).
+pub async fn create_user(
+    state: &State,
+    tenant: &TenantId,
+    input: UserIn,
+) -> Result<UserOut, IdentityError> {
+    input.validate()?;
+    let hash = hash_password(&input.password)?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let ins = institution::Entity::find_by_id(input.institution_id.to_string())
+        .filter(institution::Column::TenantId.eq(tenant.as_str()))
+        .one(&txn)
+        .await?;
+    if ins.is_none() {
+        return Err(IdentityError::field(
+            "institution_id",
+            "no such institution in this tenant",
+        ));
+    }
+    let taken = user::Entity::find()
+        .filter(user::Column::TenantId.eq(tenant.as_str()))
+        .filter(user::Column::Username.eq(input.username.clone()))
+        .one(&txn)
+        .await?;
+    if taken.is_some() {
+        return Err(IdentityError::Conflict(format!(
+            "username {:?} is taken",
+            input.username
+        )));
+    }
+    let id = UserId::generate();
+    let roles: Vec<&str> = input.roles.iter().map(|r| r.as_str()).collect();
+    let model = user::ActiveModel {
+        id: Set(id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        institution_id: Set(input.institution_id.to_string()),
+        username: Set(input.username.clone()),
+        display_name: Set(input.display_name.trim().to_string()),
+        roles: Set(roles.join(" ")),
+        password_hash: Set(hash),
+        failed_attempts: Set(0),
+        locked_until: Set(None),
+        status: Set("active".into()),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&txn)
+    .await?;
+    let event = Event::new(
+        tenant.as_str(),
+        crate::SERVICE,
+        "user.created",
+        1,
+        &serde_json::json!({ "user": id, "institution": input.institution_id, "roles": roles }),
+    )?;
+    outbox::enqueue(&txn, &event).await?;
+    txn.commit().await?;
+    state.outbox.notify_one();
+    out(model)
+}
+
+#[utoipa::path(post, operation_id = "create_user", path = "/v1/tenants/{tenant_id}/users", tag = "users",
+    params(("tenant_id" = String, Path)), request_body = UserIn,
+    responses((status = 201, body = UserOut, description = "Created"),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid input"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 409, body = caretrail_platform::Problem, description = "Username taken")),
+    security(("bearer" = [])))]
+/// Create a user (physician, administrator, auditor) of an institution.
+pub async fn create(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<TenantId>,
+    input: web::Json<UserIn>,
+) -> Result<HttpResponse, IdentityError> {
+    let tenant = path.into_inner();
+    require_admin(&p, &tenant, "tenant")?;
+    Ok(HttpResponse::Created().json(create_user(&state, &tenant, input.into_inner()).await?))
+}
+
+#[utoipa::path(get, operation_id = "list_users", path = "/v1/tenants/{tenant_id}/users", tag = "users",
+    params(("tenant_id" = String, Path)),
+    responses((status = 200, body = UserListOut, description = "OK")), security(("bearer" = [])))]
+/// List a tenant's users.
+pub async fn list(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<TenantId>,
+) -> Result<HttpResponse, IdentityError> {
+    let tenant = path.into_inner();
+    require_admin(&p, &tenant, "tenant")?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let rows = user::Entity::find()
+        .filter(user::Column::TenantId.eq(tenant.as_str()))
+        .order_by_asc(user::Column::CreatedAt)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    let items = rows.into_iter().map(out).collect::<Result<_, _>>()?;
+    Ok(HttpResponse::Ok().json(UserListOut { items }))
+}
+
+fn refresh_hash(token: &str) -> String {
+    caretrail_crypto::hash(Suite::Intl, token.as_bytes()).to_hex()
+}
+
+/// `<tenant id>.<256 random bits>`: the tenant tells which RLS scope to look in.
+fn new_refresh(tenant: &TenantId) -> Result<String, IdentityError> {
+    let key = caretrail_crypto::DataKey::generate(Suite::Intl)?;
+    Ok(format!(
+        "{tenant}.{}",
+        URL_SAFE_NO_PAD.encode(key.expose_secret())
+    ))
+}
+
+async fn issue_session(
+    state: &State,
+    conn: &impl ConnectionTrait,
+    u: &user::Model,
+    family: Option<String>,
+) -> Result<SessionOut, IdentityError> {
+    let tenant: TenantId = u
+        .tenant_id
+        .parse()
+        .map_err(|_| IdentityError::Corrupt("tenant id"))?;
+    let roles = roles_of(u);
+    let claims = Claims {
+        iss: String::new(),
+        aud: String::new(),
+        sub: u.id.clone(),
+        exp: 0,
+        nbf: 0,
+        iat: 0,
+        jti: String::new(),
+        kind: PrincipalKind::User,
+        tenant: Some(tenant.clone()),
+        institution: Some(
+            u.institution_id
+                .parse()
+                .map_err(|_| IdentityError::Corrupt("institution id"))?,
+        ),
+        scope: scopes_for(&roles),
+        roles,
+    };
+    let now = Utc::now();
+    let (access_token, claims) = state.tokens.issue(claims, now)?;
+    let refresh = new_refresh(&tenant)?;
+    refresh_token::ActiveModel {
+        id: Set(format!("rtk_{}", uuid::Uuid::now_v7().simple())),
+        tenant_id: Set(u.tenant_id.clone()),
+        user_id: Set(u.id.clone()),
+        family_id: Set(family.unwrap_or_else(|| format!("rtf_{}", uuid::Uuid::now_v7().simple()))),
+        token_hash: Set(refresh_hash(&refresh)),
+        expires_at: Set(now + REFRESH_TTL),
+        used_at: Set(None),
+        revoked_at: Set(None),
+        created_at: Set(now),
+    }
+    .insert(conn)
+    .await?;
+    Ok(SessionOut {
+        access_token,
+        token_type: "Bearer",
+        expires_in: claims.exp - claims.iat,
+        refresh_token: refresh,
+        refresh_expires_in: REFRESH_TTL.num_seconds(),
+    })
+}
+
+#[utoipa::path(post, operation_id = "login", path = "/v1/auth/login", tag = "users", request_body = LoginIn,
+    responses((status = 200, body = SessionOut, description = "Logged in"),
+              (status = 401, body = caretrail_platform::Problem, description = "Invalid credentials or locked")))]
+/// Log in with a password. After 5 consecutive failures the account is locked for 15 minutes.
+pub async fn login(
+    state: web::Data<State>,
+    input: web::Json<LoginIn>,
+) -> Result<HttpResponse, IdentityError> {
+    let input = input.into_inner();
+    let tenant_row = tenant::Entity::find_by_id(input.tenant_id.to_string())
+        .one(&state.db)
+        .await?;
+    let txn = caretrail_db::begin_tenant(&state.db, input.tenant_id.as_str()).await?;
+    let found = user::Entity::find()
+        .filter(user::Column::TenantId.eq(input.tenant_id.as_str()))
+        .filter(user::Column::Username.eq(input.username.clone()))
+        .one(&txn)
+        .await?;
+    let Some(u) = found else {
+        let _ = verify_password(&input.password, dummy_hash());
+        return Err(invalid_credentials());
+    };
+    let now = Utc::now();
+    let locked = u.locked_until.is_some_and(|t| t > now);
+    let ok = verify_password(&input.password, &u.password_hash);
+    let active = u.status == "active" && tenant_row.is_some_and(|t| t.status == "active");
+    if locked || !ok || !active {
+        if !ok && !locked {
+            let failures = u.failed_attempts + 1;
+            let mut am: user::ActiveModel = u.clone().into();
+            am.failed_attempts = Set(if failures >= MAX_FAILURES {
+                0
+            } else {
+                failures
+            });
+            if failures >= MAX_FAILURES {
+                am.locked_until = Set(Some(now + LOCKOUT));
+                tracing::warn!(user = %u.id, "account locked after repeated login failures");
+            }
+            am.update(&txn).await?;
+            txn.commit().await?;
+        }
+        return Err(invalid_credentials());
+    }
+    let mut am: user::ActiveModel = u.clone().into();
+    am.failed_attempts = Set(0);
+    am.locked_until = Set(None);
+    am.update(&txn).await?;
+    let session = issue_session(&state, &txn, &u, None).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(session))
+}
+
+async fn load_refresh(
+    state: &State,
+    token: &str,
+) -> Result<
+    (
+        TenantId,
+        caretrail_db::sea_orm::DatabaseTransaction,
+        refresh_token::Model,
+    ),
+    IdentityError,
+> {
+    let tenant: TenantId = token
+        .split_once('.')
+        .and_then(|(t, _)| t.parse().ok())
+        .ok_or_else(invalid_credentials)?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let row = refresh_token::Entity::find()
+        .filter(refresh_token::Column::TenantId.eq(tenant.as_str()))
+        .filter(refresh_token::Column::TokenHash.eq(refresh_hash(token)))
+        .one(&txn)
+        .await?
+        .ok_or_else(invalid_credentials)?;
+    Ok((tenant, txn, row))
+}
+
+async fn revoke_family(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    family: &str,
+) -> Result<(), IdentityError> {
+    refresh_token::Entity::update_many()
+        .col_expr(
+            refresh_token::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(Some(Utc::now())),
+        )
+        .filter(refresh_token::Column::TenantId.eq(tenant.as_str()))
+        .filter(refresh_token::Column::FamilyId.eq(family))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+#[utoipa::path(post, operation_id = "refresh_session", path = "/v1/auth/refresh", tag = "users", request_body = RefreshIn,
+    responses((status = 200, body = SessionOut, description = "New tokens"),
+              (status = 401, body = caretrail_platform::Problem, description = "Invalid, expired or reused refresh token")))]
+/// Exchange a refresh token for new tokens. Each refresh token works once; presenting a used
+/// one (a sign of theft) ends the whole session.
+pub async fn refresh(
+    state: web::Data<State>,
+    input: web::Json<RefreshIn>,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, txn, row) = load_refresh(&state, &input.refresh_token).await?;
+    let now = Utc::now();
+    if row.used_at.is_some() {
+        revoke_family(&txn, &tenant, &row.family_id).await?;
+        txn.commit().await?;
+        tracing::warn!(user = %row.user_id, "refresh token reused; session revoked");
+        return Err(invalid_credentials());
+    }
+    if row.revoked_at.is_some() || row.expires_at <= now {
+        return Err(invalid_credentials());
+    }
+    let u = user::Entity::find_by_id(row.user_id.clone())
+        .filter(user::Column::TenantId.eq(tenant.as_str()))
+        .one(&txn)
+        .await?
+        .ok_or_else(invalid_credentials)?;
+    if u.status != "active" {
+        return Err(invalid_credentials());
+    }
+    let family = row.family_id.clone();
+    let mut am: refresh_token::ActiveModel = row.into();
+    am.used_at = Set(Some(now));
+    am.update(&txn).await?;
+    let session = issue_session(&state, &txn, &u, Some(family)).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(session))
+}
+
+#[utoipa::path(post, operation_id = "logout", path = "/v1/auth/logout", tag = "users", request_body = RefreshIn,
+    responses((status = 204, description = "Logged out")), security(("bearer" = [])))]
+/// End a session: the refresh token family and the presented access token stop working.
+pub async fn logout(
+    state: web::Data<State>,
+    p: Principal,
+    input: web::Json<RefreshIn>,
+) -> Result<HttpResponse, IdentityError> {
+    if let Ok((tenant, txn, row)) = load_refresh(&state, &input.refresh_token).await
+        && row.user_id == p.0.sub
+    {
+        revoke_family(&txn, &tenant, &row.family_id).await?;
+        txn.commit().await?;
+    }
+    super::oauth::revoke_jti(&state, &p.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -15,6 +15,9 @@ pub enum CryptoError {
     AuthenticationFailed,
     #[error("signature verification failed")]
     SignatureInvalid,
+    /// A certificate that parses but may not be used as asked (wrong issuer, not a CA, ...).
+    #[error("certificate rejected: {0}")]
+    CertificateRejected(String),
     #[error("truncated: {0}")]
     Truncated(String),
     #[error("trailing data after the end of the stream")]
@@ -42,6 +45,7 @@ impl CryptoError {
             self,
             Self::AuthenticationFailed
                 | Self::SignatureInvalid
+                | Self::CertificateRejected(_)
                 | Self::Truncated(_)
                 | Self::TrailingData
         )

@@ -49,6 +49,7 @@ pub mod stream;
 mod suite;
 pub mod tools;
 pub mod wrap;
+pub mod x509;
 
 pub use aead::{Aead, DataKey, Kek, NONCE_LEN, TAG_LEN, open, seal};
 pub use error::{CryptoError, Result};
@@ -62,6 +63,10 @@ pub use stream::{
 };
 pub use suite::Suite;
 pub use wrap::{WrapBinding, WrappedKey, unwrap_key, wrap_key};
+pub use x509::{
+    Certificate, CertificateRequest, DistinguishedName, KeyUsage, Validity, issue_certificate,
+    random_serial, self_signed_ca,
+};
 
 use rand_core::{OsRng, RngCore as _};
 

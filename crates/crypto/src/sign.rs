@@ -694,7 +694,7 @@ fn classify(oid: ObjectIdentifier, params: Option<ObjectIdentifier>) -> Result<S
     )))
 }
 
-fn pem_decode(pem: &str) -> Result<(String, Zeroizing<Vec<u8>>)> {
+pub(crate) fn pem_decode(pem: &str) -> Result<(String, Zeroizing<Vec<u8>>)> {
     let (label, der) = der::pem::decode_vec(pem.trim().as_bytes())
         .map_err(|e| CryptoError::Malformed(format!("not a PEM document: {e}")))?;
     Ok((label.to_string(), Zeroizing::new(der)))
@@ -712,7 +712,7 @@ fn wrong_label(found: &str, expected: &str) -> CryptoError {
     }
 }
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     let mut b64 = Zeroizing::new(B64.encode(der));
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
     out.push_str("-----BEGIN ");

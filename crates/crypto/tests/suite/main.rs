@@ -8,6 +8,7 @@ mod props;
 mod streaming;
 mod tools;
 mod vectors;
+mod x509;
 
 /// Hex to bytes; spaces are ignored so vectors can be pasted as published.
 pub fn h(s: &str) -> Vec<u8> {

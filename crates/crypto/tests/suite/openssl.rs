@@ -15,13 +15,13 @@ use caretrail_crypto::{
 
 use crate::data;
 
-fn openssl(args: &[&str], dir: &Path) -> Output {
+pub(crate) fn openssl(args: &[&str], dir: &Path) -> Output {
     Command::new("openssl").args(args).current_dir(dir).output().unwrap_or_else(|e| {
         panic!("cannot run `openssl` ({e}): these interoperability tests need the OpenSSL 3 CLI on PATH")
     })
 }
 
-fn openssl_ok(args: &[&str], dir: &Path) -> String {
+pub(crate) fn openssl_ok(args: &[&str], dir: &Path) -> String {
     let out = openssl(args, dir);
     assert!(
         out.status.success(),
@@ -32,7 +32,7 @@ fn openssl_ok(args: &[&str], dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p

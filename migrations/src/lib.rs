@@ -6,6 +6,7 @@
 use sea_orm_migration::prelude::*;
 
 pub mod common;
+pub mod identity_certificates;
 pub mod identity_tables;
 pub mod identity_users;
 
@@ -33,7 +34,8 @@ service_migrator!(
     [
         crate::common::OutboxInbox,
         crate::identity_tables::Tables,
-        crate::identity_users::UsersMigration
+        crate::identity_users::UsersMigration,
+        crate::identity_certificates::Certificates
     ]
 );
 service_migrator!(

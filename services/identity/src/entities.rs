@@ -24,6 +24,7 @@ pub mod tenant {
         pub pseudonym_key_enc: String,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        pub ca_cert_pem: Option<String>,
     }
     no_relations!();
 }
@@ -65,6 +66,10 @@ pub mod institution_key {
         pub retired_at: Option<DateTimeUtc>,
         pub revoked_at: Option<DateTimeUtc>,
         pub revocation_reason: Option<String>,
+        pub certificate_pem: Option<String>,
+        pub serial: Option<String>,
+        pub not_before: Option<DateTimeUtc>,
+        pub not_after: Option<DateTimeUtc>,
     }
     no_relations!();
 }

@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use utoipa::OpenApi;
 
 pub mod api;
+pub mod certs;
 pub mod entities;
 pub mod error;
 pub mod model;
@@ -267,6 +268,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/v1/apps/{app_id}/rotate-secret").post(apps::rotate_secret))
     .service(resource("/v1/apps/{app_id}/revoke").post(apps::revoke))
+    .service(resource("/v1/institutions/{institution_id}/keys").post(keys::rotate))
+    .service(resource("/v1/institutions/{institution_id}/keys/{key_id}/revoke").post(keys::revoke))
+    .service(resource("/v1/certificates/{serial}/status").get(keys::status))
+    .service(resource("/v1/tenants/{tenant_id}/ca").get(keys::ca))
     .service(
         resource("/v1/tenants/{tenant_id}/users")
             .post(users::create)
@@ -311,6 +316,7 @@ impl utoipa::Modify for BearerAuth {
         api::institutions::create, api::institutions::list, api::institutions::get,
         api::institutions::update,
         api::apps::create, api::apps::list, api::apps::rotate_secret, api::apps::revoke,
+        api::keys::rotate, api::keys::revoke, api::keys::status, api::keys::ca,
         api::users::create, api::users::list, api::users::login, api::users::refresh,
         api::users::logout,
         api::oauth::token, api::oauth::revoke,

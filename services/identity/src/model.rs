@@ -73,7 +73,8 @@ pub struct TenantIn {
 impl TenantIn {
     pub fn validate(&self) -> Result<(), IdentityError> {
         let mut e = Vec::new();
-        check_text(&mut e, "name", &self.name, 200);
+        // The name goes into the tenant CA's X.509 subject (O), limited to 64 characters.
+        check_text(&mut e, "name", &self.name, 64);
         done(e)
     }
 }
@@ -88,6 +89,8 @@ pub struct TenantOut {
     pub status: String,
     /// The tenant CA's public key (SPKI PEM): it certifies the institutions' keys.
     pub ca_public_key_pem: String,
+    /// The tenant CA's self-signed X.509 certificate (trust anchor for `openssl verify`).
+    pub ca_certificate_pem: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -140,9 +143,61 @@ pub struct SigningKeyOut {
     /// `custodial` (held encrypted by Caretrail) or `byok`.
     pub custody: String,
     pub public_key_pem: String,
+    /// `active`, `retired` (rotated out: verifies signatures made before `retired_at`) or
+    /// `revoked`.
     #[schema(example = "active")]
     pub status: String,
     pub created_at: DateTime<Utc>,
+    /// X.509 certificate issued by the tenant CA.
+    pub certificate_pem: Option<String>,
+    /// Certificate serial (hex).
+    pub serial: Option<String>,
+    pub retired_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyIn {
+    /// Bring your own key: the institution's public key (SPKI PEM) of the tenant's suite.
+    /// Omit it to have Caretrail generate and hold a new custodial key.
+    pub public_key_pem: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKeyIn {
+    /// Why (e.g. `key_compromise`, `superseded`): recorded and published.
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct StatusQuery {
+    /// RFC 3339 instant to evaluate (default: now), e.g. a signature's timestamp.
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateStatusOut {
+    pub serial: String,
+    pub key_id: SigningKeyId,
+    pub institution_id: InstitutionId,
+    /// Whether a signature made at `at` by this key is valid.
+    pub valid_at_time: bool,
+    pub at: DateTime<Utc>,
+    /// `valid`, `retired`, `revoked`, `expired` or `not_yet_valid`, at `at`.
+    pub status: String,
+    pub not_before: Option<DateTime<Utc>>,
+    pub not_after: Option<DateTime<Utc>>,
+    pub retired_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revocation_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaOut {
+    pub tenant_id: TenantId,
+    pub certificate_pem: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -835,3 +835,234 @@ async fn users_log_in_get_locked_out_refresh_and_log_out(backend: Backend) {
     );
 }
 both!(users_log_in_get_locked_out_refresh_and_log_out);
+
+fn openssl(args: &[&str], dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (OpenSSL 3) is required for the certificate tests");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn certificates_verify_with_openssl_rotate_and_revoke(backend: Backend) {
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    use reqwest::Method as M;
+    let dir = tempfile::tempdir().unwrap();
+    for suite in ["gm", "intl"] {
+        let (tid, iid, admin) = s.tenant(&op, &format!("Bureau {suite}"), suite).await;
+        let (_, ca) = s
+            .call(M::GET, &format!("/v1/tenants/{tid}/ca"), &admin, None)
+            .await;
+        let (_, ins) = s
+            .call(M::GET, &format!("/v1/institutions/{iid}"), &admin, None)
+            .await;
+        let key = &ins["signing_keys"][0];
+        std::fs::write(
+            dir.path().join("ca.pem"),
+            ca["certificate_pem"].as_str().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("cert.pem"),
+            key["certificate_pem"].as_str().unwrap(),
+        )
+        .unwrap();
+        let verify: Vec<&str> = if suite == "gm" {
+            vec![
+                "verify",
+                "-x509_strict",
+                "-vfyopt",
+                "distid:1234567812345678",
+                "-CAfile",
+                "ca.pem",
+                "cert.pem",
+            ]
+        } else {
+            vec![
+                "verify",
+                "-x509_strict",
+                "-check_ss_sig",
+                "-CAfile",
+                "ca.pem",
+                "cert.pem",
+            ]
+        };
+        let (ok, text) = openssl(&verify, dir.path());
+        assert!(
+            ok,
+            "OpenSSL verifies the {suite} institution certificate: {text}"
+        );
+        let (_, subject) = openssl(
+            &["x509", "-in", "cert.pem", "-noout", "-subject"],
+            dir.path(),
+        );
+        assert!(
+            subject.contains(&iid) && subject.contains(&tid) && subject.contains("primary"),
+            "{subject}"
+        );
+
+        // Rotation: the old key is retired but valid for signatures made before it.
+        let old_serial = key["serial"].as_str().unwrap().to_string();
+        let before_rotation = chrono::Utc::now();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (status, new_key) = s
+            .call(
+                M::POST,
+                &format!("/v1/institutions/{iid}/keys"),
+                &admin,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 201, "{new_key}");
+        assert_eq!(new_key["status"], "active");
+        let status_of = |serial: String, at: Option<chrono::DateTime<chrono::Utc>>| {
+            let s = &s;
+            let admin = admin.clone();
+            async move {
+                let q = at
+                    .map(|t| {
+                        format!(
+                            "?at={}",
+                            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                                .replace('+', "%2B")
+                        )
+                    })
+                    .unwrap_or_default();
+                s.call(
+                    M::GET,
+                    &format!("/v1/certificates/{serial}/status{q}"),
+                    &admin,
+                    None,
+                )
+                .await
+                .1
+            }
+        };
+        let old_then = status_of(old_serial.clone(), Some(before_rotation)).await;
+        assert_eq!(old_then["status"], "valid", "{old_then}");
+        assert_eq!(old_then["valid_at_time"], true);
+        let old_now = status_of(old_serial.clone(), None).await;
+        assert_eq!(old_now["status"], "retired");
+        assert_eq!(old_now["valid_at_time"], false);
+
+        // Revocation: from now on invalid, before it still valid.
+        let new_serial = new_key["serial"].as_str().unwrap().to_string();
+        let before_revocation = chrono::Utc::now();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let new_id = new_key["id"].as_str().unwrap();
+        let (status, revoked) = s
+            .call(
+                M::POST,
+                &format!("/v1/institutions/{iid}/keys/{new_id}/revoke"),
+                &admin,
+                Some(json!({"reason": "key_compromise"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{revoked}");
+        assert_eq!(
+            status_of(new_serial.clone(), None).await["status"],
+            "revoked"
+        );
+        assert_eq!(
+            status_of(new_serial.clone(), Some(before_revocation)).await["status"],
+            "valid"
+        );
+        let (status, _) = s
+            .call(
+                M::POST,
+                &format!("/v1/institutions/{iid}/keys/{new_id}/revoke"),
+                &admin,
+                Some(json!({"reason": "again"})),
+            )
+            .await;
+        assert_eq!(status, 409);
+
+        // Bring your own key: the public key of the tenant's suite only.
+        let algorithm = if suite == "gm" {
+            caretrail_crypto::SignatureAlgorithm::Sm2
+        } else {
+            caretrail_crypto::SignatureAlgorithm::Ed25519
+        };
+        let own = caretrail_crypto::SigningKey::generate(algorithm).unwrap();
+        let (status, byok) = s
+            .call(
+                M::POST,
+                &format!("/v1/institutions/{iid}/keys"),
+                &admin,
+                Some(json!({"public_key_pem": own.public_key().to_spki_pem()})),
+            )
+            .await;
+        assert_eq!(status, 201, "{byok}");
+        assert_eq!(byok["custody"], "byok");
+        std::fs::write(
+            dir.path().join("byok.pem"),
+            byok["certificate_pem"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut v = verify.clone();
+        *v.last_mut().unwrap() = "byok.pem";
+        assert!(openssl(&v, dir.path()).0, "BYOK certificate verifies too");
+        let wrong = if suite == "gm" {
+            caretrail_crypto::SignatureAlgorithm::Ed25519
+        } else {
+            caretrail_crypto::SignatureAlgorithm::Sm2
+        };
+        let other = caretrail_crypto::SigningKey::generate(wrong).unwrap();
+        let (status, p) = s
+            .call(
+                M::POST,
+                &format!("/v1/institutions/{iid}/keys"),
+                &admin,
+                Some(json!({"public_key_pem": other.public_key().to_spki_pem()})),
+            )
+            .await;
+        assert_eq!(
+            (status, p["errors"][0]["field"].as_str()),
+            (400, Some("public_key_pem"))
+        );
+        let (status, _) = s
+            .call(
+                M::POST,
+                &format!("/v1/institutions/{iid}/keys"),
+                &admin,
+                Some(json!({"public_key_pem": own.to_pkcs8_pem().unwrap().as_str()})),
+            )
+            .await;
+        assert_eq!(status, 400, "a private key is refused");
+
+        // Another tenant sees none of it.
+        let (_, _, intruder) = s.tenant(&op, &format!("Intruder {suite}"), suite).await;
+        let (status, _) = s
+            .call(
+                M::POST,
+                &format!("/v1/institutions/{iid}/keys"),
+                &intruder,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 404);
+        let (status, _) = s
+            .call(
+                M::GET,
+                &format!("/v1/certificates/{old_serial}/status"),
+                &intruder,
+                None,
+            )
+            .await;
+        assert_eq!(status, 404);
+        let (status, _) = s
+            .call(M::GET, &format!("/v1/tenants/{tid}/ca"), &intruder, None)
+            .await;
+        assert_eq!(status, 404);
+    }
+}
+both!(certificates_verify_with_openssl_rotate_and_revoke);

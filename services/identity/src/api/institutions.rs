@@ -21,7 +21,7 @@ use crate::{
     },
 };
 
-fn key_out(k: institution_key::Model) -> Result<SigningKeyOut, IdentityError> {
+pub(crate) fn key_out(k: institution_key::Model) -> Result<SigningKeyOut, IdentityError> {
     Ok(SigningKeyOut {
         id: k.id.parse().map_err(|_| IdentityError::Corrupt("key id"))?,
         algorithm: k.algorithm,
@@ -29,10 +29,14 @@ fn key_out(k: institution_key::Model) -> Result<SigningKeyOut, IdentityError> {
         public_key_pem: k.public_key_pem,
         status: k.status,
         created_at: k.created_at,
+        certificate_pem: k.certificate_pem,
+        serial: k.serial,
+        retired_at: k.retired_at,
+        revoked_at: k.revoked_at,
     })
 }
 
-async fn out(
+pub(crate) async fn out(
     conn: &impl ConnectionTrait,
     i: institution::Model,
 ) -> Result<InstitutionOut, IdentityError> {
@@ -100,6 +104,14 @@ pub async fn create_institution(
     let key = SigningKey::generate_for_suite(suite)?;
     let key_id = SigningKeyId::generate();
     let public_pem = key.public_key().to_spki_pem();
+    let cert = crate::certs::certify_institution_key(
+        state,
+        &t,
+        id.as_str(),
+        input.level.as_str(),
+        &key.public_key(),
+        now,
+    )?;
     institution_key::ActiveModel {
         id: Set(key_id.to_string()),
         tenant_id: Set(tenant.to_string()),
@@ -117,6 +129,10 @@ pub async fn create_institution(
         retired_at: Set(None),
         revoked_at: Set(None),
         revocation_reason: Set(None),
+        certificate_pem: Set(Some(cert.to_pem())),
+        serial: Set(Some(cert.serial_hex())),
+        not_before: Set(Some(crate::certs::to_utc(cert.not_before()))),
+        not_after: Set(Some(crate::certs::to_utc(cert.not_after()))),
     }
     .insert(&txn)
     .await?;
@@ -198,7 +214,7 @@ pub async fn list(
 }
 
 /// Finds an institution the caller may see, in its own tenant (operators: any tenant).
-async fn find_visible(
+pub(crate) async fn find_visible(
     state: &State,
     p: &Principal,
     id: &InstitutionId,

@@ -8,6 +8,7 @@ use crate::IdentityError;
 
 pub mod apps;
 pub mod institutions;
+pub mod keys;
 pub mod oauth;
 pub mod patients;
 pub mod tenants;

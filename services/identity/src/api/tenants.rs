@@ -23,6 +23,7 @@ pub(crate) fn out(t: tenant::Model) -> Result<TenantOut, IdentityError> {
         suite: t.suite,
         status: t.status,
         ca_public_key_pem: t.ca_public_pem,
+        ca_certificate_pem: t.ca_cert_pem.unwrap_or_default(),
         created_at: t.created_at,
     })
 }
@@ -41,6 +42,7 @@ pub async fn create_tenant(state: &State, input: TenantIn) -> Result<TenantOut, 
     let ca = SigningKey::generate_for_suite(input.suite)?;
     let pseudonym = MacKey::generate(input.suite)?;
     let now = Utc::now();
+    let ca_cert = crate::certs::new_tenant_ca(&ca, id.as_str(), input.name.trim(), now)?;
     let row = tenant::ActiveModel {
         id: Set(id.to_string()),
         name: Set(input.name.trim().to_string()),
@@ -57,6 +59,7 @@ pub async fn create_tenant(state: &State, input: TenantIn) -> Result<TenantOut, 
         )?),
         created_at: Set(now),
         updated_at: Set(now),
+        ca_cert_pem: Set(Some(ca_cert.to_pem())),
     };
     let event = Event::new(
         id.as_str(),

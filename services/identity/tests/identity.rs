@@ -384,6 +384,21 @@ async fn tenant_isolation_on_every_endpoint(backend: Backend) {
         ),
         (M::POST, format!("/v1/apps/{app_b}/rotate-secret"), None),
         (M::POST, format!("/v1/apps/{app_b}/revoke"), None),
+        (M::GET, format!("/v1/tenants/{tb}/users"), None),
+        (
+            M::POST,
+            format!("/v1/tenants/{tb}/users"),
+            Some(
+                json!({"institution_id": ib, "username": "spy", "display_name": "Spy", "roles": ["tenant_admin"], "password": "long enough password"}),
+            ),
+        ),
+        (M::GET, format!("/v1/tenants/{tb}/ca"), None),
+        (
+            M::POST,
+            format!("/v1/institutions/{ib}/keys"),
+            Some(json!({})),
+        ),
+        (M::POST, format!("/v1/tenants/{tb}/suspend"), None),
     ];
     for (method, path, body) in probes {
         let (status, problem) = s.call(method.clone(), &path, &admin_a, body).await;

@@ -129,6 +129,8 @@ async fn set_status(
     id: TenantId,
     status: &str,
 ) -> Result<HttpResponse, IdentityError> {
+    // Others' tenants are not found; one's own tenant is there but not one's to suspend.
+    require_member(p, &id, "tenant")?;
     require_operator(p)?;
     let row = load(state, &id).await?;
     let mut am: tenant::ActiveModel = row.into();

@@ -202,16 +202,17 @@ impl Verifier {
         lock_err(self.inner.revoked.read()).contains_key(jti)
     }
 
-    async fn refresh_keys(&self, force: bool) -> Result<(), AuthError> {
+    /// Refetches the key set unless another fetch finished moments ago. Returns whether it
+    /// fetched. Never sleeps while holding the lock, so a flood of forged kids costs at most
+    /// one fetch per interval and delays nobody.
+    async fn refresh_keys(&self, force: bool) -> Result<bool, AuthError> {
         let mut last = self.inner.last_fetch.lock().await;
         let local = matches!(self.inner.source, KeySource::Local(_));
-        if !force
-            && !local
-            && let Some(wait) = last.and_then(|t| MIN_REFETCH_INTERVAL.checked_sub(t.elapsed()))
-        {
-            // Pace refetches rather than skip them: a genuinely new kid must still be found.
-            tokio::time::sleep(wait).await;
+        if !force && !local && last.is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL) {
+            return Ok(false);
         }
+        // Failures count too: a down identity service is not hammered either.
+        *last = Some(Instant::now());
         let set = match &self.inner.source {
             KeySource::Local(f) => f(),
             KeySource::Jwks(url) => {
@@ -226,7 +227,6 @@ impl Verifier {
                     .map_err(|_| AuthError::KeysUnavailable)?
             }
         };
-        *last = Some(Instant::now());
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             // Only Ed25519 keys are ever accepted, whatever else a key set holds.
@@ -244,7 +244,7 @@ impl Verifier {
             keys.insert(kid.clone(), key);
         }
         *lock_err(self.inner.keys.write()) = keys;
-        Ok(())
+        Ok(true)
     }
 
     fn key(&self, kid: &str) -> Option<DecodingKey> {
@@ -264,8 +264,10 @@ impl Verifier {
             .try_lock()
             .map(|t| t.is_none_or(|t| t.elapsed() > MAX_KEY_AGE))
             .unwrap_or(false);
-        if stale {
-            self.refresh_keys(false).await?;
+        if stale && let Err(error) = self.refresh_keys(false).await {
+            // Keep verifying with the keys we have: identity being down must not take every
+            // other service down with it.
+            tracing::warn!(%error, "refreshing the token keys failed; using the cached ones");
         }
         let key = match self.key(&kid) {
             Some(k) => k,
@@ -276,14 +278,16 @@ impl Verifier {
                 if recently_missing {
                     return Err(AuthError::UnknownKey);
                 }
-                self.refresh_keys(false).await?;
+                let fetched = self.refresh_keys(false).await?;
                 match self.key(&kid) {
                     Some(k) => k,
                     None => {
-                        let mut missing = lock_err(self.inner.missing.write());
-                        missing.retain(|_, t| t.elapsed() < NEGATIVE_TTL);
-                        if missing.len() < 10_000 {
-                            missing.insert(kid, Instant::now());
+                        if fetched {
+                            let mut missing = lock_err(self.inner.missing.write());
+                            missing.retain(|_, t| t.elapsed() < NEGATIVE_TTL);
+                            if missing.len() < 10_000 {
+                                missing.insert(kid, Instant::now());
+                            }
                         }
                         return Err(AuthError::UnknownKey);
                     }
@@ -316,7 +320,7 @@ impl Verifier {
 
     /// Forgets cached keys (tests of rotation).
     pub async fn reload_keys(&self) -> Result<(), AuthError> {
-        self.refresh_keys(true).await
+        self.refresh_keys(true).await.map(|_| ())
     }
 }
 

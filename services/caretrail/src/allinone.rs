@@ -231,6 +231,7 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         object_store_url: object_store,
         audit_url: audit,
         upstream_timeout_secs: 30,
+        upload_timeout_secs: 3600,
         body_limit_bytes: 1024 * 1024 * 1024,
     })
     .await

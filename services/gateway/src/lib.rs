@@ -46,9 +46,12 @@ pub struct Config {
     pub ledger_url: String,
     pub object_store_url: String,
     pub audit_url: String,
-    /// Seconds an upstream gets to start answering.
+    /// Seconds an upstream gets to answer a request without a body.
     #[serde(default = "default_upstream_timeout")]
     pub upstream_timeout_secs: u64,
+    /// Seconds a request with a body (an upload) gets in total, body included.
+    #[serde(default = "default_upload_timeout")]
+    pub upload_timeout_secs: u64,
     /// Largest request body forwarded (record uploads stream through), in bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: u64,
@@ -56,6 +59,9 @@ pub struct Config {
 
 fn default_upstream_timeout() -> u64 {
     30
+}
+fn default_upload_timeout() -> u64 {
+    3600
 }
 fn default_body_limit() -> u64 {
     1024 * 1024 * 1024
@@ -101,6 +107,7 @@ impl Config {
             object_store_url: base_url.into(),
             audit_url: base_url.into(),
             upstream_timeout_secs: default_upstream_timeout(),
+            upload_timeout_secs: default_upload_timeout(),
             body_limit_bytes: default_body_limit(),
         }
     }
@@ -172,6 +179,9 @@ impl Application {
         let proxy = proxy::ProxySettings {
             upstreams: web::Data::new(config.clone()),
             timeout: Duration::from_secs(config.upstream_timeout_secs),
+            upload_timeout: Duration::from_secs(
+                config.upload_timeout_secs.max(config.upstream_timeout_secs),
+            ),
             body_limit: config.body_limit_bytes,
             verifier: verifier.clone(),
         };

@@ -26,6 +26,8 @@ use crate::{Config, GatewayError, routing};
 pub(crate) struct ProxySettings {
     pub upstreams: web::Data<Config>,
     pub timeout: Duration,
+    /// awc's timeout covers sending the body too: uploads get this one.
+    pub upload_timeout: Duration,
     pub body_limit: u64,
     pub verifier: caretrail_platform::auth::Verifier,
 }
@@ -50,6 +52,7 @@ fn is_hop_header(name: &HeaderName) -> bool {
             | "x-forwarded-for"
             | "x-forwarded-proto"
             | "x-forwarded-host"
+            | "forwarded"
     )
 }
 
@@ -130,9 +133,16 @@ pub(crate) async fn forward(
         url.push('?');
         url.push_str(req.query_string());
     }
+    let has_body = declared_length.is_some_and(|n| n > 0)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let timeout = if has_body {
+        settings.upload_timeout
+    } else {
+        settings.timeout
+    };
     let mut outgoing = CLIENT
         .with(|c| c.request(req.method().clone(), url.as_str()))
-        .timeout(settings.timeout)
+        .timeout(timeout)
         .no_decompress();
     for (name, value) in req.headers() {
         if !is_hop_header(name) {
@@ -148,10 +158,16 @@ pub(crate) async fn forward(
     if let Some(peer) = req.peer_addr() {
         outgoing = outgoing.insert_header(("x-forwarded-for", peer.ip().to_string()));
     }
-    let info = req.connection_info().clone();
-    outgoing = outgoing
-        .insert_header(("x-forwarded-proto", info.scheme().to_string()))
-        .insert_header(("x-forwarded-host", info.host().to_string()));
+    // From the connection itself, never from client-supplied forwarding headers.
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    outgoing = outgoing.insert_header(("x-forwarded-proto", scheme));
+    if let Some(host) = req.headers().get(header::HOST) {
+        outgoing = outgoing.insert_header(("x-forwarded-host", host.clone()));
+    }
 
     let exceeded = Rc::new(Cell::new(false));
     let body = Limited {

@@ -690,3 +690,31 @@ mod tokens {
         assert_eq!(status_code(&gw, Some(token())).await.0, 200);
     }
 }
+
+#[tokio::test]
+async fn dot_segments_never_reach_an_upstream() {
+    use std::io::{Read, Write};
+    let gw = gateway().await;
+    let addr = gw.trim_start_matches("http://").to_string();
+    let token = token();
+    // A raw request: HTTP clients would normalise the path before sending it.
+    let response = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "GET /v1/records/../internal/info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    assert!(response.contains("\"code\":\"not_found\""), "{response}");
+    assert!(
+        !response.contains("x-upstream"),
+        "the stub upstream never saw it"
+    );
+}

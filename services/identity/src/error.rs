@@ -132,3 +132,11 @@ impl ResponseError for IdentityError {
         }
     }
 }
+
+/// A concurrent insert won the race for a unique key.
+pub fn is_unique_violation(e: &caretrail_db::sea_orm::DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(caretrail_db::sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

@@ -146,7 +146,6 @@ impl Application {
             config.auth.token_leeway_secs,
             KeySource::Local(Arc::new(move || source.published())),
         );
-        load_revocations(&infra.db, &verifier).await?;
         // Every replica hears every revocation (a queue of its own, gone when it stops).
         let revocations = verifier.clone();
         infra.add_consumer(
@@ -173,6 +172,8 @@ impl Application {
                 )
                 .await?,
         );
+        // After subscribing, so nothing revoked in between is missed.
+        load_revocations(&infra.db, &verifier).await?;
         let state = web::Data::new(State {
             db: infra.db.clone(),
             outbox: infra.outbox.clone(),

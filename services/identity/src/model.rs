@@ -162,6 +162,16 @@ pub struct KeyIn {
     /// Bring your own key: the institution's public key (SPKI PEM) of the tenant's suite.
     /// Omit it to have Caretrail generate and hold a new custodial key.
     pub public_key_pem: Option<String>,
+    /// Proof of possession, required with `public_key_pem`: the base64 signature (as printed
+    /// by `caretrail crypto sign`) by that key over the UTF-8 text
+    /// `caretrail/byok/v1 <tenant_id> <institution_id> <key id>`, where the key id is the hex
+    /// key id `caretrail crypto keygen` prints (first 16 bytes of the suite hash of the SPKI).
+    pub proof: Option<String>,
+}
+
+/// The text a BYOK key must sign to prove its holder asked for the certificate.
+pub fn byok_challenge(tenant: &str, institution: &str, key_id_hex: &str) -> String {
+    format!("caretrail/byok/v1 {tenant} {institution} {key_id_hex}")
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -20,7 +20,7 @@ use jsonwebtoken::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder,
+    QueryOrder, QuerySelect,
 };
 
 use crate::{IdentityError, entities::jwt_key, secrets::MasterKey};
@@ -107,9 +107,13 @@ impl TokenIssuer {
     /// have all expired, and reloads the signing key.
     pub async fn tick(&self) -> Result<(), IdentityError> {
         let now = Utc::now();
+        // One replica at a time changes key states (rows locked on PostgreSQL, the write lock
+        // on SQLite), so there is never a moment without exactly one active key.
+        let txn = caretrail_db::begin_write(&self.db).await?;
         let keys = jwt_key::Entity::find()
             .order_by_asc(jwt_key::Column::CreatedAt)
-            .all(&self.db)
+            .lock_exclusive()
+            .all(&txn)
             .await?;
         let due = keys
             .iter()
@@ -123,20 +127,21 @@ impl TokenIssuer {
                 let mut am: jwt_key::ActiveModel = k.clone().into();
                 am.status = Set("retired".into());
                 am.retired_at = Set(Some(now));
-                am.update(&self.db).await?;
+                am.update(&txn).await?;
             }
             let mut am: jwt_key::ActiveModel = next.clone().into();
             am.status = Set("active".into());
             am.activated_at = Set(Some(now));
-            am.update(&self.db).await?;
+            am.update(&txn).await?;
         }
         // A retired key verifies the tokens it signed until they expire (plus clock skew).
         let grace = self.ttl + Duration::seconds(60);
         jwt_key::Entity::delete_many()
             .filter(jwt_key::Column::Status.eq("retired"))
             .filter(jwt_key::Column::RetiredAt.lt(now - grace))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         self.load_active().await?;
         let set = self.jwks().await?;
         *lock(self.published.write()) = set;

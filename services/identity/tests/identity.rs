@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 struct Stack {
     gw: String,
+    gateway_verifier: caretrail_platform::auth::Verifier,
     _dir: Option<tempfile::TempDir>,
     operator: (String, String),
     http: reqwest::Client,
@@ -19,6 +20,10 @@ struct Stack {
 }
 
 async fn stack(backend: Backend) -> Stack {
+    stack_with(backend, 0).await
+}
+
+async fn stack_with(backend: Backend, key_activation_secs: i64) -> Stack {
     caretrail_platform::telemetry::init_for_tests();
     let (service, dir) = settings(backend, "identity").await;
     let bus = service.bus.clone();
@@ -30,7 +35,7 @@ async fn stack(backend: Backend) -> Stack {
         service,
         caretrail_identity::secrets::MasterKey::generate_hex().unwrap(),
     );
-    config.token_key_activation_secs = 0;
+    config.token_key_activation_secs = key_activation_secs;
     let identity = Application::build(config).await.unwrap();
     let identity_url = format!("http://127.0.0.1:{}", identity.port());
     let state = identity.state();
@@ -42,12 +47,14 @@ async fn stack(backend: Backend) -> Stack {
         .await
         .unwrap();
     let gw = format!("http://127.0.0.1:{}", gateway.port());
+    let gateway_verifier = gateway.verifier();
     tokio::spawn(gateway.run_until(std::future::pending()));
     let cred = caretrail_identity::seed::bootstrap_operator(&state, "test operator")
         .await
         .unwrap();
     Stack {
         gw,
+        gateway_verifier,
         _dir: dir,
         operator: (cred.client_id, cred.client_secret),
         http: reqwest::Client::new(),
@@ -335,15 +342,49 @@ async fn client_credentials_flow_and_jwks_verification(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    let (_, admin_app) = s
+    let (status, other) = s
         .call(
-            reqwest::Method::GET,
+            reqwest::Method::POST,
             &format!("/v1/tenants/{tid}/apps"),
+            &op,
+            Some(json!({"name": "live", "institution_id": iid, "scopes": ["records:read"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{other}");
+    let refused = s
+        .http
+        .post(format!("{}/v1/oauth/token", s.gw))
+        .basic_auth(
+            other["client_id"].as_str().unwrap(),
+            Some(other["client_secret"].as_str().unwrap()),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        400,
+        "an active app of a suspended tenant gets no token"
+    );
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let (status, _) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{tid}/resume"),
             &op,
             None,
         )
         .await;
-    assert!(admin_app["items"].as_array().unwrap().len() >= 2);
+    assert_eq!(status, 200);
+    s.token_for(
+        other["client_id"].as_str().unwrap(),
+        other["client_secret"].as_str().unwrap(),
+    )
+    .await;
 }
 both!(client_credentials_flow_and_jwks_verification);
 
@@ -352,15 +393,23 @@ async fn tenant_isolation_on_every_endpoint(backend: Backend) {
     let op = s.operator_token().await;
     let (ta, ia, admin_a) = s.tenant(&op, "Tenant A", "intl").await;
     let (tb, ib, admin_b) = s.tenant(&op, "Tenant B", "gm").await;
-    let (_, apps_b) = s
+    let (_, app_b_full) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{tb}/apps"),
+            &admin_b,
+            Some(json!({"name": "B HIS", "institution_id": ib, "scopes": ["records:read"]})),
+        )
+        .await;
+    let app_b = app_b_full["id"].as_str().unwrap().to_string();
+    let (_, ins_b_before) = s
         .call(
             reqwest::Method::GET,
-            &format!("/v1/tenants/{tb}/apps"),
+            &format!("/v1/institutions/{ib}"),
             &admin_b,
             None,
         )
         .await;
-    let app_b = apps_b["items"][0]["id"].as_str().unwrap().to_string();
     use reqwest::Method as M;
     let probes: Vec<(M, String, Option<Value>)> = vec![
         (M::GET, format!("/v1/tenants/{tb}"), None),
@@ -405,11 +454,21 @@ async fn tenant_isolation_on_every_endpoint(backend: Backend) {
         assert_eq!(status, 404, "{method} {path} by tenant A: {problem}");
         assert_eq!(problem["code"], "not_found");
     }
-    // Nothing of B changed.
+    // Nothing of B changed: institution (keys included), app secret, users, tenant status.
     let (_, ins_b) = s
         .call(M::GET, &format!("/v1/institutions/{ib}"), &admin_b, None)
         .await;
-    assert_eq!(ins_b["name"], "Tenant B centre");
+    assert_eq!(ins_b, ins_b_before);
+    s.token_for(&app_b, app_b_full["client_secret"].as_str().unwrap())
+        .await;
+    let (_, users_b) = s
+        .call(M::GET, &format!("/v1/tenants/{tb}/users"), &admin_b, None)
+        .await;
+    assert!(users_b["items"].as_array().unwrap().is_empty());
+    let (_, tenant_b) = s
+        .call(M::GET, &format!("/v1/tenants/{tb}"), &admin_b, None)
+        .await;
+    assert_eq!(tenant_b["status"], "active");
     let (_, list_b) = s
         .call(
             M::GET,
@@ -419,6 +478,21 @@ async fn tenant_isolation_on_every_endpoint(backend: Backend) {
         )
         .await;
     assert_eq!(list_b["items"].as_array().unwrap().len(), 1);
+    // The operator reaches every tenant's institutions (row-level security included).
+    let (status, seen) = s
+        .call(M::GET, &format!("/v1/institutions/{ib}"), &op, None)
+        .await;
+    assert_eq!(status, 200, "{seen}");
+    let unknown = caretrail_contracts::TenantId::generate();
+    let (status, _) = s
+        .call(
+            M::GET,
+            &format!("/v1/tenants/{unknown}/institutions"),
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "unknown tenant");
     // A tenant's app cannot act as operator.
     let (status, _) = s.call(M::GET, "/v1/tenants", &admin_a, None).await;
     assert_eq!(status, 403);
@@ -644,26 +718,31 @@ async fn revoked_tokens_are_refused_within_a_second(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // The gateway (another process in production) learns it over the bus.
+    let jti = jsonwebtoken::dangerous::insecure_decode::<Value>(&admin)
+        .unwrap()
+        .claims["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let started = std::time::Instant::now();
-    loop {
-        let (status, problem) = s
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/tenants/{tid}"),
-                &admin,
-                None,
-            )
-            .await;
-        if status == 401 {
-            assert_eq!(problem["code"], "token_revoked");
-            break;
-        }
+    while !s.gateway_verifier.is_revoked(&jti) {
         assert!(
             started.elapsed() < Duration::from_secs(1),
-            "still accepted after 1 s"
+            "the gateway did not learn the revocation within 1 s"
         );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let (status, problem) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/tenants/{tid}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(problem["code"], "token_revoked");
 }
 both!(revoked_tokens_are_refused_within_a_second);
 
@@ -682,6 +761,9 @@ async fn signing_keys_rotate_without_breaking_tokens(backend: Backend) {
     assert_eq!(status, 200, "{rotated}");
     let new_kid = rotated["kid"].as_str().unwrap().to_string();
     assert_ne!(new_kid, old_kid);
+    // With activation 0 (tests only) the key signs the moment it is published; verifiers
+    // refetch the JWKS at most every 200 ms. Real deployments publish keys minutes ahead.
+    tokio::time::sleep(Duration::from_millis(250)).await;
     let jwks: Value = s
         .http
         .get(format!("{}/.well-known/jwks.json", s.gw))
@@ -715,6 +797,45 @@ async fn signing_keys_rotate_without_breaking_tokens(backend: Backend) {
     assert_eq!(status, 200, "the gateway learns the new kid from the JWKS");
 }
 both!(signing_keys_rotate_without_breaking_tokens);
+
+async fn new_signing_keys_are_published_before_they_sign(backend: Backend) {
+    let s = stack_with(backend, 600).await;
+    let op = s.operator_token().await;
+    let old_kid = jsonwebtoken::decode_header(&op).unwrap().kid.unwrap();
+    let (_, rotated) = s
+        .call(
+            reqwest::Method::POST,
+            "/v1/admin/token-keys/rotate",
+            &op,
+            None,
+        )
+        .await;
+    let next = rotated["kid"].as_str().unwrap();
+    let jwks: Value = s
+        .http
+        .get(format!("{}/.well-known/jwks.json", s.gw))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == next),
+        "published"
+    );
+    let fresh = s.operator_token().await;
+    assert_eq!(
+        jsonwebtoken::decode_header(&fresh).unwrap().kid.unwrap(),
+        old_kid,
+        "but not signing yet"
+    );
+}
+both!(new_signing_keys_are_published_before_they_sign);
 
 async fn users_log_in_get_locked_out_refresh_and_log_out(backend: Backend) {
     let s = stack(backend).await;
@@ -1008,12 +1129,43 @@ async fn certificates_verify_with_openssl_rotate_and_revoke(backend: Backend) {
             caretrail_crypto::SignatureAlgorithm::Ed25519
         };
         let own = caretrail_crypto::SigningKey::generate(algorithm).unwrap();
+        let challenge = format!(
+            "caretrail/byok/v1 {tid} {iid} {}",
+            own.public_key().key_id().to_hex()
+        );
+        let proof = own.sign(challenge.as_bytes()).unwrap().to_base64();
+        let keys_path = format!("/v1/institutions/{iid}/keys");
+        let pem = own.public_key().to_spki_pem();
+        let (status, p) = s
+            .call(
+                M::POST,
+                &keys_path,
+                &admin,
+                Some(json!({"public_key_pem": pem})),
+            )
+            .await;
+        assert_eq!(
+            (status, p["errors"][0]["field"].as_str()),
+            (400, Some("proof")),
+            "no proof of possession"
+        );
+        let stranger = caretrail_crypto::SigningKey::generate(algorithm).unwrap();
+        let forged = stranger.sign(challenge.as_bytes()).unwrap().to_base64();
+        let (status, _) = s
+            .call(
+                M::POST,
+                &keys_path,
+                &admin,
+                Some(json!({"public_key_pem": pem, "proof": forged})),
+            )
+            .await;
+        assert_eq!(status, 400, "proof by another key");
         let (status, byok) = s
             .call(
                 M::POST,
-                &format!("/v1/institutions/{iid}/keys"),
+                &keys_path,
                 &admin,
-                Some(json!({"public_key_pem": own.public_key().to_spki_pem()})),
+                Some(json!({"public_key_pem": pem, "proof": proof})),
             )
             .await;
         assert_eq!(status, 201, "{byok}");

@@ -147,6 +147,7 @@ pub async fn list(
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
     require_admin(&p, &tenant, "tenant")?;
+    super::tenants::load(&state, &tenant).await?;
     let rows = app::Entity::find()
         .filter(app::Column::TenantId.eq(tenant.as_str()))
         .order_by_asc(app::Column::CreatedAt)

@@ -90,7 +90,7 @@ pub async fn create_institution(
     }
     let id = InstitutionId::generate();
     let now = Utc::now();
-    let model = institution::ActiveModel {
+    let inserted = institution::ActiveModel {
         id: Set(id.to_string()),
         tenant_id: Set(tenant.to_string()),
         code: Set(input.code.clone()),
@@ -100,7 +100,16 @@ pub async fn create_institution(
         updated_at: Set(now),
     }
     .insert(&txn)
-    .await?;
+    .await;
+    let model = match inserted {
+        Err(e) if crate::error::is_unique_violation(&e) => {
+            return Err(IdentityError::Conflict(format!(
+                "an institution with code {:?} exists in this tenant",
+                input.code
+            )));
+        }
+        other => other?,
+    };
     let key = SigningKey::generate_for_suite(suite)?;
     let key_id = SigningKeyId::generate();
     let public_pem = key.public_key().to_spki_pem();
@@ -199,6 +208,7 @@ pub async fn list(
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
     require_member(&p, &tenant, "tenant")?;
+    super::tenants::load(&state, &tenant).await?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let rows = institution::Entity::find()
         .filter(institution::Column::TenantId.eq(tenant.as_str()))
@@ -214,6 +224,32 @@ pub async fn list(
 }
 
 /// Finds an institution the caller may see, in its own tenant (operators: any tenant).
+/// The operator has no tenant; with row-level security it can only look inside one tenant
+/// at a time, so it asks each (operators are rare and tenants few per release).
+async fn operator_find_tenant(
+    state: &State,
+    id: &InstitutionId,
+) -> Result<TenantId, IdentityError> {
+    let tenants = crate::entities::tenant::Entity::find()
+        .all(&state.db)
+        .await?;
+    for t in tenants {
+        let txn = caretrail_db::begin_tenant(&state.db, &t.id).await?;
+        let found = institution::Entity::find_by_id(id.to_string())
+            .filter(institution::Column::TenantId.eq(t.id.clone()))
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        if found.is_some() {
+            return t
+                .id
+                .parse()
+                .map_err(|_| IdentityError::Corrupt("tenant id"));
+        }
+    }
+    Err(IdentityError::NotFound("institution"))
+}
+
 pub(crate) async fn find_visible(
     state: &State,
     p: &Principal,
@@ -222,15 +258,7 @@ pub(crate) async fn find_visible(
     // Members look in their own tenant only; an id of another tenant is simply not there.
     let tenant = match &p.0.tenant {
         Some(t) => t.clone(),
-        None if p.0.is_operator() => {
-            let row = institution::Entity::find_by_id(id.to_string())
-                .one(&state.db)
-                .await?
-                .ok_or(IdentityError::NotFound("institution"))?;
-            row.tenant_id
-                .parse()
-                .map_err(|_| IdentityError::Corrupt("tenant id"))?
-        }
+        None if p.0.is_operator() => operator_find_tenant(state, id).await?,
         None => return Err(IdentityError::NotFound("institution")),
     };
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;

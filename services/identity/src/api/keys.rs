@@ -4,10 +4,12 @@
 use actix_web::{HttpResponse, web};
 use caretrail_bus::{Event, outbox};
 use caretrail_contracts::{InstitutionId, SigningKeyId, TenantId, events::InstitutionKeyV1};
-use caretrail_crypto::{ParsedKey, SigningKey, Suite, parse_pem};
+use caretrail_crypto::{ParsedKey, Signature, SigningKey, Suite, parse_pem};
 use caretrail_platform::auth::Principal;
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect,
+};
 
 use super::{institutions::find_visible, require_admin, require_member};
 use crate::{
@@ -61,6 +63,21 @@ pub async fn rotate(
                     format!("this tenant uses {} keys", suite.signature_algorithm()),
                 ));
             }
+            // Without proof of possession an admin could get someone else's key certified
+            // as their institution's.
+            let challenge =
+                crate::model::byok_challenge(tenant.as_str(), &ins.id, &public.key_id().to_hex());
+            let proven = input
+                .proof
+                .as_deref()
+                .and_then(|b64| Signature::from_base64(public.algorithm(), b64.trim()).ok())
+                .is_some_and(|sig| public.verify(challenge.as_bytes(), &sig).is_ok());
+            if !proven {
+                return Err(IdentityError::field(
+                    "proof",
+                    format!("sign {challenge:?} with the key and send the base64 signature"),
+                ));
+            }
             (public, None, "byok")
         }
         None => {
@@ -76,6 +93,12 @@ pub async fn rotate(
     let cert =
         crate::certs::certify_institution_key(&state, &t, &ins.id, &ins.level, &public, now)?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    // One rotation at a time per institution: exactly one key stays active.
+    crate::entities::institution::Entity::find_by_id(ins.id.clone())
+        .filter(crate::entities::institution::Column::TenantId.eq(tenant.as_str()))
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
     institution_key::Entity::update_many()
         .col_expr(
             institution_key::Column::Status,

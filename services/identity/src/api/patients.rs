@@ -65,16 +65,22 @@ pub async fn register(
         .filter(patient::Column::TenantId.eq(tenant.as_str()))
         .one(&txn)
         .await?;
-    let created = existing.is_none();
+    let mut created = existing.is_none();
     if created {
-        patient::ActiveModel {
+        let inserted = patient::ActiveModel {
             id: Set(id.to_string()),
             tenant_id: Set(tenant.to_string()),
             registered_by: Set(institution.to_string()),
             created_at: Set(Utc::now()),
         }
         .insert(&txn)
-        .await?;
+        .await;
+        match inserted {
+            Ok(_) => {}
+            // Registered concurrently by someone else: the same patient.
+            Err(e) if crate::error::is_unique_violation(&e) => created = false,
+            Err(e) => return Err(e.into()),
+        }
     }
     txn.commit().await?;
     let status = if created {

@@ -17,7 +17,7 @@ use caretrail_platform::auth::Principal;
 use chrono::{Duration, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder,
+    QueryOrder, QuerySelect,
 };
 
 use super::require_admin;
@@ -34,6 +34,19 @@ const REFRESH_TTL: Duration = Duration::hours(12);
 
 fn invalid_credentials() -> IdentityError {
     IdentityError::Unauthorized("invalid credentials, or the account is temporarily locked".into())
+}
+
+/// Argon2 is deliberately slow: run it on the blocking pool, not on an HTTP worker.
+async fn hash_password_blocking(password: String) -> Result<String, IdentityError> {
+    web::block(move || hash_password(&password))
+        .await
+        .map_err(|_| IdentityError::Corrupt("password hashing was cancelled"))?
+}
+
+async fn verify_password_blocking(password: String, stored: String) -> bool {
+    web::block(move || verify_password(&password, &stored))
+        .await
+        .unwrap_or(false)
 }
 
 fn hash_password(password: &str) -> Result<String, IdentityError> {
@@ -121,7 +134,7 @@ pub async fn create_user(
     input: UserIn,
 ) -> Result<UserOut, IdentityError> {
     input.validate()?;
-    let hash = hash_password(&input.password)?;
+    let hash = hash_password_blocking(input.password.clone()).await?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let ins = institution::Entity::find_by_id(input.institution_id.to_string())
         .filter(institution::Column::TenantId.eq(tenant.as_str()))
@@ -146,7 +159,7 @@ pub async fn create_user(
     }
     let id = UserId::generate();
     let roles: Vec<&str> = input.roles.iter().map(|r| r.as_str()).collect();
-    let model = user::ActiveModel {
+    let inserted = user::ActiveModel {
         id: Set(id.to_string()),
         tenant_id: Set(tenant.to_string()),
         institution_id: Set(input.institution_id.to_string()),
@@ -160,7 +173,16 @@ pub async fn create_user(
         created_at: Set(Utc::now()),
     }
     .insert(&txn)
-    .await?;
+    .await;
+    let model = match inserted {
+        Err(e) if crate::error::is_unique_violation(&e) => {
+            return Err(IdentityError::Conflict(format!(
+                "username {:?} is taken",
+                input.username
+            )));
+        }
+        other => other?,
+    };
     let event = Event::new(
         tenant.as_str(),
         crate::SERVICE,
@@ -204,6 +226,7 @@ pub async fn list(
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
     require_admin(&p, &tenant, "tenant")?;
+    super::tenants::load(&state, &tenant).await?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let rows = user::Entity::find()
         .filter(user::Column::TenantId.eq(tenant.as_str()))
@@ -295,18 +318,21 @@ pub async fn login(
         .one(&state.db)
         .await?;
     let txn = caretrail_db::begin_tenant(&state.db, input.tenant_id.as_str()).await?;
+    // The row lock serialises attempts on one account, so parallel guesses cannot all read
+    // the same failure count (SQLite's BEGIN IMMEDIATE already serialises).
     let found = user::Entity::find()
         .filter(user::Column::TenantId.eq(input.tenant_id.as_str()))
         .filter(user::Column::Username.eq(input.username.clone()))
+        .lock_exclusive()
         .one(&txn)
         .await?;
     let Some(u) = found else {
-        let _ = verify_password(&input.password, dummy_hash());
+        let _ = verify_password_blocking(input.password, dummy_hash().to_string()).await;
         return Err(invalid_credentials());
     };
     let now = Utc::now();
     let locked = u.locked_until.is_some_and(|t| t > now);
-    let ok = verify_password(&input.password, &u.password_hash);
+    let ok = verify_password_blocking(input.password.clone(), u.password_hash.clone()).await;
     let active = u.status == "active" && tenant_row.is_some_and(|t| t.status == "active");
     if locked || !ok || !active {
         if !ok && !locked {
@@ -353,9 +379,11 @@ async fn load_refresh(
         .and_then(|(t, _)| t.parse().ok())
         .ok_or_else(invalid_credentials)?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    // Locked, so two concurrent refreshes with one token cannot both succeed.
     let row = refresh_token::Entity::find()
         .filter(refresh_token::Column::TenantId.eq(tenant.as_str()))
         .filter(refresh_token::Column::TokenHash.eq(refresh_hash(token)))
+        .lock_exclusive()
         .one(&txn)
         .await?
         .ok_or_else(invalid_credentials)?;
@@ -405,7 +433,11 @@ pub async fn refresh(
         .one(&txn)
         .await?
         .ok_or_else(invalid_credentials)?;
-    if u.status != "active" {
+    let tenant_active = tenant::Entity::find_by_id(tenant.to_string())
+        .one(&state.db)
+        .await?
+        .is_some_and(|t| t.status == "active");
+    if u.status != "active" || !tenant_active {
         return Err(invalid_credentials());
     }
     let family = row.family_id.clone();

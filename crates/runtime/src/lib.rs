@@ -146,3 +146,37 @@ impl Infra {
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// Token revocations, fanned out to every replica that verifies tokens.
+pub mod revocations {
+    use caretrail_bus::{Bus, BusError, ConsumerHandle, HandlerError, Subscription, handler_fn};
+    use caretrail_contracts::events::TokenRevokedV1;
+    use caretrail_platform::auth::Verifier;
+
+    /// Feeds `identity.token.revoked` events into `verifier`, on a queue of this replica's own
+    /// that disappears with it (every replica must hear every revocation).
+    pub async fn follow(
+        bus: &dyn Bus,
+        service: &str,
+        verifier: Verifier,
+    ) -> Result<ConsumerHandle, BusError> {
+        let queue = format!("{service}.revocations.{}", uuid::Uuid::new_v4().simple());
+        bus.subscribe(
+            Subscription::new(queue)
+                .bind("*.identity.token.revoked")
+                .ephemeral(),
+            handler_fn(move |d| {
+                let verifier = verifier.clone();
+                async move {
+                    let r: TokenRevokedV1 = d
+                        .event
+                        .payload_as()
+                        .map_err(|e| HandlerError::Reject(e.to_string()))?;
+                    verifier.revoke(&r.jti, r.expires_at);
+                    Ok(())
+                }
+            }),
+        )
+        .await
+    }
+}

@@ -6,8 +6,7 @@
 use std::{future::Future, time::Duration};
 
 use actix_web::{HttpResponse, web};
-use caretrail_bus::{BusSettings, HandlerError, Subscription, handler_fn};
-use caretrail_contracts::events::TokenRevokedV1;
+use caretrail_bus::BusSettings;
 use caretrail_platform::{
     auth::{AuthSettings, Verifier},
     config::{ConfigError, HttpSettings, LogFormat, Validate},
@@ -153,28 +152,8 @@ impl Application {
             ),
         );
         let bus = caretrail_bus::connect(&config.bus).await?;
-        let revocations = verifier.clone();
-        let consumer = bus
-            .subscribe(
-                Subscription::new(format!(
-                    "gateway.revocations.{}",
-                    uuid::Uuid::new_v4().simple()
-                ))
-                .bind("*.identity.token.revoked")
-                .ephemeral(),
-                handler_fn(move |d| {
-                    let verifier = revocations.clone();
-                    async move {
-                        let r: TokenRevokedV1 = d
-                            .event
-                            .payload_as()
-                            .map_err(|e| HandlerError::Reject(e.to_string()))?;
-                        verifier.revoke(&r.jti, r.expires_at);
-                        Ok(())
-                    }
-                }),
-            )
-            .await?;
+        let consumer =
+            caretrail_runtime::revocations::follow(bus.as_ref(), SERVICE, verifier.clone()).await?;
         load_revocations(&config, &verifier).await;
         let proxy = proxy::ProxySettings {
             upstreams: web::Data::new(config.clone()),

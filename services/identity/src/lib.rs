@@ -7,8 +7,6 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use actix_web::web;
-use caretrail_bus::{HandlerError, Subscription, handler_fn};
-use caretrail_contracts::events::TokenRevokedV1;
 use caretrail_platform::{
     auth::{AuthSettings, KeySource, Verifier},
     config::{ConfigError, Validate},
@@ -147,29 +145,8 @@ impl Application {
             KeySource::Local(Arc::new(move || source.published())),
         );
         // Every replica hears every revocation (a queue of its own, gone when it stops).
-        let revocations = verifier.clone();
         infra.add_consumer(
-            infra
-                .bus
-                .subscribe(
-                    Subscription::new(format!(
-                        "identity.revocations.{}",
-                        uuid::Uuid::new_v4().simple()
-                    ))
-                    .bind("*.identity.token.revoked")
-                    .ephemeral(),
-                    handler_fn(move |d| {
-                        let verifier = revocations.clone();
-                        async move {
-                            let r: TokenRevokedV1 = d
-                                .event
-                                .payload_as()
-                                .map_err(|e| HandlerError::Reject(e.to_string()))?;
-                            verifier.revoke(&r.jti, r.expires_at);
-                            Ok(())
-                        }
-                    }),
-                )
+            caretrail_runtime::revocations::follow(infra.bus.as_ref(), SERVICE, verifier.clone())
                 .await?,
         );
         // After subscribing, so nothing revoked in between is missed.

@@ -121,28 +121,19 @@ pub async fn create_institution(
         &key.public_key(),
         now,
     )?;
-    institution_key::ActiveModel {
-        id: Set(key_id.to_string()),
-        tenant_id: Set(tenant.to_string()),
-        institution_id: Set(id.to_string()),
-        algorithm: Set(key.algorithm().to_string()),
-        custody: Set("custodial".into()),
-        public_key_pem: Set(public_pem.clone()),
-        private_key_enc: Set(Some(state.master.seal(
-            "institution-key",
-            key_id.as_str(),
-            &key.to_pkcs8_der()?,
-        )?)),
-        status: Set("active".into()),
-        created_at: Set(now),
-        retired_at: Set(None),
-        revoked_at: Set(None),
-        revocation_reason: Set(None),
-        certificate_pem: Set(Some(cert.to_pem())),
-        serial: Set(Some(cert.serial_hex())),
-        not_before: Set(Some(crate::certs::to_utc(cert.not_before()))),
-        not_after: Set(Some(crate::certs::to_utc(cert.not_after()))),
-    }
+    let sealed = state
+        .master
+        .seal("institution-key", key_id.as_str(), &key.to_pkcs8_der()?)?;
+    super::keys::new_key_row(
+        tenant,
+        id.as_str(),
+        &key_id,
+        &key.public_key(),
+        Some(sealed),
+        "custodial",
+        &cert,
+        now,
+    )
     .insert(&txn)
     .await?;
     let registered = Event::new(

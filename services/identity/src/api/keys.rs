@@ -113,24 +113,16 @@ pub async fn rotate(
         .filter(institution_key::Column::Status.eq("active"))
         .exec(&txn)
         .await?;
-    let model = institution_key::ActiveModel {
-        id: Set(key_id.to_string()),
-        tenant_id: Set(tenant.to_string()),
-        institution_id: Set(ins.id.clone()),
-        algorithm: Set(public.algorithm().to_string()),
-        custody: Set(custody.into()),
-        public_key_pem: Set(public.to_spki_pem()),
-        private_key_enc: Set(private_enc),
-        status: Set("active".into()),
-        created_at: Set(now),
-        retired_at: Set(None),
-        revoked_at: Set(None),
-        revocation_reason: Set(None),
-        certificate_pem: Set(Some(cert.to_pem())),
-        serial: Set(Some(cert.serial_hex())),
-        not_before: Set(Some(crate::certs::to_utc(cert.not_before()))),
-        not_after: Set(Some(crate::certs::to_utc(cert.not_after()))),
-    }
+    let model = new_key_row(
+        &tenant,
+        &ins.id,
+        &key_id,
+        &public,
+        private_enc,
+        custody,
+        &cert,
+        now,
+    )
     .insert(&txn)
     .await?;
     let event = Event::new(
@@ -284,4 +276,36 @@ pub async fn ca(
             .ca_cert_pem
             .ok_or(IdentityError::Corrupt("tenant has no CA certificate"))?,
     }))
+}
+
+/// A certified institution key, ready to insert.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_key_row(
+    tenant: &TenantId,
+    institution_id: &str,
+    key_id: &SigningKeyId,
+    public: &caretrail_crypto::VerifyingKey,
+    private_key_enc: Option<String>,
+    custody: &str,
+    cert: &caretrail_crypto::x509::Certificate,
+    now: chrono::DateTime<Utc>,
+) -> institution_key::ActiveModel {
+    institution_key::ActiveModel {
+        id: Set(key_id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        institution_id: Set(institution_id.to_string()),
+        algorithm: Set(public.algorithm().to_string()),
+        custody: Set(custody.into()),
+        public_key_pem: Set(public.to_spki_pem()),
+        private_key_enc: Set(private_key_enc),
+        status: Set("active".into()),
+        created_at: Set(now),
+        retired_at: Set(None),
+        revoked_at: Set(None),
+        revocation_reason: Set(None),
+        certificate_pem: Set(Some(cert.to_pem())),
+        serial: Set(Some(cert.serial_hex())),
+        not_before: Set(Some(crate::certs::to_utc(cert.not_before()))),
+        not_after: Set(Some(crate::certs::to_utc(cert.not_after()))),
+    }
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::OpenApi;
 
 pub mod error;
+pub mod storage;
 
 pub use error::LedgerError;
 

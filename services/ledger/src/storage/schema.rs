@@ -1,0 +1,95 @@
+//! Tables of the state machine database (`state.redb`) and their record types.
+//!
+//! Tenants are numbered (`u32`, in registration order, identical on every replica because it
+//! is assigned while applying the log) so that the per-entry keys stay short.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `sm_meta` | `"format"`, `"last_applied"`, `"membership"`, `"next_tenant_no"` | postcard |
+//! | `tenants` | tenant id | `TenantRecord` (postcard: number, suite, size, origin, checkpoint key) |
+//! | `entries` | (tenant no, index) | the canonical entry encoding (the Merkle leaf input) |
+//! | `nodes` | (tenant no, level, index) | hash of the perfect subtree; level 0 = leaf hashes |
+//! | `leaves` | (tenant no, leaf hash) | index |
+//! | `requests` | (tenant no, submitter, request id) | index |
+
+use caretrail_crypto::{HASH_LEN, HashValue, Suite};
+use caretrail_ledger_proofs::{CompactRange, NodeId as TreeNodeId};
+use redb::{ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, StoreError};
+
+pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+pub(crate) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+pub(crate) const ENTRIES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("entries");
+pub(crate) const NODES: TableDefinition<(u32, u8, u64), [u8; HASH_LEN]> =
+    TableDefinition::new("nodes");
+pub(crate) const LEAVES: TableDefinition<(u32, [u8; HASH_LEN]), u64> =
+    TableDefinition::new("leaves");
+pub(crate) const REQUESTS: TableDefinition<(u32, &str, &str), u64> =
+    TableDefinition::new("requests");
+
+pub(crate) const KEY_LAST_APPLIED: &str = "last_applied";
+pub(crate) const KEY_MEMBERSHIP: &str = "membership";
+pub(crate) const KEY_NEXT_TENANT_NO: &str = "next_tenant_no";
+pub(crate) const KEY_FORMAT: &str = "format";
+
+/// Layout version of `state.redb`, stored under [`KEY_FORMAT`]; a database of another version
+/// is refused rather than misread.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// What is stored per tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TenantRecord {
+    pub no: u32,
+    pub suite: Suite,
+    /// Number of entries (the tree size).
+    pub size: u64,
+    pub origin: String,
+    pub checkpoint_key: String,
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| StoreError::Engine(format!("encoding failed: {e}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    Ok(postcard::from_bytes(bytes)?)
+}
+
+/// The perfect subtrees covering `[0, size)`, largest first: the nodes of a tree's frontier.
+pub(crate) fn frontier_ids(size: u64) -> Vec<TreeNodeId> {
+    let mut ids = Vec::with_capacity(size.count_ones() as usize);
+    let mut pos = 0u64;
+    for level in (0..64u8).rev() {
+        let width = 1u64 << level;
+        if size & width != 0 {
+            ids.push(TreeNodeId::new(level, pos >> level));
+            pos += width;
+        }
+    }
+    ids
+}
+
+/// Rebuilds a tenant's [`CompactRange`] from its stored frontier nodes.
+pub(crate) fn load_frontier(
+    nodes: &impl ReadableTable<(u32, u8, u64), [u8; HASH_LEN]>,
+    tenant: &str,
+    record: &TenantRecord,
+) -> Result<CompactRange> {
+    let mut hashes = Vec::new();
+    for id in frontier_ids(record.size) {
+        let bytes = nodes
+            .get((record.no, id.level, id.index))?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "tenant {tenant:?}: tree node ({}, {}) is missing",
+                    id.level, id.index
+                ))
+            })?
+            .value();
+        hashes.push(HashValue::new(record.suite, bytes));
+    }
+    Ok(CompactRange::from_parts(record.suite, record.size, hashes)?)
+}

@@ -1,0 +1,583 @@
+//! Snapshots: a self-contained stream of the state machine, built from one consistent read
+//! transaction, installed by rebuilding a fresh database from it and switching to it.
+//!
+//! # Format (version 1)
+//!
+//! ```text
+//! "CTLSNAP" 0x01                          magic and version
+//! record*                                  u8 tag ‖ u32be body length ‖ body
+//!   tag 1  META    postcard(SnapshotHeader: openraft SnapshotMeta, next tenant number)
+//!   tag 2  TENANT  postcard(SnapshotTenant: id, record, root hash)    then its entries:
+//!   tag 3  ENTRY   u32be tenant no ‖ u64be index ‖ canonical entry bytes
+//!   tag 0  END     u64be number of records before END ‖ SHA-256 of every byte before END
+//! ```
+//!
+//! META comes first; each tenant's entries follow its TENANT record in index order, starting
+//! at 0. Derived data (tree nodes, leaf-hash and request-id indexes) is not shipped but rebuilt
+//! while installing, and each tenant's rebuilt root must equal the root in its TENANT record;
+//! entries must decode strictly and carry their tenant and index. Nothing after END is allowed.
+//! A snapshot that fails any check is refused and the current state is left as it was.
+//!
+//! # Files
+//!
+//! `snapshots/current.snap` is the one current snapshot (its META carries the openraft
+//! metadata, so data and metadata change in one rename). Builds and installs write a `.tmp`
+//! file, fsync it and rename it over `current.snap`. An install imports into `state.redb.new`,
+//! commits it durably, renames it over `state.redb` and fsyncs the directory. If the process
+//! dies between saving the received snapshot and the switch, the next open of the state
+//! machine finishes the install; temporaries of interrupted operations are removed then.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use caretrail_crypto::{HASH_LEN, HashValue, Hasher, Suite};
+use caretrail_ledger_proofs::{CompactRange, Entry, leaf_hash};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, StoreError};
+use super::schema::{
+    ENTRIES, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, LEAVES, NODES, REQUESTS,
+    SM_META, TENANTS, TenantRecord, decode, encode, load_frontier,
+};
+use super::state::{SmShared, TenantCache, load_tenants, open_state_db, read_applied};
+use super::types::SnapshotMeta;
+
+const MAGIC: &[u8; 8] = b"CTLSNAP\x01";
+const TAG_END: u8 = 0;
+const TAG_META: u8 = 1;
+const TAG_TENANT: u8 = 2;
+const TAG_ENTRY: u8 = 3;
+/// Largest record body accepted (an entry is at most ~1.1 MiB).
+const MAX_RECORD: usize = 4 * 1024 * 1024;
+/// Entries imported per intermediate (non-durable) transaction.
+const IMPORT_CHUNK: u64 = 50_000;
+
+const CURRENT: &str = "current.snap";
+const NEW_STATE: &str = "state.redb.new";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotHeader {
+    meta: SnapshotMeta,
+    next_tenant_no: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotTenant {
+    tenant: String,
+    record: TenantRecord,
+    root: [u8; HASH_LEN],
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Hasher,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn record(&mut self, tag: u8, body: &[&[u8]]) -> Result<()> {
+        let len: usize = body.iter().map(|b| b.len()).sum();
+        let len = u32::try_from(len)
+            .map_err(|_| StoreError::Engine("snapshot record too large".into()))?;
+        self.write(&[tag])?;
+        self.write(&len.to_be_bytes())?;
+        for b in body {
+            self.write(b)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.inner.write_all(bytes)?;
+        Ok(())
+    }
+}
+
+struct HashingReader<R: Read> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.inner.read_exact(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                StoreError::BadSnapshot("truncated".into())
+            } else {
+                StoreError::Io(e)
+            }
+        })?;
+        self.hasher.update(buf);
+        Ok(())
+    }
+
+    /// Reads a record header and body; returns the tag, the body and the hash of everything
+    /// before the record.
+    fn record(&mut self) -> Result<(u8, Vec<u8>, HashValue)> {
+        let before = self.hasher.clone().finalize();
+        let mut head = [0u8; 5];
+        self.exact(&mut head)?;
+        let [tag, l0, l1, l2, l3] = head;
+        let len = usize::try_from(u32::from_be_bytes([l0, l1, l2, l3])).unwrap_or(usize::MAX);
+        if len > MAX_RECORD {
+            return Err(StoreError::BadSnapshot(format!(
+                "record of {len} bytes exceeds the limit"
+            )));
+        }
+        let mut body = vec![0u8; len];
+        self.exact(&mut body)?;
+        Ok((tag, body, before))
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn unique_suffix(shared: &SmShared) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos}-{}", shared.next_id())
+}
+
+/// Where [`super::LedgerStateMachine`] receives a snapshot from the leader.
+pub(crate) fn receive_path(shared: &SmShared) -> std::path::PathBuf {
+    shared
+        .snapshot_dir()
+        .join(format!("recv-{}.tmp", unique_suffix(shared)))
+}
+
+/// Removes leftovers of interrupted builds, transfers and installs.
+pub(crate) fn remove_temporaries(dir: &Path) -> Result<()> {
+    let new_state = dir.join(NEW_STATE);
+    if new_state.exists() {
+        std::fs::remove_file(&new_state)?;
+    }
+    let snaps = dir.join(super::state::SNAPSHOT_DIR);
+    if snaps.exists() {
+        for item in std::fs::read_dir(&snaps)? {
+            let path = item?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the whole state visible in one read transaction to `out`. `snapshot_id` names it.
+fn write_stream(db: &Database, out: impl Write, snapshot_id: String) -> Result<SnapshotMeta> {
+    let txn = db.begin_read()?;
+    let meta_table = txn.open_table(SM_META)?;
+    let last_log_id = match meta_table.get(KEY_LAST_APPLIED)? {
+        Some(v) => decode(v.value())?,
+        None => None,
+    };
+    let last_membership = match meta_table.get(KEY_MEMBERSHIP)? {
+        Some(v) => decode(v.value())?,
+        None => Default::default(),
+    };
+    let next_tenant_no: u32 = match meta_table.get(KEY_NEXT_TENANT_NO)? {
+        Some(v) => decode(v.value())?,
+        None => 0,
+    };
+    let meta = SnapshotMeta {
+        last_log_id,
+        last_membership,
+        snapshot_id,
+    };
+    let tenants = txn.open_table(TENANTS)?;
+    let entries = txn.open_table(ENTRIES)?;
+    let nodes = txn.open_table(NODES)?;
+
+    let mut w = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        hasher: Hasher::new(Suite::Intl),
+    };
+    w.write(MAGIC)?;
+    let mut records = 0u64;
+    w.record(
+        TAG_META,
+        &[&encode(&SnapshotHeader {
+            meta: meta.clone(),
+            next_tenant_no,
+        })?],
+    )?;
+    records += 1;
+    for item in tenants.iter()? {
+        let (k, v) = item?;
+        let tenant = k.value().to_string();
+        let record: TenantRecord = decode(v.value())?;
+        let root = load_frontier(&nodes, &tenant, &record)?.root();
+        let no = record.no;
+        let size = record.size;
+        w.record(
+            TAG_TENANT,
+            &[&encode(&SnapshotTenant {
+                tenant,
+                record,
+                root: *root.as_bytes(),
+            })?],
+        )?;
+        records += 1;
+        for item in entries.range((no, 0)..(no, size))? {
+            let (k, v) = item?;
+            let (_, index) = k.value();
+            w.record(
+                TAG_ENTRY,
+                &[&no.to_be_bytes(), &index.to_be_bytes(), v.value()],
+            )?;
+            records += 1;
+        }
+    }
+    let digest = w.hasher.clone().finalize();
+    w.record(TAG_END, &[&records.to_be_bytes(), digest.as_bytes()])?;
+    w.inner
+        .into_inner()
+        .map_err(|e| StoreError::Io(e.into_error()))?
+        .flush()?;
+    Ok(meta)
+}
+
+/// Builds a snapshot of the current state, makes it the current snapshot and returns its
+/// metadata and an open handle positioned at its start.
+pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
+    // Under the lock, so that a build never reads a database an install has just replaced.
+    let _guard = shared
+        .snapshot_lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let db = shared.db();
+    let (last_applied, _) = read_applied(&db)?;
+    let id = format!(
+        "{}-{}",
+        last_applied.map_or_else(|| "none".to_string(), |l| l.to_string()),
+        unique_suffix(shared)
+    );
+    let dir = shared.snapshot_dir();
+    let tmp = dir.join(format!("build-{}.tmp", unique_suffix(shared)));
+    let file = File::create(&tmp)?;
+    let meta = write_stream(&db, &file, id)?;
+    file.sync_all()?;
+    drop(file);
+    let current = dir.join(CURRENT);
+    std::fs::rename(&tmp, &current)?;
+    fsync_dir(&dir)?;
+    Ok((meta, File::open(&current)?))
+}
+
+/// The current snapshot, if any.
+pub(crate) fn current(shared: &SmShared) -> Result<Option<(SnapshotMeta, File)>> {
+    let _guard = shared
+        .snapshot_lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let path = shared.snapshot_dir().join(CURRENT);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let header = read_header(&mut BufReader::new(&file))?;
+    // A fresh handle, positioned at the start.
+    Ok(Some((header.meta, File::open(&path)?)))
+}
+
+fn read_header(r: impl Read) -> Result<SnapshotHeader> {
+    let mut r = HashingReader {
+        inner: r,
+        hasher: Hasher::new(Suite::Intl),
+    };
+    let mut magic = [0u8; 8];
+    r.exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(StoreError::BadSnapshot("bad magic or version".into()));
+    }
+    let (tag, body, _) = r.record()?;
+    if tag != TAG_META {
+        return Err(StoreError::BadSnapshot(
+            "META record must come first".into(),
+        ));
+    }
+    decode(&body).map_err(|e| StoreError::BadSnapshot(format!("META: {e}")))
+}
+
+struct Importing {
+    tenant: String,
+    record: TenantRecord,
+    root: HashValue,
+    frontier: CompactRange,
+}
+
+fn finish_tenant(t: &Importing) -> Result<()> {
+    if t.frontier.size() != t.record.size {
+        return Err(StoreError::BadSnapshot(format!(
+            "tenant {:?}: {} entries, record says {}",
+            t.tenant,
+            t.frontier.size(),
+            t.record.size
+        )));
+    }
+    if t.frontier.root() != t.root {
+        return Err(StoreError::BadSnapshot(format!(
+            "tenant {:?}: rebuilt root {} differs from the snapshot's {}",
+            t.tenant,
+            t.frontier.root(),
+            t.root
+        )));
+    }
+    Ok(())
+}
+
+fn bad(msg: impl Into<String>) -> StoreError {
+    StoreError::BadSnapshot(msg.into())
+}
+
+fn begin(db: &Database, durability: Durability) -> Result<WriteTransaction> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(durability)?;
+    Ok(txn)
+}
+
+/// Reads a snapshot stream into the (empty) database `db`, checking everything (module docs).
+fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
+    let mut r = HashingReader {
+        inner: BufReader::with_capacity(1 << 20, input),
+        hasher: Hasher::new(Suite::Intl),
+    };
+    let mut magic = [0u8; 8];
+    r.exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(bad("bad magic or version"));
+    }
+    let (tag, body, _) = r.record()?;
+    if tag != TAG_META {
+        return Err(bad("META record must come first"));
+    }
+    let header: SnapshotHeader = decode(&body).map_err(|e| bad(format!("META: {e}")))?;
+    let mut records = 1u64;
+    let mut seen_tenants = std::collections::HashSet::new();
+    let mut current: Option<Importing> = None;
+    let mut txn = begin(db, Durability::None)?;
+    let mut in_txn = 0u64;
+    loop {
+        let (tag, body, before) = r.record()?;
+        match tag {
+            TAG_TENANT => {
+                if let Some(t) = current.take() {
+                    finish_tenant(&t)?;
+                }
+                let st: SnapshotTenant = decode(&body).map_err(|e| bad(format!("TENANT: {e}")))?;
+                if st.record.no >= header.next_tenant_no || !seen_tenants.insert(st.record.no) {
+                    return Err(bad(format!(
+                        "tenant {:?} has a bad or repeated number {}",
+                        st.tenant, st.record.no
+                    )));
+                }
+                {
+                    let mut tenants = txn.open_table(TENANTS)?;
+                    if tenants.get(st.tenant.as_str())?.is_some() {
+                        return Err(bad(format!("tenant {:?} appears twice", st.tenant)));
+                    }
+                    tenants.insert(st.tenant.as_str(), encode(&st.record)?.as_slice())?;
+                }
+                current = Some(Importing {
+                    root: HashValue::new(st.record.suite, st.root),
+                    frontier: CompactRange::new(st.record.suite),
+                    tenant: st.tenant,
+                    record: st.record,
+                });
+            }
+            TAG_ENTRY => {
+                let t = current
+                    .as_mut()
+                    .ok_or_else(|| bad("ENTRY before any TENANT"))?;
+                let (no, rest) = body
+                    .split_first_chunk::<4>()
+                    .ok_or_else(|| bad("short ENTRY"))?;
+                let (index, bytes) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| bad("short ENTRY"))?;
+                let no = u32::from_be_bytes(*no);
+                let index = u64::from_be_bytes(*index);
+                let expected = t.frontier.size();
+                if no != t.record.no || index != expected {
+                    return Err(bad(format!(
+                        "tenant {:?}: expected entry {expected}, got tenant no {no} index {index}",
+                        t.tenant
+                    )));
+                }
+                let entry = Entry::decode(bytes)
+                    .map_err(|e| bad(format!("tenant {:?} entry {index}: {e}", t.tenant)))?;
+                if entry.tenant != t.tenant || entry.index != index {
+                    return Err(bad(format!(
+                        "tenant {:?} entry {index} claims tenant {:?} index {}",
+                        t.tenant, entry.tenant, entry.index
+                    )));
+                }
+                let leaf = leaf_hash(t.record.suite, bytes);
+                let created = t.frontier.append(leaf)?;
+                {
+                    let mut entries = txn.open_table(ENTRIES)?;
+                    let mut nodes = txn.open_table(NODES)?;
+                    let mut leaves = txn.open_table(LEAVES)?;
+                    entries.insert((no, index), bytes)?;
+                    for (id, hash) in created {
+                        nodes.insert((no, id.level, id.index), *hash.as_bytes())?;
+                    }
+                    leaves.insert((no, *leaf.as_bytes()), index)?;
+                    if !entry.request_id.is_empty() {
+                        let mut requests = txn.open_table(REQUESTS)?;
+                        requests.insert(
+                            (no, entry.submitter.as_str(), entry.request_id.as_str()),
+                            index,
+                        )?;
+                    }
+                }
+                in_txn += 1;
+                if in_txn >= IMPORT_CHUNK {
+                    txn.commit()?;
+                    txn = begin(db, Durability::None)?;
+                    in_txn = 0;
+                }
+            }
+            TAG_END => {
+                let (count, digest) = body
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| bad("short END"))?;
+                if u64::from_be_bytes(*count) != records {
+                    return Err(bad("record count mismatch"));
+                }
+                if digest != before.as_bytes() {
+                    return Err(bad("checksum mismatch"));
+                }
+                break;
+            }
+            other => return Err(bad(format!("unknown record tag {other}"))),
+        }
+        records += 1;
+    }
+    let mut trailing = [0u8; 1];
+    if r.inner.read(&mut trailing)? != 0 {
+        return Err(bad("bytes after END"));
+    }
+    if let Some(t) = current.take() {
+        finish_tenant(&t)?;
+    }
+    {
+        let mut meta = txn.open_table(SM_META)?;
+        meta.insert(
+            KEY_LAST_APPLIED,
+            encode(&header.meta.last_log_id)?.as_slice(),
+        )?;
+        meta.insert(
+            KEY_MEMBERSHIP,
+            encode(&header.meta.last_membership)?.as_slice(),
+        )?;
+        meta.insert(
+            KEY_NEXT_TENANT_NO,
+            encode(&header.next_tenant_no)?.as_slice(),
+        )?;
+    }
+    txn.set_durability(Durability::Immediate)?;
+    txn.commit()?;
+    Ok(header.meta)
+}
+
+/// Installs the snapshot in `file` (positioned at its start): import into a new database,
+/// save the stream as the current snapshot, switch the state to the new database. With
+/// `expected`, the stream's metadata must match it. Returns the new tenant cache.
+pub(crate) fn install(
+    shared: &SmShared,
+    expected: Option<&SnapshotMeta>,
+    mut file: File,
+) -> Result<TenantCache> {
+    let new_path = shared.dir.join(NEW_STATE);
+    if new_path.exists() {
+        std::fs::remove_file(&new_path)?;
+    }
+    let new_db = open_state_db(&new_path)?;
+    let imported = import(&new_db, &mut file);
+    let meta = match imported {
+        Ok(meta) => meta,
+        Err(e) => {
+            drop(new_db);
+            let _ = std::fs::remove_file(&new_path);
+            return Err(e);
+        }
+    };
+    if let Some(expected) = expected
+        && (expected.last_log_id != meta.last_log_id
+            || expected.last_membership != meta.last_membership)
+    {
+        drop(new_db);
+        let _ = std::fs::remove_file(&new_path);
+        return Err(bad(format!("stream holds {meta}, expected {expected}")));
+    }
+    drop(new_db);
+
+    let _guard = shared
+        .snapshot_lock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let snap_dir = shared.snapshot_dir();
+    let current = snap_dir.join(CURRENT);
+    if expected.is_some() {
+        // Keep the received stream as the current snapshot (for followers of this node).
+        use std::io::Seek as _;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        let tmp = snap_dir.join(format!("install-{}.tmp", unique_suffix(shared)));
+        let mut out = File::create(&tmp)?;
+        std::io::copy(&mut file, &mut out)?;
+        out.sync_all()?;
+        drop(out);
+        std::fs::rename(&tmp, &current)?;
+        fsync_dir(&snap_dir)?;
+    }
+    drop(file);
+    // Received files are not needed any more.
+    for item in std::fs::read_dir(&snap_dir)? {
+        let path = item?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("recv-") && n.ends_with(".tmp"))
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    let state_path = shared.state_path();
+    std::fs::rename(&new_path, &state_path)?;
+    fsync_dir(&shared.dir)?;
+    let db = open_state_db(&state_path)?;
+    let tenants = load_tenants(&db)?;
+    shared.replace_db(db);
+    Ok(tenants)
+}
+
+/// At open: if the current snapshot is ahead of the state (the process died between saving a
+/// received snapshot and switching to it), install it from the file.
+pub(crate) fn recover(shared: &SmShared) -> Result<()> {
+    let path = shared.snapshot_dir().join(CURRENT);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let header = read_header(BufReader::new(&file))?;
+    let (applied, _) = read_applied(&shared.db())?;
+    if header.meta.last_log_id > applied {
+        tracing::warn!(
+            snapshot = %header.meta,
+            "state is behind the current snapshot; finishing its install"
+        );
+        install(shared, None, File::open(&path)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,600 @@
+//! The replicated state machine ([`RaftStateMachine`]): one append-only, Merkle-hashed log per
+//! tenant, persisted in `state.redb` (see [`super::schema`] for the tables).
+//!
+//! `apply` runs a whole batch of committed Raft entries in one write transaction, committed
+//! with an fsync before it returns (a persistent state machine in openraft's terms), together
+//! with the last applied log id and membership, so the state and its position in the log can
+//! never disagree after a crash.
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use caretrail_crypto::HashValue;
+use caretrail_ledger_proofs::{CompactRange, Entry, leaf_hash};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use tokio::io::AsyncSeekExt;
+
+use super::error::{Result, StoreError};
+use super::schema::{
+    ENTRIES, FORMAT_VERSION, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO,
+    LEAVES, NODES, REQUESTS, SM_META, TENANTS, TenantRecord, decode, encode, load_frontier,
+};
+use super::snapshot;
+use super::types::{
+    AppendRequest, Appended, LedgerCommand, LedgerResponse, LogId, RaftEntry, RaftStorageError,
+    Refusal, Snapshot, SnapshotMeta, StoredMembership, TenantRegistered, TenantSpec, TypeConfig,
+};
+use super::view::LedgerView;
+
+/// File name of the state machine database inside the storage directory.
+pub const STATE_FILE: &str = "state.redb";
+/// Directory of snapshot files inside the storage directory.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+
+/// redb page cache of the state database.
+const STATE_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
+    let db = Database::builder()
+        .set_cache_size(STATE_CACHE_BYTES)
+        .create(path)?;
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(SM_META)?;
+        let format = meta.get(KEY_FORMAT)?.map(|v| decode::<u32>(v.value()));
+        match format {
+            None => {
+                meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
+            }
+            Some(Ok(FORMAT_VERSION)) => {}
+            Some(Ok(other)) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} has format {other}, this build reads {FORMAT_VERSION}",
+                    path.display()
+                )));
+            }
+            Some(Err(e)) => return Err(e),
+        }
+        txn.open_table(TENANTS)?;
+        txn.open_table(ENTRIES)?;
+        txn.open_table(NODES)?;
+        txn.open_table(LEAVES)?;
+        txn.open_table(REQUESTS)?;
+    }
+    txn.commit()?;
+    Ok(db)
+}
+
+/// State shared by the state machine, its snapshot builders and the read views.
+pub(crate) struct SmShared {
+    pub(crate) dir: PathBuf,
+    db: RwLock<Arc<Database>>,
+    /// Serialises snapshot file operations (build, install, read of the current one).
+    pub(crate) snapshot_lock: Mutex<()>,
+    counter: AtomicU64,
+}
+
+impl SmShared {
+    /// The current database (replaced as a whole when a snapshot is installed).
+    pub(crate) fn db(&self) -> Arc<Database> {
+        self.db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn replace_db(&self, db: Database) {
+        *self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(db);
+    }
+
+    /// A process-unique number for temporary file names and snapshot ids.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    pub(crate) fn snapshot_dir(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_DIR)
+    }
+}
+
+/// A tenant as the apply path needs it: its record and the right frontier of its tree.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantState {
+    pub record: TenantRecord,
+    pub frontier: CompactRange,
+}
+
+pub(crate) type TenantCache = HashMap<String, TenantState>;
+
+/// Loads every tenant's record and frontier.
+pub(crate) fn load_tenants(db: &Database) -> Result<TenantCache> {
+    let txn = db.begin_read()?;
+    let tenants = txn.open_table(TENANTS)?;
+    let nodes = txn.open_table(NODES)?;
+    let mut out = HashMap::new();
+    for item in tenants.iter()? {
+        let (k, v) = item?;
+        let name = k.value().to_string();
+        let record: TenantRecord = decode(v.value())?;
+        let frontier = load_frontier(&nodes, &name, &record)?;
+        out.insert(name, TenantState { record, frontier });
+    }
+    Ok(out)
+}
+
+/// The ledger state machine.
+pub struct LedgerStateMachine {
+    shared: Arc<SmShared>,
+    tenants: TenantCache,
+}
+
+impl LedgerStateMachine {
+    /// Opens (or creates) the state machine under `dir` (`state.redb` and `snapshots/`).
+    ///
+    /// Cleans up files of interrupted snapshot builds and installs, and if the current snapshot
+    /// is ahead of the state (a crash between saving a received snapshot and switching to it),
+    /// finishes installing it.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir.join(SNAPSHOT_DIR))?;
+        snapshot::remove_temporaries(dir)?;
+        let db = open_state_db(&dir.join(STATE_FILE))?;
+        let shared = Arc::new(SmShared {
+            dir: dir.to_path_buf(),
+            db: RwLock::new(Arc::new(db)),
+            snapshot_lock: Mutex::new(()),
+            counter: AtomicU64::new(0),
+        });
+        snapshot::recover(&shared)?;
+        let tenants = load_tenants(&shared.db())?;
+        Ok(Self { shared, tenants })
+    }
+
+    /// A read handle (entries, roots, proofs, verification); cheap to clone, usable from any
+    /// thread, and it follows snapshot installs.
+    pub fn view(&self) -> LedgerView {
+        LedgerView::new(self.shared.clone())
+    }
+
+    /// Last applied log id and membership as stored.
+    pub fn applied(&self) -> Result<(Option<LogId>, StoredMembership)> {
+        read_applied(&self.shared.db())
+    }
+
+    /// Applies Raft entries (blocking). [`RaftStateMachine::apply`] runs this on a blocking
+    /// thread.
+    pub fn apply_entries(&mut self, entries: Vec<RaftEntry>) -> Result<Vec<LedgerResponse>> {
+        let db = self.shared.db();
+        apply_blocking(&db, &mut self.tenants, entries)
+    }
+
+    fn reload_tenants(&mut self) -> Result<()> {
+        self.tenants = load_tenants(&self.shared.db())?;
+        Ok(())
+    }
+}
+
+pub(crate) fn read_applied(db: &Database) -> Result<(Option<LogId>, StoredMembership)> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(SM_META)?;
+    let last_applied = match meta.get(KEY_LAST_APPLIED)? {
+        Some(v) => decode(v.value())?,
+        None => None,
+    };
+    let membership = match meta.get(KEY_MEMBERSHIP)? {
+        Some(v) => decode(v.value())?,
+        None => StoredMembership::default(),
+    };
+    Ok((last_applied, membership))
+}
+
+struct WriteTables<'t> {
+    entries: Table<'t, (u32, u64), &'static [u8]>,
+    nodes: Table<'t, (u32, u8, u64), [u8; 32]>,
+    leaves: Table<'t, (u32, [u8; 32]), u64>,
+    requests: Table<'t, (u32, &'static str, &'static str), u64>,
+}
+
+/// Tenants touched by the batch being applied: copies of the cached state, written to the
+/// cache only once the transaction has committed.
+struct Overlay<'c> {
+    cache: &'c TenantCache,
+    changed: TenantCache,
+    next_tenant_no: u32,
+    next_no_changed: bool,
+}
+
+impl Overlay<'_> {
+    fn get_mut(&mut self, tenant: &str) -> Option<&mut TenantState> {
+        if !self.changed.contains_key(tenant) {
+            let state = self.cache.get(tenant)?.clone();
+            self.changed.insert(tenant.to_string(), state);
+        }
+        self.changed.get_mut(tenant)
+    }
+}
+
+fn apply_blocking(
+    db: &Database,
+    cache: &mut TenantCache,
+    entries: Vec<RaftEntry>,
+) -> Result<Vec<LedgerResponse>> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut responses = Vec::with_capacity(entries.len());
+    let changed = {
+        let mut meta = txn.open_table(SM_META)?;
+        let mut tenants = txn.open_table(TENANTS)?;
+        let next_tenant_no = match meta.get(KEY_NEXT_TENANT_NO)? {
+            Some(v) => decode(v.value())?,
+            None => 0u32,
+        };
+        let mut tables = WriteTables {
+            entries: txn.open_table(ENTRIES)?,
+            nodes: txn.open_table(NODES)?,
+            leaves: txn.open_table(LEAVES)?,
+            requests: txn.open_table(REQUESTS)?,
+        };
+        let mut overlay = Overlay {
+            cache,
+            changed: HashMap::new(),
+            next_tenant_no,
+            next_no_changed: false,
+        };
+        let mut last_applied = None;
+        let mut membership = None;
+        for entry in entries {
+            last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => responses.push(LedgerResponse::Empty),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    responses.push(LedgerResponse::Empty);
+                }
+                EntryPayload::Normal(LedgerCommand::RegisterTenant(spec)) => {
+                    responses.push(LedgerResponse::Tenant(register_tenant(&mut overlay, spec)?));
+                }
+                EntryPayload::Normal(LedgerCommand::AppendBatch { entries }) => {
+                    let mut results = Vec::with_capacity(entries.len());
+                    for req in entries {
+                        results.push(append_one(&mut tables, &mut overlay, req)?);
+                    }
+                    responses.push(LedgerResponse::Appended(results));
+                }
+            }
+        }
+        for (name, state) in &overlay.changed {
+            tenants.insert(name.as_str(), encode(&state.record)?.as_slice())?;
+        }
+        if overlay.next_no_changed {
+            meta.insert(
+                KEY_NEXT_TENANT_NO,
+                encode(&overlay.next_tenant_no)?.as_slice(),
+            )?;
+        }
+        if let Some(log_id) = last_applied {
+            meta.insert(KEY_LAST_APPLIED, encode(&Some(log_id))?.as_slice())?;
+        }
+        if let Some(m) = membership {
+            meta.insert(KEY_MEMBERSHIP, encode(&m)?.as_slice())?;
+        }
+        overlay.changed
+    };
+    txn.commit()?;
+    cache.extend(changed);
+    Ok(responses)
+}
+
+fn check_text(what: &str, value: &str, min: usize, max: usize) -> std::result::Result<(), String> {
+    if value.len() < min || value.len() > max {
+        return Err(format!(
+            "{what} must be {min}..={max} bytes, got {}",
+            value.len()
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{what} contains a control character"));
+    }
+    Ok(())
+}
+
+fn register_tenant(
+    overlay: &mut Overlay<'_>,
+    spec: TenantSpec,
+) -> Result<std::result::Result<TenantRegistered, Refusal>> {
+    let invalid = |reason: String| Ok(Err(Refusal::InvalidTenant { reason }));
+    if let Err(reason) = check_text(
+        "tenant",
+        &spec.tenant,
+        1,
+        caretrail_ledger_proofs::entry::MAX_TENANT_LEN,
+    ) {
+        return invalid(reason);
+    }
+    if let Err(reason) = check_text("origin", &spec.origin, 1, 255) {
+        return invalid(reason);
+    }
+    if let Err(reason) = check_text("checkpoint key", &spec.checkpoint_key, 0, 1024) {
+        return invalid(reason);
+    }
+    if let Some(existing) = overlay.get_mut(&spec.tenant) {
+        let suite = existing.record.suite;
+        return Ok(if suite == spec.suite {
+            Ok(TenantRegistered {
+                tenant: spec.tenant,
+                suite,
+                created: false,
+            })
+        } else {
+            Err(Refusal::TenantSuiteConflict {
+                tenant: spec.tenant,
+                existing: suite,
+            })
+        });
+    }
+    let no = overlay.next_tenant_no;
+    let Some(next) = no.checked_add(1) else {
+        return invalid("no tenant numbers left".into());
+    };
+    overlay.next_tenant_no = next;
+    overlay.next_no_changed = true;
+    let record = TenantRecord {
+        no,
+        suite: spec.suite,
+        size: 0,
+        origin: spec.origin,
+        checkpoint_key: spec.checkpoint_key,
+    };
+    overlay.changed.insert(
+        spec.tenant.clone(),
+        TenantState {
+            record,
+            frontier: CompactRange::new(spec.suite),
+        },
+    );
+    Ok(Ok(TenantRegistered {
+        tenant: spec.tenant,
+        suite: spec.suite,
+        created: true,
+    }))
+}
+
+fn append_one(
+    tables: &mut WriteTables<'_>,
+    overlay: &mut Overlay<'_>,
+    req: AppendRequest,
+) -> Result<std::result::Result<Appended, Refusal>> {
+    let Some(state) = overlay.get_mut(&req.tenant) else {
+        return Ok(Err(Refusal::UnknownTenant { tenant: req.tenant }));
+    };
+    let no = state.record.no;
+    let suite = state.record.suite;
+
+    if !req.request_id.is_empty() {
+        let prior = tables
+            .requests
+            .get((no, req.submitter.as_str(), req.request_id.as_str()))?
+            .map(|g| g.value());
+        if let Some(index) = prior {
+            let bytes = tables
+                .entries
+                .get((no, index))?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "tenant {:?}: request index points at missing entry {index}",
+                        req.tenant
+                    ))
+                })?
+                .value()
+                .to_vec();
+            let existing = Entry::decode(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "tenant {:?}: entry {index} does not decode: {e}",
+                    req.tenant
+                ))
+            })?;
+            // Signatures may be randomised (ECDSA, SM2), so a retry is recognised by what was
+            // signed, not by the signature bytes.
+            if existing.kind == req.kind
+                && existing.key_id == req.key_id
+                && existing.payload == req.payload
+            {
+                return Ok(Ok(Appended {
+                    tenant: req.tenant,
+                    index,
+                    suite,
+                    leaf_hash: *leaf_hash(suite, &bytes).as_bytes(),
+                    duplicate: true,
+                }));
+            }
+            return Ok(Err(Refusal::RequestIdConflict {
+                submitter: req.submitter,
+                request_id: req.request_id,
+                index,
+            }));
+        }
+    }
+
+    let index = state.frontier.size();
+    if index == u64::MAX {
+        return Ok(Err(Refusal::LogFull { tenant: req.tenant }));
+    }
+    let entry = Entry {
+        tenant: req.tenant,
+        index,
+        timestamp_ms: req.timestamp_ms,
+        kind: req.kind,
+        submitter: req.submitter,
+        request_id: req.request_id,
+        key_id: req.key_id,
+        payload: req.payload,
+        signature: req.signature,
+    };
+    let bytes = match entry.encode() {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(Err(Refusal::InvalidEntry {
+                reason: e.to_string(),
+            }));
+        }
+    };
+    let leaf: HashValue = leaf_hash(suite, &bytes);
+    let created = state.frontier.append(leaf)?;
+    tables.entries.insert((no, index), bytes.as_slice())?;
+    for (id, hash) in created {
+        tables
+            .nodes
+            .insert((no, id.level, id.index), *hash.as_bytes())?;
+    }
+    tables.leaves.insert((no, *leaf.as_bytes()), index)?;
+    if !entry.request_id.is_empty() {
+        tables.requests.insert(
+            (no, entry.submitter.as_str(), entry.request_id.as_str()),
+            index,
+        )?;
+    }
+    state.record.size = state.frontier.size();
+    Ok(Ok(Appended {
+        tenant: entry.tenant,
+        index,
+        suite,
+        leaf_hash: *leaf.as_bytes(),
+        duplicate: false,
+    }))
+}
+
+/// Builds snapshots from a consistent read of the state database.
+pub struct LedgerSnapshotBuilder {
+    shared: Arc<SmShared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot, RaftStorageError> {
+        let shared = self.shared.clone();
+        let (meta, file) = tokio::task::spawn_blocking(move || snapshot::build(&shared))
+            .await
+            .map_err(|e| StoreError::from(e).write_snapshot())?
+            .map_err(StoreError::write_snapshot)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
+    type SnapshotBuilder = LedgerSnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> std::result::Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+        self.applied().map_err(StoreError::read_sm)
+    }
+
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> std::result::Result<Vec<LedgerResponse>, RaftStorageError>
+    where
+        I: IntoIterator<Item = RaftEntry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<RaftEntry> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.shared.db();
+        let mut tenants = std::mem::take(&mut self.tenants);
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = apply_blocking(&db, &mut tenants, entries);
+            (result, tenants)
+        })
+        .await;
+        match joined {
+            Ok((result, tenants)) => {
+                self.tenants = tenants;
+                result.map_err(StoreError::write_sm)
+            }
+            Err(e) => {
+                // The cache went with the failed task; rebuild it from the database.
+                self.reload_tenants().map_err(StoreError::read_sm)?;
+                Err(StoreError::from(e).write_sm())
+            }
+        }
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        LedgerSnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> std::result::Result<Box<tokio::fs::File>, RaftStorageError> {
+        let path = snapshot::receive_path(&self.shared);
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| StoreError::from(e).write_snapshot())?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> std::result::Result<(), RaftStorageError> {
+        let mut file = *snapshot;
+        file.seek(SeekFrom::Start(0))
+            .await
+            .map_err(|e| StoreError::from(e).write_snapshot())?;
+        let file = file.into_std().await;
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        let installed =
+            tokio::task::spawn_blocking(move || snapshot::install(&shared, Some(&meta), file))
+                .await
+                .map_err(StoreError::from)
+                .and_then(|r| r);
+        match installed {
+            Ok(tenants) => {
+                self.tenants = tenants;
+                Ok(())
+            }
+            Err(e) => {
+                // The cache must follow whichever database is in use now.
+                self.reload_tenants().map_err(StoreError::read_sm)?;
+                Err(e.write_snapshot())
+            }
+        }
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> std::result::Result<Option<Snapshot>, RaftStorageError> {
+        let shared = self.shared.clone();
+        let current = tokio::task::spawn_blocking(move || snapshot::current(&shared))
+            .await
+            .map_err(|e| StoreError::from(e).read_snapshot())?
+            .map_err(StoreError::read_snapshot)?;
+        Ok(current.map(|(meta, file)| Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
+    }
+}

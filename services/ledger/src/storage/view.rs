@@ -1,0 +1,484 @@
+//! Read access to the ledger state: tenants, entries, roots, proofs, and the full-store
+//! verification that detects tampering with the files.
+//!
+//! Every [`TenantTree`] reads from one redb read transaction (MVCC), so its size, entries and
+//! tree nodes are mutually consistent however many appends land meanwhile. Proofs read
+//! O(log n) stored perfect-subtree nodes ([`NodeSource`]); nothing is loaded into memory.
+//! All calls block on disk reads: call them from a blocking thread in async code.
+
+use std::fmt;
+use std::sync::Arc;
+
+use caretrail_crypto::{HASH_LEN, HashValue, Suite};
+use caretrail_ledger_proofs::{
+    CompactRange, Entry, NodeSource, ProofError, consistency_proof, inclusion_proof, leaf_hash,
+    root_at,
+};
+use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable};
+
+use super::error::{Result, StoreError};
+use super::schema::{ENTRIES, LEAVES, NODES, REQUESTS, TENANTS, TenantRecord, decode};
+use super::state::{SmShared, read_applied};
+use super::types::{LogId, StoredMembership};
+
+/// A tenant's log as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantInfo {
+    pub tenant: String,
+    pub suite: Suite,
+    /// Number of entries (tree size).
+    pub size: u64,
+    pub origin: String,
+    pub checkpoint_key: String,
+}
+
+impl TenantInfo {
+    fn new(tenant: String, record: &TenantRecord) -> Self {
+        Self {
+            tenant,
+            suite: record.suite,
+            size: record.size,
+            origin: record.origin.clone(),
+            checkpoint_key: record.checkpoint_key.clone(),
+        }
+    }
+}
+
+/// Read handle on the ledger state (cheap to clone; follows snapshot installs).
+#[derive(Clone)]
+pub struct LedgerView {
+    shared: Arc<SmShared>,
+}
+
+impl LedgerView {
+    pub(crate) fn new(shared: Arc<SmShared>) -> Self {
+        Self { shared }
+    }
+
+    /// Last applied log id and membership.
+    pub fn applied(&self) -> Result<(Option<LogId>, StoredMembership)> {
+        read_applied(&self.shared.db())
+    }
+
+    /// All tenants, by id.
+    pub fn tenants(&self) -> Result<Vec<TenantInfo>> {
+        let db = self.shared.db();
+        let txn = db.begin_read()?;
+        let table = txn.open_table(TENANTS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let record: TenantRecord = decode(v.value())?;
+            out.push(TenantInfo::new(k.value().to_string(), &record));
+        }
+        Ok(out)
+    }
+
+    pub fn tenant(&self, tenant: &str) -> Result<Option<TenantInfo>> {
+        let db = self.shared.db();
+        let txn = db.begin_read()?;
+        let table = txn.open_table(TENANTS)?;
+        match table.get(tenant)? {
+            Some(v) => {
+                let record: TenantRecord = decode(v.value())?;
+                Ok(Some(TenantInfo::new(tenant.to_string(), &record)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A consistent read view of one tenant's log and tree.
+    pub fn tree(&self, tenant: &str) -> Result<TenantTree> {
+        let db = self.shared.db();
+        let txn = db.begin_read()?;
+        let record: TenantRecord = {
+            let table = txn.open_table(TENANTS)?;
+            let v = table
+                .get(tenant)?
+                .ok_or_else(|| StoreError::UnknownTenant(tenant.to_string()))?;
+            decode(v.value())?
+        };
+        Ok(TenantTree {
+            no: record.no,
+            info: TenantInfo::new(tenant.to_string(), &record),
+            entries: txn.open_table(ENTRIES)?,
+            nodes: txn.open_table(NODES)?,
+            leaves: txn.open_table(LEAVES)?,
+            requests: txn.open_table(REQUESTS)?,
+        })
+    }
+
+    /// Recomputes every tenant's leaf hashes and tree nodes from the stored entries and
+    /// compares them, and the indexes, with what is stored. Stops at the first mismatch.
+    ///
+    /// This detects any change to stored entries, nodes or indexes that is not a consistent
+    /// rewrite of a tenant's whole tree; a consistent rewrite changes the root, which only a
+    /// signed checkpoint held elsewhere can reveal.
+    pub fn verify_store(&self) -> Result<VerifyReport> {
+        let db = self.shared.db();
+        let txn = db.begin_read()?;
+        let tenants = txn.open_table(TENANTS)?;
+        let tables = VerifyTables {
+            entries: txn.open_table(ENTRIES)?,
+            nodes: txn.open_table(NODES)?,
+            leaves: txn.open_table(LEAVES)?,
+            requests: txn.open_table(REQUESTS)?,
+        };
+        let mut report = VerifyReport::default();
+        for item in tenants.iter()? {
+            let (k, v) = item?;
+            let tenant = k.value().to_string();
+            report.tenants += 1;
+            let record: TenantRecord = match decode(v.value()) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.first_mismatch = Some(Mismatch::new(
+                        &tenant,
+                        None,
+                        format!("tenant record does not decode: {e}"),
+                    ));
+                    return Ok(report);
+                }
+            };
+            if let Some(m) = tables.verify_tenant(&tenant, &record, &mut report.entries)? {
+                report.first_mismatch = Some(m);
+                return Ok(report);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Outcome of [`LedgerView::verify_store`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub tenants: u64,
+    /// Entries checked.
+    pub entries: u64,
+    pub first_mismatch: Option<Mismatch>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.first_mismatch.is_none()
+    }
+}
+
+/// Where stored data disagrees with what its entries imply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub tenant: String,
+    /// The entry concerned, when there is one.
+    pub index: Option<u64>,
+    pub problem: String,
+}
+
+impl Mismatch {
+    fn new(tenant: &str, index: Option<u64>, problem: String) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            index,
+            problem,
+        }
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "tenant {:?} entry {i}: {}", self.tenant, self.problem),
+            None => write!(f, "tenant {:?}: {}", self.tenant, self.problem),
+        }
+    }
+}
+
+struct VerifyTables {
+    entries: ReadOnlyTable<(u32, u64), &'static [u8]>,
+    nodes: ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>,
+    leaves: ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>,
+    requests: ReadOnlyTable<(u32, &'static str, &'static str), u64>,
+}
+
+impl VerifyTables {
+    fn verify_tenant(
+        &self,
+        tenant: &str,
+        record: &TenantRecord,
+        entries_checked: &mut u64,
+    ) -> Result<Option<Mismatch>> {
+        let no = record.no;
+        let suite = record.suite;
+        let at =
+            |index: u64, problem: String| Ok(Some(Mismatch::new(tenant, Some(index), problem)));
+        let mut range = CompactRange::new(suite);
+        let mut node_count = 0u64;
+        let mut request_count = 0u64;
+        for item in self.entries.range((no, 0)..=(no, u64::MAX))? {
+            let (k, v) = item?;
+            let (_, index) = k.value();
+            let expected = range.size();
+            if index != expected {
+                return at(
+                    expected,
+                    format!("entry is missing (next stored is {index})"),
+                );
+            }
+            let bytes = v.value();
+            let entry = match Entry::decode(bytes) {
+                Ok(e) => e,
+                Err(e) => return at(index, format!("stored entry does not decode: {e}")),
+            };
+            if entry.tenant != tenant || entry.index != index {
+                return at(
+                    index,
+                    format!(
+                        "stored entry claims tenant {:?} index {}",
+                        entry.tenant, entry.index
+                    ),
+                );
+            }
+            let leaf = leaf_hash(suite, bytes);
+            for (id, hash) in range.append(leaf)? {
+                node_count += 1;
+                match self.nodes.get((no, id.level, id.index))? {
+                    None => {
+                        return at(
+                            index,
+                            format!("tree node ({}, {}) is missing", id.level, id.index),
+                        );
+                    }
+                    Some(stored) if stored.value() != *hash.as_bytes() => {
+                        let what = if id.level == 0 {
+                            "stored leaf hash differs from the hash of the stored entry".to_string()
+                        } else {
+                            format!(
+                                "stored tree node ({}, {}) differs from the recomputed one",
+                                id.level, id.index
+                            )
+                        };
+                        return at(index, what);
+                    }
+                    Some(_) => {}
+                }
+            }
+            if self.leaves.get((no, *leaf.as_bytes()))?.map(|g| g.value()) != Some(index) {
+                return at(index, "leaf-hash index does not point at this entry".into());
+            }
+            if !entry.request_id.is_empty() {
+                request_count += 1;
+                let got = self
+                    .requests
+                    .get((no, entry.submitter.as_str(), entry.request_id.as_str()))?
+                    .map(|g| g.value());
+                if got != Some(index) {
+                    return at(
+                        index,
+                        "request-id index does not point at this entry".into(),
+                    );
+                }
+            }
+            *entries_checked += 1;
+        }
+        let whole = |problem: String| Ok(Some(Mismatch::new(tenant, None, problem)));
+        if range.size() != record.size {
+            return whole(format!(
+                "the tenant record says {} entries, {} are stored",
+                record.size,
+                range.size()
+            ));
+        }
+        let stored_nodes = self
+            .nodes
+            .range((no, 0u8, 0u64)..=(no, u8::MAX, u64::MAX))?
+            .count() as u64;
+        if stored_nodes != node_count {
+            return whole(format!(
+                "{stored_nodes} tree nodes are stored, the entries imply {node_count}"
+            ));
+        }
+        let stored_leaves = self
+            .leaves
+            .range((no, [0u8; HASH_LEN])..=(no, [0xffu8; HASH_LEN]))?
+            .count() as u64;
+        if stored_leaves != range.size() {
+            return whole(format!(
+                "{stored_leaves} leaf-hash index rows for {} entries",
+                range.size()
+            ));
+        }
+        let mut stored_requests = 0u64;
+        for item in self.requests.range((no, "", "")..)? {
+            let (k, _) = item?;
+            if k.value().0 != no {
+                break;
+            }
+            stored_requests += 1;
+        }
+        if stored_requests != request_count {
+            return whole(format!(
+                "{stored_requests} request-id index rows for {request_count} entries with request ids"
+            ));
+        }
+        Ok(None)
+    }
+}
+
+/// One tenant's log and Merkle tree as of one read transaction. Implements [`NodeSource`], so
+/// the `caretrail_ledger_proofs` proof functions run directly on the store.
+pub struct TenantTree {
+    no: u32,
+    info: TenantInfo,
+    entries: ReadOnlyTable<(u32, u64), &'static [u8]>,
+    nodes: ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>,
+    leaves: ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>,
+    requests: ReadOnlyTable<(u32, &'static str, &'static str), u64>,
+}
+
+impl TenantTree {
+    pub fn info(&self) -> &TenantInfo {
+        &self.info
+    }
+
+    /// Tree size (number of entries) as of this view.
+    pub fn size(&self) -> u64 {
+        self.info.size
+    }
+
+    fn check_size(&self, size: u64) -> Result<()> {
+        if size > self.info.size {
+            return Err(StoreError::NotFound(format!(
+                "tree size {size} (tenant {:?} has {} entries)",
+                self.info.tenant, self.info.size
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_index(&self, index: u64) -> Result<()> {
+        if index >= self.info.size {
+            return Err(StoreError::NotFound(format!(
+                "entry {index} (tenant {:?} has {} entries)",
+                self.info.tenant, self.info.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Root of the whole tree as of this view.
+    pub fn root(&self) -> Result<HashValue> {
+        root_at(self, self.info.size)
+    }
+
+    /// Root of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<HashValue> {
+        self.check_size(size)?;
+        root_at(self, size)
+    }
+
+    /// The stored canonical encoding of entry `index`, checked against its stored leaf hash
+    /// (a tampered entry is reported, not served).
+    pub fn entry_bytes(&self, index: u64) -> Result<Vec<u8>> {
+        self.check_index(index)?;
+        let bytes = self
+            .entries
+            .get((self.no, index))?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "tenant {:?}: entry {index} is missing",
+                    self.info.tenant
+                ))
+            })?
+            .value()
+            .to_vec();
+        if leaf_hash(self.info.suite, &bytes) != self.node(0, index)? {
+            return Err(StoreError::Corrupt(format!(
+                "tenant {:?}: entry {index} does not match its leaf hash",
+                self.info.tenant
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Entry `index`, decoded (and checked as in [`Self::entry_bytes`]).
+    pub fn entry(&self, index: u64) -> Result<Entry> {
+        let bytes = self.entry_bytes(index)?;
+        Entry::decode(&bytes).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "tenant {:?}: entry {index} does not decode: {e}",
+                self.info.tenant
+            ))
+        })
+    }
+
+    /// Entries `[start, end)` (clamped to the tree size).
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        let end = end.min(self.info.size);
+        (start..end).map(|i| self.entry(i)).collect()
+    }
+
+    /// Stored leaf hash of entry `index`.
+    pub fn leaf_hash(&self, index: u64) -> Result<HashValue> {
+        self.check_index(index)?;
+        self.node(0, index)
+    }
+
+    /// Index of the entry with this leaf hash.
+    pub fn index_of_leaf(&self, leaf: &HashValue) -> Result<Option<u64>> {
+        if leaf.suite() != self.info.suite {
+            return Ok(None);
+        }
+        Ok(self
+            .leaves
+            .get((self.no, *leaf.as_bytes()))?
+            .map(|g| g.value())
+            .filter(|i| *i < self.info.size))
+    }
+
+    /// Index of the entry appended for (submitter, request id).
+    pub fn index_of_request(&self, submitter: &str, request_id: &str) -> Result<Option<u64>> {
+        Ok(self
+            .requests
+            .get((self.no, submitter, request_id))?
+            .map(|g| g.value())
+            .filter(|i| *i < self.info.size))
+    }
+
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<HashValue>> {
+        self.check_size(size)?;
+        inclusion_proof(self, index, size)
+    }
+
+    /// Inclusion proof by leaf hash: the entry's index and the proof.
+    pub fn inclusion_proof_by_leaf(
+        &self,
+        leaf: &HashValue,
+        size: u64,
+    ) -> Result<(u64, Vec<HashValue>)> {
+        let index = self
+            .index_of_leaf(leaf)?
+            .ok_or_else(|| StoreError::NotFound(format!("leaf hash {leaf}")))?;
+        Ok((index, self.inclusion_proof(index, size)?))
+    }
+
+    /// RFC 9162 consistency proof between the trees of `old_size` and `new_size` entries.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<HashValue>> {
+        self.check_size(new_size)?;
+        consistency_proof(self, old_size, new_size)
+    }
+}
+
+impl NodeSource for TenantTree {
+    type Error = StoreError;
+
+    fn suite(&self) -> Suite {
+        self.info.suite
+    }
+
+    fn node(&self, level: u8, index: u64) -> Result<HashValue> {
+        match self.nodes.get((self.no, level, index))? {
+            Some(g) => Ok(HashValue::new(self.info.suite, g.value())),
+            None => Err(ProofError::NodeUnavailable { level, index }.into()),
+        }
+    }
+}

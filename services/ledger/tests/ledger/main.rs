@@ -1,0 +1,4 @@
+//! The ledger's integration tests, in one binary.
+
+mod service;
+mod storage;

@@ -70,3 +70,54 @@ pub async fn settings(
         dir,
     )
 }
+
+/// The start-up test every service has: it builds from its library on port 0, on the
+/// embedded adapters and on the real PostgreSQL and RabbitMQ, migrates its schema, reports
+/// ready with database and bus checks, answers unknown routes with 404 and stops cleanly.
+///
+/// `service_start_tests!(caretrail_audit, "audit");` in the service's test binary, which
+/// needs `tokio`, `reqwest` and `serde_json`.
+#[macro_export]
+macro_rules! service_start_tests {
+    ($krate:ident, $schema:literal) => {
+        async fn starts_and_is_ready(backend: $crate::testing::Backend) {
+            caretrail_platform::telemetry::init_for_tests();
+            let (service, _dir) = $crate::testing::settings(backend, $schema).await;
+            let app = $krate::Application::build($krate::Config { service })
+                .await
+                .expect("build");
+            let port = app.port();
+            assert_ne!(port, 0);
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let running = tokio::spawn(app.run_until(async {
+                let _ = stop_rx.await;
+            }));
+            let base = format!("http://127.0.0.1:{port}");
+            let ready: serde_json::Value = reqwest::get(format!("{base}/readyz"))
+                .await
+                .expect("readyz")
+                .json()
+                .await
+                .expect("readyz body");
+            assert_eq!(ready["status"], "ready", "{ready}");
+            assert_eq!(ready["checks"]["database"], "ok");
+            assert_eq!(ready["checks"]["bus"], "ok");
+            let missing = reqwest::get(format!("{base}/v1/nothing-here"))
+                .await
+                .expect("request");
+            assert_eq!(missing.status(), 404);
+            stop_tx.send(()).expect("stop");
+            running.await.expect("join").expect("clean stop");
+        }
+
+        #[tokio::test]
+        async fn starts_embedded() {
+            starts_and_is_ready($crate::testing::Backend::Embedded).await;
+        }
+
+        #[tokio::test]
+        async fn starts_on_postgres_and_rabbitmq() {
+            starts_and_is_ready($crate::testing::Backend::Real).await;
+        }
+    };
+}

@@ -9,6 +9,7 @@ pub mod common;
 pub mod identity_certificates;
 pub mod identity_tables;
 pub mod identity_users;
+pub mod ledger_cursor;
 
 macro_rules! service_migrator {
     ($module:ident, $doc:literal, [$($migration:expr),* $(,)?]) => {
@@ -45,8 +46,11 @@ service_migrator!(
 );
 service_migrator!(
     ledger,
-    "Ledger service schema (relational side: outbox, inbox).",
-    [crate::common::OutboxInbox]
+    "Ledger service schema (relational side: outbox, inbox, event publishing cursor).",
+    [
+        crate::common::OutboxInbox,
+        crate::ledger_cursor::PublishCursor
+    ]
 );
 service_migrator!(
     object_store,

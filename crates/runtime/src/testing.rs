@@ -4,6 +4,7 @@
 use caretrail_bus::BusSettings;
 use caretrail_db::DbSettings;
 use caretrail_platform::config::{HttpSettings, LogFormat};
+pub use tempfile;
 
 use crate::ServiceSettings;
 
@@ -80,12 +81,19 @@ pub async fn settings(
 #[macro_export]
 macro_rules! service_start_tests {
     ($krate:ident, $schema:literal) => {
+        $crate::service_start_tests!($krate, $schema, |service, _dir| $krate::Config { service });
+    };
+    // `$config` builds the service's config from the shared settings and a scratch directory.
+    ($krate:ident, $schema:literal, $config:expr) => {
         async fn starts_and_is_ready(backend: $crate::testing::Backend) {
             caretrail_platform::telemetry::init_for_tests();
-            let (service, _dir) = $crate::testing::settings(backend, $schema).await;
-            let app = $krate::Application::build($krate::Config { service })
+            let (service, dir) = $crate::testing::settings(backend, $schema).await;
+            let scratch = $crate::testing::tempfile::tempdir().expect("scratch dir");
+            let make: fn(_, &std::path::Path) -> $krate::Config = $config;
+            let app = $krate::Application::build(make(service, scratch.path()))
                 .await
                 .expect("build");
+            let _keep = dir;
             let port = app.port();
             assert_ne!(port, 0);
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -212,7 +212,23 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         running.spawn(async move { identity_app.run_until(token.cancelled_owned()).await });
     }
     let consent = start!(caretrail_consent);
-    let ledger = start!(caretrail_ledger);
+    let ledger = {
+        let mut ledger_config = caretrail_ledger::Config::new(
+            config.service(caretrail_ledger::SERVICE),
+            caretrail_ledger::LedgerSettings {
+                ledger_data_dir: config.data_dir.join("ledger"),
+                ..Default::default()
+            },
+        );
+        ledger_config.auth.jwks_url = Some(format!("{identity}/.well-known/jwks.json"));
+        let app = caretrail_ledger::Application::build(ledger_config)
+            .await
+            .context("starting ledger")?;
+        let port = app.port();
+        let token = stop_services.clone();
+        running.spawn(async move { app.run_until(token.cancelled_owned()).await });
+        format!("http://127.0.0.1:{port}")
+    };
     let object_store = start!(caretrail_object_store);
     let audit = start!(caretrail_audit);
 

@@ -46,6 +46,7 @@
 //! not hash to its stored leaf hash.
 
 pub mod error;
+pub mod keys;
 pub mod log;
 pub mod schema;
 pub mod snapshot;
@@ -59,10 +60,12 @@ pub use error::StoreError;
 pub use log::{LogReader, LogStats, LogStore};
 pub use state::{LedgerSnapshotBuilder, LedgerStateMachine};
 pub use types::{
-    AppendRequest, Appended, LedgerCommand, LedgerResponse, Refusal, TenantRegistered, TenantSpec,
-    TypeConfig,
+    AppendRequest, Appended, CosignatureSpec, LedgerCommand, LedgerResponse, NodeId, Refusal,
+    TenantRegistered, TenantSpec, TypeConfig,
 };
-pub use view::{LedgerView, Mismatch, TenantInfo, TenantTree, VerifyReport};
+pub use view::{
+    InstitutionKey, LedgerView, Mismatch, StoredCosignature, TenantInfo, TenantTree, VerifyReport,
+};
 
 /// File name of the Raft log database inside the storage directory.
 pub const LOG_FILE: &str = "raft-log.redb";

@@ -11,6 +11,8 @@
 //! | `nodes` | (tenant no, level, index) | hash of the perfect subtree; level 0 = leaf hashes |
 //! | `leaves` | (tenant no, leaf hash) | index |
 //! | `requests` | (tenant no, submitter, request id) | index |
+//! | `keys` | (tenant no, institution, key id) | `KeyRecord` (derived from key entries, see [`super::keys`]) |
+//! | `cosigs` | (tenant no, tree size, witness key name) | `CosigRecord` (witness cosignatures) |
 
 use caretrail_crypto::{HASH_LEN, HashValue, Suite};
 use caretrail_ledger_proofs::{CompactRange, NodeId as TreeNodeId};
@@ -29,6 +31,8 @@ pub(crate) const LEAVES: TableDefinition<(u32, [u8; HASH_LEN]), u64> =
     TableDefinition::new("leaves");
 pub(crate) const REQUESTS: TableDefinition<(u32, &str, &str), u64> =
     TableDefinition::new("requests");
+pub(crate) const KEYS: TableDefinition<(u32, &str, &str), &[u8]> = TableDefinition::new("keys");
+pub(crate) const COSIGS: TableDefinition<(u32, u64, &str), &[u8]> = TableDefinition::new("cosigs");
 
 pub(crate) const KEY_LAST_APPLIED: &str = "last_applied";
 pub(crate) const KEY_MEMBERSHIP: &str = "membership";
@@ -37,7 +41,7 @@ pub(crate) const KEY_FORMAT: &str = "format";
 
 /// Layout version of `state.redb`, stored under [`KEY_FORMAT`]; a database of another version
 /// is refused rather than misread.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// What is stored per tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +52,30 @@ pub(crate) struct TenantRecord {
     pub size: u64,
     pub origin: String,
     pub checkpoint_key: String,
+    /// SubjectPublicKeyInfo DER of the registrar key (signs the key entries).
+    pub registrar_key: Vec<u8>,
+    /// Hex key id of the registrar key.
+    pub registrar_key_id: String,
+}
+
+/// A registered institution key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+    /// Index of the `institution.key_registered` entry.
+    pub registered_index: u64,
+    /// Index of the `institution.key_revoked` entry, if revoked.
+    pub revoked_index: Option<u64>,
+}
+
+/// A witness cosignature of the checkpoint at one tree size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CosigRecord {
+    /// Root hash the witness cosigned.
+    pub root: [u8; HASH_LEN],
+    /// The signed-note signature line (`— <name> <base64>`).
+    pub line: String,
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {

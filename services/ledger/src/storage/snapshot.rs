@@ -9,11 +9,13 @@
 //!   tag 1  META    postcard(SnapshotHeader: openraft SnapshotMeta, next tenant number)
 //!   tag 2  TENANT  postcard(SnapshotTenant: id, record, root hash)    then its entries:
 //!   tag 3  ENTRY   u32be tenant no ‖ u64be index ‖ canonical entry bytes
+//!   tag 4  COSIG   postcard(SnapshotCosig: tenant no, tree size, witness, record)
 //!   tag 0  END     u64be number of records before END ‖ SHA-256 of every byte before END
 //! ```
 //!
 //! META comes first; each tenant's entries follow its TENANT record in index order, starting
-//! at 0. Derived data (tree nodes, leaf-hash and request-id indexes) is not shipped but rebuilt
+//! at 0, then its witness cosignatures. Derived data (tree nodes, leaf-hash, request-id and
+//! key indexes) is not shipped but rebuilt
 //! while installing, and each tenant's rebuilt root must equal the root in its TENANT record;
 //! entries must decode strictly and carry their tenant and index. Nothing after END is allowed.
 //! A snapshot that fails any check is refused and the current state is left as it was.
@@ -39,8 +41,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StoreError};
 use super::schema::{
-    ENTRIES, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, LEAVES, NODES, REQUESTS,
-    SM_META, TENANTS, TenantRecord, decode, encode, load_frontier,
+    COSIGS, CosigRecord, ENTRIES, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS,
+    LEAVES, NODES, REQUESTS, SM_META, TENANTS, TenantRecord, decode, encode, load_frontier,
 };
 use super::state::{SmShared, TenantCache, load_tenants, open_state_db, read_applied};
 use super::types::SnapshotMeta;
@@ -50,6 +52,7 @@ const TAG_END: u8 = 0;
 const TAG_META: u8 = 1;
 const TAG_TENANT: u8 = 2;
 const TAG_ENTRY: u8 = 3;
+const TAG_COSIG: u8 = 4;
 /// Largest record body accepted (an entry is at most ~1.1 MiB).
 const MAX_RECORD: usize = 4 * 1024 * 1024;
 /// Entries imported per intermediate (non-durable) transaction.
@@ -69,6 +72,14 @@ struct SnapshotTenant {
     tenant: String,
     record: TenantRecord,
     root: [u8; HASH_LEN],
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotCosig {
+    no: u32,
+    size: u64,
+    witness: String,
+    record: CosigRecord,
 }
 
 struct HashingWriter<W: Write> {
@@ -194,6 +205,7 @@ fn write_stream(db: &Database, out: impl Write, snapshot_id: String) -> Result<S
     let tenants = txn.open_table(TENANTS)?;
     let entries = txn.open_table(ENTRIES)?;
     let nodes = txn.open_table(NODES)?;
+    let cosigs = txn.open_table(COSIGS)?;
 
     let mut w = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, out),
@@ -231,6 +243,21 @@ fn write_stream(db: &Database, out: impl Write, snapshot_id: String) -> Result<S
             w.record(
                 TAG_ENTRY,
                 &[&no.to_be_bytes(), &index.to_be_bytes(), v.value()],
+            )?;
+            records += 1;
+        }
+        for item in cosigs.range((no, 0u64, "")..=(no, u64::MAX, "\u{10ffff}"))? {
+            let (k, v) = item?;
+            let (_, size, witness) = k.value();
+            let record: CosigRecord = decode(v.value())?;
+            w.record(
+                TAG_COSIG,
+                &[&encode(&SnapshotCosig {
+                    no,
+                    size,
+                    witness: witness.to_string(),
+                    record,
+                })?],
             )?;
             records += 1;
         }
@@ -431,6 +458,12 @@ fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
                         nodes.insert((no, id.level, id.index), *hash.as_bytes())?;
                     }
                     leaves.insert((no, *leaf.as_bytes()), index)?;
+                    if let Ok(Some(change)) =
+                        super::keys::parse_key_change(&entry.kind, &entry.payload)
+                    {
+                        let mut keys = txn.open_table(KEYS)?;
+                        super::keys::apply(&mut keys, no, index, change)?;
+                    }
                     if !entry.request_id.is_empty() {
                         let mut requests = txn.open_table(REQUESTS)?;
                         requests.insert(
@@ -445,6 +478,23 @@ fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
                     txn = begin(db, Durability::None)?;
                     in_txn = 0;
                 }
+            }
+            TAG_COSIG => {
+                let t = current
+                    .as_ref()
+                    .ok_or_else(|| bad("COSIG before any TENANT"))?;
+                let c: SnapshotCosig = decode(&body).map_err(|e| bad(format!("COSIG: {e}")))?;
+                if c.no != t.record.no || c.size == 0 || c.size > t.record.size {
+                    return Err(bad(format!(
+                        "tenant {:?}: cosignature for tenant no {} size {} out of place",
+                        t.tenant, c.no, c.size
+                    )));
+                }
+                let mut cosigs = txn.open_table(COSIGS)?;
+                cosigs.insert(
+                    (c.no, c.size, c.witness.as_str()),
+                    encode(&c.record)?.as_slice(),
+                )?;
             }
             TAG_END => {
                 let (count, digest) = body

@@ -21,8 +21,9 @@ use tokio::io::AsyncSeekExt;
 
 use super::error::{Result, StoreError};
 use super::schema::{
-    ENTRIES, FORMAT_VERSION, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO,
-    LEAVES, NODES, REQUESTS, SM_META, TENANTS, TenantRecord, decode, encode, load_frontier,
+    COSIGS, CosigRecord, ENTRIES, FORMAT_VERSION, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP,
+    KEY_NEXT_TENANT_NO, KEYS, LEAVES, NODES, REQUESTS, SM_META, TENANTS, TenantRecord, decode,
+    encode, load_frontier,
 };
 use super::snapshot;
 use super::types::{
@@ -65,6 +66,8 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
         txn.open_table(NODES)?;
         txn.open_table(LEAVES)?;
         txn.open_table(REQUESTS)?;
+        txn.open_table(KEYS)?;
+        txn.open_table(COSIGS)?;
     }
     txn.commit()?;
     Ok(db)
@@ -204,6 +207,8 @@ struct WriteTables<'t> {
     nodes: Table<'t, (u32, u8, u64), [u8; 32]>,
     leaves: Table<'t, (u32, [u8; 32]), u64>,
     requests: Table<'t, (u32, &'static str, &'static str), u64>,
+    keys: super::keys::KeysTable<'t>,
+    cosigs: Table<'t, (u32, u64, &'static str), &'static [u8]>,
 }
 
 /// Tenants touched by the batch being applied: copies of the cached state, written to the
@@ -245,6 +250,8 @@ fn apply_blocking(
             nodes: txn.open_table(NODES)?,
             leaves: txn.open_table(LEAVES)?,
             requests: txn.open_table(REQUESTS)?,
+            keys: txn.open_table(KEYS)?,
+            cosigs: txn.open_table(COSIGS)?,
         };
         let mut overlay = Overlay {
             cache,
@@ -271,6 +278,13 @@ fn apply_blocking(
                         results.push(append_one(&mut tables, &mut overlay, req)?);
                     }
                     responses.push(LedgerResponse::Appended(results));
+                }
+                EntryPayload::Normal(LedgerCommand::AddCosignature(spec)) => {
+                    responses.push(LedgerResponse::Cosigned(add_cosignature(
+                        &mut tables,
+                        &mut overlay,
+                        spec,
+                    )?));
                 }
             }
         }
@@ -328,6 +342,10 @@ fn register_tenant(
     if let Err(reason) = check_text("checkpoint key", &spec.checkpoint_key, 0, 1024) {
         return invalid(reason);
     }
+    let registrar = match caretrail_crypto::VerifyingKey::from_spki_pem(&spec.registrar_key) {
+        Ok(key) => key,
+        Err(e) => return invalid(format!("registrar key: {e}")),
+    };
     if let Some(existing) = overlay.get_mut(&spec.tenant) {
         let suite = existing.record.suite;
         return Ok(if suite == spec.suite {
@@ -355,6 +373,8 @@ fn register_tenant(
         size: 0,
         origin: spec.origin,
         checkpoint_key: spec.checkpoint_key,
+        registrar_key: registrar.to_spki_der(),
+        registrar_key_id: registrar.key_id().to_hex(),
     };
     overlay.changed.insert(
         spec.tenant.clone(),
@@ -426,6 +446,19 @@ fn append_one(
         }
     }
 
+    let key_change = match super::keys::check(
+        &tables.keys,
+        no,
+        &state.record.registrar_key_id,
+        &req.kind,
+        &req.submitter,
+        &req.key_id,
+        &req.payload,
+    )? {
+        Ok(change) => change,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+
     let index = state.frontier.size();
     if index == u64::MAX {
         return Ok(Err(Refusal::LogFull { tenant: req.tenant }));
@@ -458,6 +491,9 @@ fn append_one(
             .insert((no, id.level, id.index), *hash.as_bytes())?;
     }
     tables.leaves.insert((no, *leaf.as_bytes()), index)?;
+    if let Some(change) = key_change {
+        super::keys::apply(&mut tables.keys, no, index, change)?;
+    }
     if !entry.request_id.is_empty() {
         tables.requests.insert(
             (no, entry.submitter.as_str(), entry.request_id.as_str()),
@@ -597,4 +633,39 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
+}
+
+fn add_cosignature(
+    tables: &mut WriteTables<'_>,
+    overlay: &mut Overlay<'_>,
+    spec: super::types::CosignatureSpec,
+) -> Result<std::result::Result<(), Refusal>> {
+    let Some(state) = overlay.get_mut(&spec.tenant) else {
+        return Ok(Err(Refusal::UnknownTenant {
+            tenant: spec.tenant,
+        }));
+    };
+    if spec.size == 0 || spec.size > state.record.size {
+        return Ok(Err(Refusal::InvalidCosignature {
+            reason: format!(
+                "tree size {} is not in 1..={}",
+                spec.size, state.record.size
+            ),
+        }));
+    }
+    if let Err(reason) = check_text("witness", &spec.witness, 1, 255)
+        .and_then(|()| check_text("cosignature line", &spec.line, 1, 4096))
+    {
+        return Ok(Err(Refusal::InvalidCosignature { reason }));
+    }
+    let no = state.record.no;
+    let record = CosigRecord {
+        root: spec.root,
+        line: spec.line,
+    };
+    tables.cosigs.insert(
+        (no, spec.size, spec.witness.as_str()),
+        encode(&record)?.as_slice(),
+    )?;
+    Ok(Ok(()))
 }

@@ -38,6 +38,23 @@ pub enum LedgerCommand {
     /// Append entries (possibly for several tenants) in order. Each entry gets its own result;
     /// a refused entry appends nothing and does not affect the others.
     AppendBatch { entries: Vec<AppendRequest> },
+    /// Record a witness cosignature of a tenant's checkpoint (checked by the leader before
+    /// proposing). Recording the same witness at the same size again replaces the line.
+    AddCosignature(CosignatureSpec),
+}
+
+/// A witness cosignature to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CosignatureSpec {
+    pub tenant: String,
+    /// Tree size of the cosigned checkpoint.
+    pub size: u64,
+    /// Root hash of the cosigned checkpoint.
+    pub root: [u8; HASH_LEN],
+    /// Witness key name (the signed-note key name of the cosignature line).
+    pub witness: String,
+    /// The signature line, `— <name> <base64(key id ‖ timestamp ‖ signature)>`.
+    pub line: String,
 }
 
 /// What a tenant's log is created with.
@@ -52,6 +69,10 @@ pub struct TenantSpec {
     /// The ledger's checkpoint verifier key for this tenant (a signed-note `vkey`) or the id
     /// of the key; public material only, never a private key.
     pub checkpoint_key: String,
+    /// PEM SubjectPublicKeyInfo of the tenant's registrar: the key that signs
+    /// `institution.key_registered` / `institution.key_revoked` entries (see
+    /// [`super::keys`]).
+    pub registrar_key: String,
 }
 
 /// One submission to append, as proposed by the leader: the submitter-signed fields plus the
@@ -85,6 +106,8 @@ pub enum LedgerResponse {
     Tenant(Result<TenantRegistered, Refusal>),
     /// Answer to [`LedgerCommand::AppendBatch`], one result per request, in order.
     Appended(Vec<Result<Appended, Refusal>>),
+    /// Answer to [`LedgerCommand::AddCosignature`].
+    Cosigned(Result<(), Refusal>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,4 +158,16 @@ pub enum Refusal {
     },
     #[error("tenant {tenant:?} log is full")]
     LogFull { tenant: String },
+    #[error("{submitter:?} has no registered signing key")]
+    UnknownInstitution { submitter: String },
+    #[error("key {key_id:?} of {submitter:?} is not registered")]
+    UnknownKey { submitter: String, key_id: String },
+    #[error("key {key_id:?} of {submitter:?} was revoked by entry {revoked_at}")]
+    KeyRevoked {
+        submitter: String,
+        key_id: String,
+        revoked_at: u64,
+    },
+    #[error("cosignature refused: {reason}")]
+    InvalidCosignature { reason: String },
 }

@@ -17,7 +17,10 @@ use caretrail_ledger_proofs::{
 use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::error::{Result, StoreError};
-use super::schema::{ENTRIES, LEAVES, NODES, REQUESTS, TENANTS, TenantRecord, decode};
+use super::schema::{
+    COSIGS, CosigRecord, ENTRIES, KEYS, KeyRecord, LEAVES, NODES, REQUESTS, TENANTS, TenantRecord,
+    decode,
+};
 use super::state::{SmShared, read_applied};
 use super::types::{LogId, StoredMembership};
 
@@ -30,6 +33,9 @@ pub struct TenantInfo {
     pub size: u64,
     pub origin: String,
     pub checkpoint_key: String,
+    /// SubjectPublicKeyInfo DER of the registrar key.
+    pub registrar_key: Vec<u8>,
+    pub registrar_key_id: String,
 }
 
 impl TenantInfo {
@@ -40,6 +46,8 @@ impl TenantInfo {
             size: record.size,
             origin: record.origin.clone(),
             checkpoint_key: record.checkpoint_key.clone(),
+            registrar_key: record.registrar_key.clone(),
+            registrar_key_id: record.registrar_key_id.clone(),
         }
     }
 }
@@ -105,6 +113,8 @@ impl LedgerView {
             nodes: txn.open_table(NODES)?,
             leaves: txn.open_table(LEAVES)?,
             requests: txn.open_table(REQUESTS)?,
+            keys: txn.open_table(KEYS)?,
+            cosigs: txn.open_table(COSIGS)?,
         })
     }
 
@@ -332,6 +342,28 @@ pub struct TenantTree {
     nodes: ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>,
     leaves: ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>,
     requests: ReadOnlyTable<(u32, &'static str, &'static str), u64>,
+    keys: ReadOnlyTable<(u32, &'static str, &'static str), &'static [u8]>,
+    cosigs: ReadOnlyTable<(u32, u64, &'static str), &'static [u8]>,
+}
+
+/// A registered institution key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstitutionKey {
+    pub institution: String,
+    pub key_id: String,
+    /// SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+    pub registered_index: u64,
+    pub revoked_index: Option<u64>,
+}
+
+/// A witness cosignature as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCosignature {
+    pub size: u64,
+    pub witness: String,
+    pub root: HashValue,
+    pub line: String,
 }
 
 impl TenantTree {
@@ -461,6 +493,68 @@ impl TenantTree {
         Ok((index, self.inclusion_proof(index, size)?))
     }
 
+    /// A key of `institution` (as of this view; `revoked_index` tells if and where it ended).
+    pub fn key(&self, institution: &str, key_id: &str) -> Result<Option<InstitutionKey>> {
+        Ok(
+            super::keys::lookup(&self.keys, self.no, institution, key_id)?
+                .map(|r| InstitutionKey::new(institution.to_string(), key_id.to_string(), r)),
+        )
+    }
+
+    /// Every registered key of the tenant (or of one institution), ordered by institution and
+    /// key id.
+    pub fn keys(&self, institution: Option<&str>) -> Result<Vec<InstitutionKey>> {
+        let mut out = Vec::new();
+        for item in self.keys.range((self.no, "", "")..)? {
+            let (k, v) = item?;
+            let (no, inst, key_id) = k.value();
+            if no != self.no {
+                break;
+            }
+            if institution.is_some_and(|i| i != inst) {
+                continue;
+            }
+            let record: KeyRecord = decode(v.value())?;
+            out.push(InstitutionKey::new(
+                inst.to_string(),
+                key_id.to_string(),
+                record,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Witness cosignatures recorded for the checkpoint of `size` entries.
+    pub fn cosignatures(&self, size: u64) -> Result<Vec<StoredCosignature>> {
+        let mut out = Vec::new();
+        for item in self.cosigs.range((self.no, size, "")..)? {
+            let (k, v) = item?;
+            let (no, at, witness) = k.value();
+            if no != self.no || at != size {
+                break;
+            }
+            let record: CosigRecord = decode(v.value())?;
+            out.push(StoredCosignature {
+                size: at,
+                witness: witness.to_string(),
+                root: HashValue::new(self.info.suite, record.root),
+                line: record.line,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The largest tree size that has at least one witness cosignature.
+    pub fn latest_cosigned_size(&self) -> Result<Option<u64>> {
+        let mut range = self
+            .cosigs
+            .range((self.no, 0u64, "")..(self.no, u64::MAX, ""))?;
+        match range.next_back() {
+            Some(item) => Ok(Some(item?.0.value().1)),
+            None => Ok(None),
+        }
+    }
+
     /// RFC 9162 consistency proof between the trees of `old_size` and `new_size` entries.
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<HashValue>> {
         self.check_size(new_size)?;
@@ -479,6 +573,18 @@ impl NodeSource for TenantTree {
         match self.nodes.get((self.no, level, index))? {
             Some(g) => Ok(HashValue::new(self.info.suite, g.value())),
             None => Err(ProofError::NodeUnavailable { level, index }.into()),
+        }
+    }
+}
+
+impl InstitutionKey {
+    fn new(institution: String, key_id: String, record: KeyRecord) -> Self {
+        Self {
+            institution,
+            key_id,
+            public_key: record.public_key,
+            registered_index: record.registered_index,
+            revoked_index: record.revoked_index,
         }
     }
 }

@@ -8,7 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caretrail_crypto::{HashValue, Suite};
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use caretrail_crypto::{HashValue, SignatureAlgorithm, SigningKey, Suite};
+use caretrail_ledger::storage::keys::{self, REGISTRAR};
 use caretrail_ledger::storage::{
     self, AppendRequest, Appended, LedgerCommand, LedgerResponse, LedgerStateMachine, LedgerView,
     LogStore, Refusal, TenantSpec, TypeConfig,
@@ -51,6 +55,7 @@ fn register(tenant: &str, suite: Suite) -> LedgerCommand {
         suite,
         origin: format!("caretrail.test/{tenant}"),
         checkpoint_key: String::new(),
+        registrar_key: REGISTRAR_KEY.public_key().to_spki_pem(),
     })
 }
 
@@ -60,10 +65,43 @@ fn request(tenant: &str, submitter: &str, request_id: &str, payload: &[u8]) -> A
         kind: "record.anchored".into(),
         submitter: submitter.into(),
         request_id: request_id.into(),
-        key_id: "key-1".into(),
+        key_id: key_of(submitter).key_id().to_hex(),
         payload: payload.to_vec(),
         signature: vec![0x5a; 64],
         timestamp_ms: 1_700_000_000_000,
+    }
+}
+
+/// Signs the key entries; storage tests also submit their entries as the registrar (signatures
+/// are checked before proposing, not by the state machine, so they are not real here).
+static REGISTRAR_KEY: LazyLock<SigningKey> =
+    LazyLock::new(|| SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap());
+/// The key of every other submitter in these tests.
+static INSTITUTION_KEY: LazyLock<SigningKey> =
+    LazyLock::new(|| SigningKey::generate(SignatureAlgorithm::Sm2).unwrap());
+
+fn key_of(submitter: &str) -> &'static SigningKey {
+    if submitter == REGISTRAR {
+        &REGISTRAR_KEY
+    } else {
+        &INSTITUTION_KEY
+    }
+}
+
+/// A registrar entry registering `INSTITUTION_KEY` for `institution`.
+fn key_registration(tenant: &str, institution: &str) -> AppendRequest {
+    let key = INSTITUTION_KEY.public_key();
+    let payload = serde_json::to_vec(&keys::KeyRegistration {
+        institution: institution.into(),
+        key_id: key.key_id().to_hex(),
+        algorithm: key.algorithm().as_str().into(),
+        public_key: base64::engine::general_purpose::STANDARD.encode(key.to_spki_der()),
+    })
+    .unwrap();
+    AppendRequest {
+        kind: keys::KIND_KEY_REGISTERED.into(),
+        payload,
+        ..request(tenant, REGISTRAR, &format!("key-{institution}"), b"")
     }
 }
 
@@ -199,7 +237,7 @@ async fn reopen_after_drop_keeps_entries_roots_and_proofs() {
                 let tenant = if j % 2 == 0 { "ten_a" } else { "ten_b" };
                 reqs.push(request(
                     tenant,
-                    "ins_1",
+                    REGISTRAR,
                     &format!("r-{round}-{j}"),
                     format!("payload {round}/{j}").as_bytes(),
                 ));
@@ -226,7 +264,7 @@ async fn reopen_after_drop_keeps_entries_roots_and_proofs() {
     // Appends continue where they stopped.
     let size = node.view().tenant("ten_a").unwrap().unwrap().size;
     let r = node
-        .append(vec![request("ten_a", "ins_1", "after", b"after")])
+        .append(vec![request("ten_a", REGISTRAR, "after", b"after")])
         .await;
     assert_eq!(r[0].as_ref().unwrap().index, size);
 }
@@ -252,7 +290,7 @@ async fn crash_child() {
             .map(|j| {
                 request(
                     "ten_crash",
-                    "ins_1",
+                    REGISTRAR,
                     &format!("r{round}-{j}"),
                     format!("{round}/{j}").as_bytes(),
                 )
@@ -362,7 +400,7 @@ async fn duplicate_request_id_returns_the_original_entry() {
     node.register("ten_a", Suite::Intl).await;
 
     let first = node
-        .append(vec![request("ten_a", "ins_1", "req-1", b"one")])
+        .append(vec![request("ten_a", REGISTRAR, "req-1", b"one")])
         .await
         .remove(0)
         .unwrap();
@@ -370,7 +408,7 @@ async fn duplicate_request_id_returns_the_original_entry() {
     assert_eq!(first.index, 0);
 
     // Retry (even with another signature) returns the original, appends nothing.
-    let mut retry = request("ten_a", "ins_1", "req-1", b"one");
+    let mut retry = request("ten_a", REGISTRAR, "req-1", b"one");
     retry.signature = vec![1; 70];
     retry.timestamp_ms += 5;
     let again = node.append(vec![retry]).await.remove(0).unwrap();
@@ -381,7 +419,7 @@ async fn duplicate_request_id_returns_the_original_entry() {
 
     // The same id for other content is refused.
     let conflict = node
-        .append(vec![request("ten_a", "ins_1", "req-1", b"other")])
+        .append(vec![request("ten_a", REGISTRAR, "req-1", b"other")])
         .await
         .remove(0);
     assert!(matches!(
@@ -392,13 +430,14 @@ async fn duplicate_request_id_returns_the_original_entry() {
     // Within one batch: the second copy is a duplicate of the first.
     let results = node
         .append(vec![
-            request("ten_a", "ins_1", "req-2", b"two"),
-            request("ten_a", "ins_1", "req-2", b"two"),
+            request("ten_a", REGISTRAR, "req-2", b"two"),
+            request("ten_a", REGISTRAR, "req-2", b"two"),
+            key_registration("ten_a", "ins_2"),
             // Another submitter may use the same id.
             request("ten_a", "ins_2", "req-2", b"two"),
             // No request id: never deduplicated.
-            request("ten_a", "ins_1", "", b"anon"),
-            request("ten_a", "ins_1", "", b"anon"),
+            request("ten_a", REGISTRAR, "", b"anon"),
+            request("ten_a", REGISTRAR, "", b"anon"),
         ])
         .await;
     let results: Vec<Appended> = results.into_iter().map(Result::unwrap).collect();
@@ -407,12 +446,19 @@ async fn duplicate_request_id_returns_the_original_entry() {
             .iter()
             .map(|a| (a.index, a.duplicate))
             .collect::<Vec<_>>(),
-        vec![(1, false), (1, true), (2, false), (3, false), (4, false)]
+        vec![
+            (1, false),
+            (1, true),
+            (2, false),
+            (3, false),
+            (4, false),
+            (5, false)
+        ]
     );
     let tree = node.view().tree("ten_a").unwrap();
-    assert_eq!(tree.size(), 5);
-    assert_eq!(tree.index_of_request("ins_1", "req-2").unwrap(), Some(1));
-    assert_eq!(tree.index_of_request("ins_2", "req-2").unwrap(), Some(2));
+    assert_eq!(tree.size(), 6);
+    assert_eq!(tree.index_of_request(REGISTRAR, "req-2").unwrap(), Some(1));
+    assert_eq!(tree.index_of_request("ins_2", "req-2").unwrap(), Some(3));
     assert_eq!(tree.index_of_request("ins_3", "req-2").unwrap(), None);
 }
 
@@ -422,15 +468,15 @@ async fn unknown_tenant_and_invalid_entries_are_refused() {
     let mut node = Node::open(dir.path());
     node.register("ten_a", Suite::Intl).await;
 
-    let mut bad_kind = request("ten_a", "ins_1", "r2", b"x");
+    let mut bad_kind = request("ten_a", REGISTRAR, "r2", b"x");
     bad_kind.kind = "Record Anchored".into();
-    let mut too_big = request("ten_a", "ins_1", "r3", b"x");
+    let mut too_big = request("ten_a", REGISTRAR, "r3", b"x");
     too_big.signature = vec![0; 4096];
     let results = node
         .append(vec![
-            request("ten_nope", "ins_1", "r1", b"x"),
+            request("ten_nope", REGISTRAR, "r1", b"x"),
             bad_kind,
-            request("ten_a", "ins_1", "ok", b"fine"),
+            request("ten_a", REGISTRAR, "ok", b"fine"),
             too_big,
         ])
         .await;
@@ -483,7 +529,7 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
         let mut width = 1;
         while n < SMALL {
             let reqs = (n..(n + width).min(SMALL))
-                .map(|i| request(&tenant, "ins_1", &format!("r{i}"), &i.to_be_bytes()))
+                .map(|i| request(&tenant, REGISTRAR, &format!("r{i}"), &i.to_be_bytes()))
                 .collect::<Vec<_>>();
             n += reqs.len() as u64;
             node.append(reqs).await;
@@ -536,7 +582,7 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
     node.register(tenant, Suite::Gm).await;
     for chunk in 0..10u64 {
         let reqs = (chunk * 103..(chunk + 1) * 103)
-            .map(|i| request(tenant, "ins_1", &format!("r{i}"), &i.to_be_bytes()))
+            .map(|i| request(tenant, REGISTRAR, &format!("r{i}"), &i.to_be_bytes()))
             .collect();
         node.append(reqs).await;
     }
@@ -572,7 +618,14 @@ async fn fill(node: &mut Node, tenants: &[(&str, Suite)], per_tenant: u64) {
     for i in 0..per_tenant {
         let reqs = tenants
             .iter()
-            .map(|(t, _)| request(t, "ins_1", &format!("r{i}"), format!("{t}/{i}").as_bytes()))
+            .map(|(t, _)| {
+                request(
+                    t,
+                    REGISTRAR,
+                    &format!("r{i}"),
+                    format!("{t}/{i}").as_bytes(),
+                )
+            })
             .collect();
         node.append(reqs).await;
     }
@@ -619,11 +672,11 @@ async fn snapshot_installed_into_another_store_gives_identical_state() {
         batch(vec![
             request(
                 "ten_a",
-                "ins_1",
+                REGISTRAR,
                 &format!("r{i}"),
                 format!("ten_a/{i}").as_bytes(),
             ),
-            request("ten_b", "ins_1", "new", b"new"),
+            request("ten_b", REGISTRAR, "new", b"new"),
         ])
     };
     let ra = a.propose_many(vec![more(5), more(99)]).await;
@@ -717,11 +770,11 @@ async fn a_flipped_byte_in_a_stored_entry_is_detected() {
                 } else {
                     format!("p{i}").into_bytes()
                 };
-                request("ten_b", "ins_1", &format!("r{i}"), &payload)
+                request("ten_b", REGISTRAR, &format!("r{i}"), &payload)
             })
             .collect();
         node.append(reqs).await;
-        node.append(vec![request("ten_a", "ins_1", "x", b"x")])
+        node.append(vec![request("ten_a", REGISTRAR, "x", b"x")])
             .await;
         let report = node.view().verify_store().unwrap();
         assert!(report.is_ok(), "{report:?}");
@@ -874,7 +927,7 @@ async fn single_node_raft_appends_snapshots_and_restarts() {
         tasks.spawn(async move {
             raft.client_write(batch(vec![request(
                 "ten_a",
-                "ins_1",
+                REGISTRAR,
                 &format!("r{i}"),
                 &i.to_be_bytes(),
             )]))
@@ -921,8 +974,8 @@ async fn single_node_raft_appends_snapshots_and_restarts() {
     assert_eq!(observe(&view), before);
     let r = raft
         .client_write(batch(vec![
-            request("ten_a", "ins_1", "r7", &7u64.to_be_bytes()),
-            request("ten_a", "ins_1", "fresh", b"fresh"),
+            request("ten_a", REGISTRAR, "r7", &7u64.to_be_bytes()),
+            request("ten_a", REGISTRAR, "fresh", b"fresh"),
         ]))
         .await
         .unwrap()
@@ -1059,7 +1112,7 @@ async fn a_node_that_was_down_catches_up_by_snapshot() {
             .map(|j| {
                 request(
                     "ten_a",
-                    "ins_1",
+                    REGISTRAR,
                     &format!("r{i}-{j}"),
                     &(i * 5 + j).to_be_bytes(),
                 )
@@ -1080,7 +1133,7 @@ async fn a_node_that_was_down_catches_up_by_snapshot() {
     }
     // A few more entries after the snapshot.
     leader
-        .client_write(batch(vec![request("ten_a", "ins_1", "late", b"late")]))
+        .client_write(batch(vec![request("ten_a", REGISTRAR, "late", b"late")]))
         .await
         .unwrap();
 
@@ -1104,4 +1157,98 @@ async fn a_node_that_was_down_catches_up_by_snapshot() {
     for raft in [raft1, raft2, raft3] {
         raft.shutdown().await.unwrap();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// institution keys
+
+#[tokio::test]
+async fn key_entries_decide_who_may_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::open(dir.path());
+    node.register("ten_a", Suite::Gm).await;
+
+    // Nobody but the registrar before a key is registered.
+    let r = node
+        .append(vec![request("ten_a", "ins_a", "r1", b"x")])
+        .await;
+    assert!(
+        matches!(r[0], Err(Refusal::UnknownInstitution { .. })),
+        "{r:?}"
+    );
+
+    // Only the registrar may register keys, and only with its own key id.
+    let mut forged = key_registration("ten_a", "ins_a");
+    forged.submitter = "ins_b".into();
+    let mut wrong_key = key_registration("ten_a", "ins_a");
+    wrong_key.key_id = INSTITUTION_KEY.key_id().to_hex();
+    let r = node.append(vec![forged, wrong_key]).await;
+    assert!(matches!(r[0], Err(Refusal::InvalidEntry { .. })), "{r:?}");
+    assert!(matches!(r[1], Err(Refusal::UnknownKey { .. })), "{r:?}");
+    assert_eq!(node.view().tenant("ten_a").unwrap().unwrap().size, 0);
+
+    // Registered: the institution may append with that key, not with another.
+    let reg = node.append(vec![key_registration("ten_a", "ins_a")]).await;
+    let reg_index = reg[0].as_ref().unwrap().index;
+    let mut other_key = request("ten_a", "ins_a", "r2", b"y");
+    other_key.key_id = REGISTRAR_KEY.key_id().to_hex();
+    let r = node
+        .append(vec![request("ten_a", "ins_a", "r1", b"x"), other_key])
+        .await;
+    assert!(r[0].is_ok(), "{r:?}");
+    assert!(matches!(r[1], Err(Refusal::UnknownKey { .. })), "{r:?}");
+    let tree = node.view().tree("ten_a").unwrap();
+    let key = tree
+        .key("ins_a", &INSTITUTION_KEY.key_id().to_hex())
+        .unwrap()
+        .unwrap();
+    assert_eq!(key.registered_index, reg_index);
+    assert_eq!(key.revoked_index, None);
+    assert_eq!(key.public_key, INSTITUTION_KEY.public_key().to_spki_der());
+    drop(tree);
+
+    // Revoked in the same batch as a later append: the append after it is refused on every
+    // replica, because the state machine applies the log in order.
+    let revocation = AppendRequest {
+        kind: keys::KIND_KEY_REVOKED.into(),
+        payload: serde_json::to_vec(&keys::KeyRevocation {
+            institution: "ins_a".into(),
+            key_id: INSTITUTION_KEY.key_id().to_hex(),
+            reason: "compromised".into(),
+        })
+        .unwrap(),
+        ..request("ten_a", REGISTRAR, "revoke-ins_a", b"")
+    };
+    let r = node
+        .append(vec![
+            request("ten_a", "ins_a", "r3", b"before"),
+            revocation.clone(),
+            request("ten_a", "ins_a", "r4", b"after"),
+        ])
+        .await;
+    assert!(r[0].is_ok() && r[1].is_ok(), "{r:?}");
+    let revoked_at = r[1].as_ref().unwrap().index;
+    assert!(
+        matches!(&r[2], Err(Refusal::KeyRevoked { revoked_at: at, .. }) if *at == revoked_at),
+        "{r:?}"
+    );
+    // Revoking twice is refused.
+    let mut again = revocation;
+    again.request_id = "revoke-again".into();
+    let r = node.append(vec![again]).await;
+    assert!(matches!(r[0], Err(Refusal::InvalidEntry { .. })), "{r:?}");
+
+    // The key table is derived from the log: a snapshot installed elsewhere rebuilds it.
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut other = Node::open(other_dir.path());
+    transfer(&mut node, &mut other).await.unwrap();
+    let tree = other.view().tree("ten_a").unwrap();
+    let key = tree
+        .key("ins_a", &INSTITUTION_KEY.key_id().to_hex())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (key.registered_index, key.revoked_index),
+        (reg_index, Some(revoked_at))
+    );
 }

@@ -1,0 +1,57 @@
+//! The ledger's bus RPC (service `ledger`), for services that reach it through RabbitMQ:
+//!
+//! | method | body | reply |
+//! |---|---|---|
+//! | `append` | [`AppendIn`] | [`AppendOut`]: one receipt or error per submission, after commit |
+//! | `register_tenant` | [`TenantIn`] | `{}` |
+//!
+//! Every node serves the queue; a node that does not lead forwards to the leader.
+
+use std::sync::Arc;
+
+use caretrail_bus::{RemoteError, RpcRequest, rpc_fn};
+
+use crate::api::{
+    AppendIn, AppendOut, MAX_SUBMISSIONS, TenantIn, append_submissions, register_tenant,
+};
+use crate::node::LedgerNode;
+
+pub const METHOD_APPEND: &str = "append";
+pub const METHOD_REGISTER_TENANT: &str = "register_tenant";
+
+fn bad(e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::new("invalid_request", e.to_string())
+}
+
+async fn handle(
+    node: Arc<LedgerNode>,
+    request: RpcRequest,
+) -> Result<serde_json::Value, RemoteError> {
+    match request.method.as_str() {
+        METHOD_APPEND => {
+            let input: AppendIn = serde_json::from_value(request.body).map_err(bad)?;
+            if input.submissions.is_empty() || input.submissions.len() > MAX_SUBMISSIONS {
+                return Err(bad(format!(
+                    "submissions must hold 1..={MAX_SUBMISSIONS} items"
+                )));
+            }
+            let out: AppendOut = append_submissions(&node, input.submissions).await;
+            serde_json::to_value(out).map_err(|e| RemoteError::new("internal_error", e.to_string()))
+        }
+        METHOD_REGISTER_TENANT => {
+            let input: TenantIn = serde_json::from_value(request.body).map_err(bad)?;
+            register_tenant(&node, input)
+                .await
+                .map_err(|e| RemoteError::new(e.code, e.message))?;
+            Ok(serde_json::json!({}))
+        }
+        other => Err(RemoteError::new(
+            "unknown_method",
+            format!("the ledger has no method {other:?}"),
+        )),
+    }
+}
+
+pub fn handler(node: Arc<LedgerNode>) -> Arc<dyn caretrail_bus::RpcHandler> {
+    rpc_fn(move |request| handle(node.clone(), request))
+}

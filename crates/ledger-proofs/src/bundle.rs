@@ -223,6 +223,19 @@ pub enum CheckKind {
     Consistency,
 }
 
+impl CheckKind {
+    /// Every check, in the order [`verify_bundle`] runs them.
+    pub const ALL: [CheckKind; 7] = [
+        Self::BundleFormat,
+        Self::EntryEncoding,
+        Self::SubmitterSignature,
+        Self::CheckpointSignature,
+        Self::InclusionProof,
+        Self::Cosignatures,
+        Self::Consistency,
+    ];
+}
+
 impl fmt::Display for CheckKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -1,6 +1,7 @@
 //! `caretrail`: every service in one process on the embedded defaults (SQLite files, the
 //! in-process bus, a local object directory, a single-node ledger), plus the operator and
-//! developer commands. The services run the same code as in Kubernetes; only adapters differ.
+//! developer commands (`crypto`; `verify`, the offline receipt verifier). The services run the
+//! same code as in Kubernetes; only adapters differ.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod allinone;
 mod crypto_cli;
+mod verify_cli;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,9 @@ enum Command {
     /// Keys, hashes, signatures and streaming encryption for partner developers.
     #[command(subcommand)]
     Crypto(crypto_cli::CryptoCommand),
+    /// Verify ledger receipts offline: proof bundles, signed checkpoints, consistency proofs.
+    #[command(subcommand)]
+    Verify(verify_cli::VerifyCommand),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,9 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve { seed_demo: false });
     if let Command::Crypto(cmd) = command {
         return crypto_cli::run(cmd);
+    }
+    if let Command::Verify(cmd) = command {
+        return verify_cli::run(cmd);
     }
     if let Command::Openapi = command {
         return match allinone::openapi_json() {
@@ -89,7 +97,7 @@ fn main() -> ExitCode {
             }
             Command::Bootstrap { name } => allinone::bootstrap(&config, &name).await,
             Command::Migrate => allinone::migrate(&config).await,
-            Command::Openapi | Command::Crypto(_) => Ok(()),
+            Command::Openapi | Command::Crypto(_) | Command::Verify(_) => Ok(()),
         }
     });
     match result {

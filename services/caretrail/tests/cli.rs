@@ -335,3 +335,581 @@ async fn serve_seeds_the_demo_serves_and_survives_a_restart() {
     assert_eq!(demo_token(&server.base, &creds).await.status(), 200);
     server.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// caretrail verify: fixtures built with caretrail-ledger-proofs, checked by the binary.
+// ---------------------------------------------------------------------------------------------
+
+mod verify {
+    use std::path::Path;
+
+    use caretrail_crypto::SigningKey;
+    use caretrail_ledger_proofs::{
+        BundleKeys, Checkpoint, Cosigner, Entry, MemoryTree, NoteSigner, ProofBundle, Submission,
+        Suite, canonical_json,
+    };
+    use serde_json::json;
+
+    use super::run;
+
+    const ORIGIN: &str = "caretrail.cn/tenant-t1";
+    const COSIGNED_AT: u64 = 1_700_000_500;
+
+    pub struct Ledger {
+        pub suite: Suite,
+        pub institution: SigningKey,
+        pub ledger: NoteSigner,
+        pub witness: Cosigner,
+        pub tree: MemoryTree,
+        pub entries: Vec<Entry>,
+    }
+
+    impl Ledger {
+        /// A log of `n` entries (records `r0`, `r1`, …) signed by a fresh institution key.
+        pub fn new(suite: Suite, n: u64) -> Self {
+            let ledger =
+                NoteSigner::new(ORIGIN, SigningKey::generate_for_suite(suite).unwrap()).unwrap();
+            let witness = Cosigner::new(
+                "regulator.example/w1",
+                SigningKey::generate_for_suite(suite).unwrap(),
+            )
+            .unwrap();
+            let mut l = Self {
+                suite,
+                institution: SigningKey::generate_for_suite(suite).unwrap(),
+                ledger,
+                witness,
+                tree: MemoryTree::new(suite),
+                entries: Vec::new(),
+            };
+            for i in 0..n {
+                l.append(&format!("r{i}"));
+            }
+            l
+        }
+
+        pub fn append(&mut self, record: &str) {
+            let sub = Submission {
+                tenant: "tenant-t1".into(),
+                kind: "record.anchored".into(),
+                submitter: "benniu-health-centre".into(),
+                request_id: format!("req-{}", self.entries.len()),
+                key_id: self.institution.key_id().to_hex(),
+                payload: canonical_json(&json!({ "record": record })).unwrap(),
+            };
+            let sig = sub.sign(&self.institution).unwrap();
+            let entry = sub.into_entry(self.tree.size(), 1_700_000_000_000, sig);
+            self.tree
+                .append(entry.leaf_hash(self.suite).unwrap())
+                .unwrap();
+            self.entries.push(entry);
+        }
+
+        pub fn checkpoint(&self, size: u64) -> Checkpoint {
+            Checkpoint::new(ORIGIN, size, self.tree.root_at(size).unwrap()).unwrap()
+        }
+
+        /// Checkpoint note at `size` signed by `signer` and cosigned by the witness.
+        pub fn note_by(&self, size: u64, signer: &NoteSigner) -> String {
+            let cp = self.checkpoint(size);
+            let mut note = cp.sign(signer).unwrap();
+            let cosig = self.witness.cosign(&cp, COSIGNED_AT).unwrap();
+            note.add_signature(cosig.to_note_signature()).unwrap();
+            note.encode()
+        }
+
+        pub fn note(&self, size: u64) -> String {
+            self.note_by(size, &self.ledger)
+        }
+
+        pub fn bundle(&self, index: u64, size: u64) -> ProofBundle {
+            let keys = BundleKeys::new(
+                &self.ledger.verifier_key(),
+                &[self.witness.verifier_key()],
+                Some(self.institution.verifying_key()),
+            );
+            ProofBundle::new(
+                self.suite,
+                &self.entries[index as usize],
+                size,
+                &self.tree.inclusion_proof(index, size).unwrap(),
+                &self.note(size),
+                keys,
+            )
+            .unwrap()
+        }
+
+        pub fn ledger_vkey(&self) -> String {
+            self.ledger.verifier_key().to_vkey()
+        }
+
+        pub fn witness_vkey(&self) -> String {
+            self.witness.verifier_key().to_vkey()
+        }
+    }
+
+    pub fn write_bundle(d: &Path, name: &str, bundle: &ProofBundle) -> String {
+        std::fs::write(d.join(name), bundle.to_json_pretty().unwrap()).unwrap();
+        name.to_string()
+    }
+
+    pub fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    pub fn suite_name(suite: Suite) -> &'static str {
+        match suite {
+            Suite::Intl => "intl",
+            Suite::Gm => "gm",
+        }
+    }
+
+    /// Runs `caretrail verify …` and checks exit code 1 with a ✗ line for `check`.
+    pub fn assert_fails(args: &[&str], d: &Path, check: &str, what: &str) {
+        let (code, out, err) = run(args, d);
+        assert_eq!(code, 1, "{what}: expected exit 1\n{out}\n{err}");
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("✗ {check}:"))),
+            "{what}: expected a ✗ line for {check}\n{out}"
+        );
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with('✗')).count(),
+            1,
+            "{what}: one failed check\n{out}"
+        );
+        assert!(
+            out.lines()
+                .last()
+                .is_some_and(|l| l.starts_with("NOT VERIFIED")),
+            "{what}: summary line\n{out}"
+        );
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+}
+
+#[test]
+fn verify_bundle_passes_with_pinned_keys_and_names_each_tampering() {
+    use caretrail_ledger_proofs::{Entry, NoteSigner, ProofBundle, Suite, canonical_json};
+    use verify::{Ledger, args, assert_fails, write_bundle};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for suite in Suite::ALL {
+        let fx = Ledger::new(suite, 7);
+        let (lk, wk) = (fx.ledger_vkey(), fx.witness_vkey());
+        std::fs::write(
+            d.join("inst.pub.pem"),
+            fx.institution.verifying_key().to_spki_pem(),
+        )
+        .unwrap();
+        let good = fx.bundle(3, 7);
+        let good_file = write_bundle(d, "good.json", &good);
+        let pinned = |file: &str| -> Vec<String> {
+            [
+                "verify",
+                "bundle",
+                file,
+                "--ledger-key",
+                lk.as_str(),
+                "--witness-key",
+                wk.as_str(),
+                "--submitter-key",
+                "inst.pub.pem",
+                "--min-cosignatures",
+                "1",
+            ]
+            .map(str::to_string)
+            .to_vec()
+        };
+
+        // The good bundle, pinned keys: every check passes.
+        let (code, out, err) = run(&args(&pinned(&good_file)), d);
+        assert_eq!(code, 0, "{suite}: {out}\n{err}");
+        for check in [
+            "bundle format",
+            "entry encoding",
+            "submitter signature",
+            "ledger checkpoint signature",
+            "inclusion proof",
+            "witness cosignatures",
+        ] {
+            assert!(
+                out.lines().any(|l| l.starts_with(&format!("✓ {check}: "))),
+                "{suite}: ✓ {check}\n{out}"
+            );
+        }
+        assert!(
+            out.contains("- consistency with earlier checkpoint:"),
+            "{out}"
+        );
+        assert!(!out.contains('✗') && !out.contains("WARNING"), "{out}");
+        assert!(
+            out.lines()
+                .last()
+                .unwrap()
+                .starts_with("VERIFIED: entry #3"),
+            "{out}"
+        );
+
+        // JSON report.
+        let mut json_args = pinned(&good_file);
+        json_args.push("--json".into());
+        let (code, out, err) = run(&args(&json_args), d);
+        assert_eq!(code, 0, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["verified"], true);
+        assert_eq!(report["keys_pinned"], true);
+        assert_eq!(report["checks"].as_array().unwrap().len(), 7);
+        assert_eq!(report["checks"][4]["check"], "inclusion_proof");
+        assert_eq!(report["checks"][4]["status"], "passed");
+        assert_eq!(report["details"]["entry"]["index"], 3);
+
+        // With a consistency proof from an earlier checkpoint.
+        let with_cons = fx
+            .bundle(3, 7)
+            .with_consistency(&fx.note(5), &fx.tree.consistency_proof(5, 7).unwrap());
+        let f = write_bundle(d, "cons.json", &with_cons);
+        let (code, out, _) = run(&args(&pinned(&f)), d);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("✓ consistency with earlier checkpoint: "),
+            "{out}"
+        );
+
+        // No pinned ledger key: falls back to the bundle's keys, loudly.
+        let (code, out, err) = run(&["verify", "bundle", &good_file], d);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.lines().next().unwrap().starts_with("WARNING"), "{out}");
+        assert!(out.contains("NOT pinned"), "{out}");
+        let (code, out, err) = run(&["verify", "bundle", &good_file, "--json"], d);
+        assert_eq!(code, 0);
+        assert!(err.contains("WARNING"), "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["keys_pinned"], false);
+        assert_eq!(report["warnings"].as_array().unwrap().len(), 1);
+
+        // Each tampering fails with exit 1 and names the failed check.
+        let tampered = |name: &str, f: &dyn Fn(&mut ProofBundle)| -> String {
+            let mut b = good.clone();
+            f(&mut b);
+            write_bundle(d, &format!("{name}.json"), &b)
+        };
+        let forge_payload = |b: &mut ProofBundle| {
+            let mut e = Entry::decode(&b.entry).unwrap();
+            e.payload = canonical_json(&serde_json::json!({ "record": "r-forged" })).unwrap();
+            b.entry = e.encode().unwrap();
+        };
+        let f = tampered("payload", &forge_payload);
+        assert_fails(
+            &args(&pinned(&f)),
+            d,
+            "submitter signature",
+            "altered payload",
+        );
+        // Without the institution key, the altered leaf no longer matches the signed root.
+        let (code, out, _) = run(&["verify", "bundle", &f, "--ledger-key", &lk], d);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("✗ inclusion proof: root mismatch"), "{out}");
+
+        let f = tampered("proof-hash", &|b| {
+            let h = &mut b.inclusion.hashes[0];
+            let flipped = if h.starts_with('0') { "1" } else { "0" };
+            h.replace_range(0..1, flipped);
+        });
+        assert_fails(
+            &args(&pinned(&f)),
+            d,
+            "inclusion proof",
+            "altered proof hash",
+        );
+
+        let f = tampered("index", &|b| b.inclusion.leaf_index = 2);
+        assert_fails(
+            &args(&pinned(&f)),
+            d,
+            "inclusion proof",
+            "wrong proof index",
+        );
+        // The entry re-labelled with another index (index is not submitter-signed).
+        let f = tampered("entry-index", &|b| {
+            let mut e = Entry::decode(&b.entry).unwrap();
+            e.index = 2;
+            b.entry = e.encode().unwrap();
+            b.inclusion.leaf_index = 2;
+        });
+        assert_fails(
+            &args(&pinned(&f)),
+            d,
+            "inclusion proof",
+            "wrong entry index",
+        );
+
+        let other = NoteSigner::new(
+            "caretrail.cn/tenant-t1",
+            caretrail_crypto::SigningKey::generate_for_suite(suite).unwrap(),
+        )
+        .unwrap();
+        let f = tampered("other-ledger", &|b| b.checkpoint = fx.note_by(7, &other));
+        assert_fails(
+            &args(&pinned(&f)),
+            d,
+            "ledger checkpoint signature",
+            "checkpoint signed by another ledger key",
+        );
+
+        let f = tampered("proof-size", &|b| b.inclusion.tree_size = 8);
+        assert_fails(
+            &args(&pinned(&f)),
+            d,
+            "inclusion proof",
+            "tampered proof tree size",
+        );
+        let f = tampered("note-size", &|b| {
+            b.checkpoint = b.checkpoint.replacen("\n7\n", "\n8\n", 1);
+            b.inclusion.tree_size = 8;
+        });
+        assert_fails(
+            &args(&pinned(&f)),
+            d,
+            "ledger checkpoint signature",
+            "tampered checkpoint tree size",
+        );
+
+        let f = tampered("no-cosig", &|b| {
+            b.checkpoint = fx.checkpoint(7).sign(&fx.ledger).unwrap().encode();
+        });
+        assert_fails(
+            &args(&pinned(&f)),
+            d,
+            "witness cosignatures",
+            "missing cosignature with --min-cosignatures 1",
+        );
+        // A bundle field that cannot be parsed: the ✗ line says which, exit 2.
+        let f = tampered("garbled", &|b| b.inclusion.hashes[0] = "zz".into());
+        let (code, out, err) = run(&args(&pinned(&f)), d);
+        assert_eq!(code, 2, "{out}\n{err}");
+        assert!(
+            out.contains("✗ inclusion proof: malformed proof hash"),
+            "{out}"
+        );
+        assert!(err.contains("malformed proof hash"), "{err}");
+    }
+
+    // Usage, I/O and parse errors: exit 2, a message on stderr, no panic.
+    std::fs::write(d.join("garbage.json"), "{ not json").unwrap();
+    for bad in [
+        vec!["verify", "bundle", "garbage.json"],
+        vec!["verify", "bundle", "missing.json"],
+        vec![
+            "verify",
+            "bundle",
+            "good.json",
+            "--ledger-key",
+            "not-a-vkey",
+        ],
+        vec![
+            "verify",
+            "bundle",
+            "good.json",
+            "--submitter-key",
+            "nope.pem",
+        ],
+        vec!["verify", "bundle"],
+    ] {
+        let (code, _, err) = run(&bad, d);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(!err.trim().is_empty() && !err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn verify_consistency_and_checkpoint_in_both_suites() {
+    use caretrail_ledger_proofs::{NoteSigner, Suite};
+    use verify::{Ledger, args, assert_fails, suite_name};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for suite in Suite::ALL {
+        let fx = Ledger::new(suite, 7);
+        let lk = fx.ledger_vkey();
+        let wk = fx.witness_vkey();
+        let sn = suite_name(suite);
+        let b64 = |h: &caretrail_ledger_proofs::HashValue| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(h.as_bytes())
+        };
+        std::fs::write(d.join("old.note"), fx.note(3)).unwrap();
+        std::fs::write(d.join("new.note"), fx.note(7)).unwrap();
+        let proof = fx.tree.consistency_proof(3, 7).unwrap();
+        let as_json = serde_json::json!({ "proof": proof.iter().map(b64).collect::<Vec<_>>() });
+        std::fs::write(d.join("proof.json"), as_json.to_string()).unwrap();
+        let as_lines: String = proof.iter().map(|h| format!("{}\n", b64(h))).collect();
+        std::fs::write(d.join("proof.txt"), as_lines).unwrap();
+
+        let cons = |old: &str, new: &str, proof: &str, key: &str| -> Vec<String> {
+            [
+                "verify",
+                "consistency",
+                "--old",
+                old,
+                "--new",
+                new,
+                "--proof",
+                proof,
+                "--ledger-key",
+                key,
+                "--suite",
+                sn,
+            ]
+            .map(str::to_string)
+            .to_vec()
+        };
+
+        for proof_file in ["proof.json", "proof.txt"] {
+            let (code, out, err) = run(&args(&cons("old.note", "new.note", proof_file, &lk)), d);
+            assert_eq!(code, 0, "{suite} {proof_file}: {out}\n{err}");
+            for check in [
+                "old checkpoint signature",
+                "new checkpoint signature",
+                "origin",
+                "consistency proof",
+            ] {
+                assert!(
+                    out.lines().any(|l| l.starts_with(&format!("✓ {check}: "))),
+                    "{out}"
+                );
+            }
+            assert!(
+                out.lines().last().unwrap().starts_with("CONSISTENT"),
+                "{out}"
+            );
+        }
+        // The suite is inferred from the ledger key when --suite is omitted; JSON output.
+        let mut v = cons("old.note", "new.note", "proof.json", &lk);
+        v.truncate(v.len() - 2);
+        v.push("--json".into());
+        let (code, out, err) = run(&args(&v), d);
+        assert_eq!(code, 0, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["verified"], true);
+        assert_eq!(report["details"]["new"]["size"], 7);
+
+        // A forked history: entry 1 differs, so no proof links the real size-3 checkpoint to
+        // the fork's size-7 root, which the (equivocating) ledger key signed.
+        let mut fork = Ledger::new(suite, 0);
+        fork.ledger = NoteSigner::new(
+            "caretrail.cn/tenant-t1",
+            caretrail_crypto::SigningKey::generate_for_suite(suite).unwrap(),
+        )
+        .unwrap();
+        for r in ["r0", "r1-forged", "r2", "r3", "r4", "r5", "r6"] {
+            fork.append(r);
+        }
+        std::fs::write(d.join("forged.note"), fork.note_by(7, &fx.ledger)).unwrap();
+        let forged_proof: String = fork
+            .tree
+            .consistency_proof(3, 7)
+            .unwrap()
+            .iter()
+            .map(|h| format!("{}\n", b64(h)))
+            .collect();
+        std::fs::write(d.join("forged-proof.txt"), forged_proof).unwrap();
+        assert_fails(
+            &args(&cons("old.note", "forged.note", "forged-proof.txt", &lk)),
+            d,
+            "consistency proof",
+            "forked root with the fork's proof",
+        );
+        assert_fails(
+            &args(&cons("old.note", "forged.note", "proof.txt", &lk)),
+            d,
+            "consistency proof",
+            "forked root with the real proof",
+        );
+        // A checkpoint the pinned key did not sign.
+        std::fs::write(d.join("foreign.note"), fork.note(7)).unwrap();
+        assert_fails(
+            &args(&cons("old.note", "foreign.note", "proof.txt", &lk)),
+            d,
+            "new checkpoint signature",
+            "new checkpoint by another ledger key",
+        );
+        // Old and new swapped: a log never shrinks.
+        assert_fails(
+            &args(&cons("new.note", "old.note", "proof.txt", &lk)),
+            d,
+            "consistency proof",
+            "swapped checkpoints",
+        );
+        // Unparseable proof file: exit 2.
+        std::fs::write(d.join("bad-proof.txt"), "not base64!\n").unwrap();
+        let (code, _, err) = run(
+            &args(&cons("old.note", "new.note", "bad-proof.txt", &lk)),
+            d,
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("bad-proof.txt"), "{err}");
+
+        // verify checkpoint: origin, size, root and the verified cosignature.
+        let (code, out, err) = run(
+            &[
+                "verify",
+                "checkpoint",
+                "new.note",
+                "--ledger-key",
+                &lk,
+                "--witness-key",
+                &wk,
+                "--min-cosignatures",
+                "1",
+            ],
+            d,
+        );
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.contains("✓ ledger checkpoint signature: "), "{out}");
+        assert!(out.contains("✓ witness cosignatures: 1 of 1"), "{out}");
+        assert!(out.contains("caretrail.cn/tenant-t1"), "{out}");
+        assert!(out.contains(&fx.tree.root_at(7).unwrap().to_hex()), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with("size:") && l.trim_end().ends_with(" 7")),
+            "{out}"
+        );
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with("cosigned:")
+                && l.contains("regulator.example/w1")
+                && l.contains("2023-11-14T22:21:40Z")),
+            "{out}"
+        );
+        assert_fails(
+            &["verify", "checkpoint", "foreign.note", "--ledger-key", &lk],
+            d,
+            "ledger checkpoint signature",
+            "checkpoint by another ledger key",
+        );
+        assert_fails(
+            &[
+                "verify",
+                "checkpoint",
+                "new.note",
+                "--ledger-key",
+                &lk,
+                "--witness-key",
+                &wk,
+                "--min-cosignatures",
+                "2",
+            ],
+            d,
+            "witness cosignatures",
+            "cosignature quorum",
+        );
+        let tampered = fx.note(7).replacen("\n7\n", "\n8\n", 1);
+        std::fs::write(d.join("tampered.note"), tampered).unwrap();
+        assert_fails(
+            &["verify", "checkpoint", "tampered.note", "--ledger-key", &lk],
+            d,
+            "ledger checkpoint signature",
+            "tampered checkpoint size",
+        );
+    }
+}

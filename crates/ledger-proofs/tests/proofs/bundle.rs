@@ -138,6 +138,12 @@ fn valid_bundles_verify_in_both_suites() {
                 (Consistency, Passed),
             ]
         );
+        let order: Vec<CheckKind> = report.checks.iter().map(|c| c.check).collect();
+        assert_eq!(
+            order,
+            CheckKind::ALL,
+            "CheckKind::ALL is the order checks run in"
+        );
         assert_eq!(report.entry, fx.entries[4]);
         assert_eq!(report.checkpoint, fx.checkpoint(11));
         assert_eq!(report.earlier_checkpoint, Some(fx.checkpoint(6)));

@@ -158,11 +158,17 @@ async fn forward(
     if let Err(r) = authorize(&req, &state) {
         return r;
     }
-    let request: ClusterRequest = match decode(&body) {
+    let request: ClusterRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(e) => {
+            return problem(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("undecodable body: {e}"),
+            );
+        }
     };
-    encoded(&state.node.handle_as_leader(request).await)
+    HttpResponse::Ok().json(state.node.handle_as_leader(request).await)
 }
 
 async fn status(req: HttpRequest, state: web::Data<ClusterState>) -> HttpResponse {

@@ -81,6 +81,14 @@ pub struct LedgerSettings {
     /// Raft entries since the last snapshot that trigger a new one (the log is then purged).
     #[serde(default = "default_snapshot_every")]
     pub ledger_snapshot_every: u64,
+    /// Raft entries kept after a snapshot, so a briefly lagging follower catches up from the
+    /// log rather than a whole snapshot.
+    #[serde(default = "default_keep_logs")]
+    pub ledger_snapshot_keep_logs: u64,
+    /// How long an append waits for commit before answering `unavailable` (outcome unknown;
+    /// retry with the same request id).
+    #[serde(default = "default_propose_timeout")]
+    pub ledger_propose_timeout_ms: u64,
     #[serde(default = "default_heartbeat")]
     pub ledger_heartbeat_ms: u64,
     #[serde(default = "default_election_min")]
@@ -117,6 +125,12 @@ fn default_max_batch() -> usize {
 fn default_snapshot_every() -> u64 {
     20_000
 }
+fn default_keep_logs() -> u64 {
+    1000
+}
+fn default_propose_timeout() -> u64 {
+    10_000
+}
 fn default_heartbeat() -> u64 {
     100
 }
@@ -146,6 +160,8 @@ impl Default for LedgerSettings {
             ledger_max_payload_bytes: default_max_payload(),
             ledger_max_batch: default_max_batch(),
             ledger_snapshot_every: default_snapshot_every(),
+            ledger_snapshot_keep_logs: default_keep_logs(),
+            ledger_propose_timeout_ms: default_propose_timeout(),
             ledger_heartbeat_ms: default_heartbeat(),
             ledger_election_timeout_min_ms: default_election_min(),
             ledger_election_timeout_max_ms: default_election_max(),
@@ -241,6 +257,9 @@ impl Validate for LedgerSettings {
         }
         if self.ledger_snapshot_every < 100 {
             return invalid("ledger_snapshot_every must be ≥ 100");
+        }
+        if !(100..=600_000).contains(&self.ledger_propose_timeout_ms) {
+            return invalid("ledger_propose_timeout_ms must be 100..=600000");
         }
         if self.ledger_heartbeat_ms == 0
             || self.ledger_election_timeout_min_ms <= self.ledger_heartbeat_ms

@@ -69,9 +69,7 @@ fn raft_config(settings: &LedgerSettings) -> anyhow::Result<Arc<openraft::Config
         election_timeout_min: settings.ledger_election_timeout_min_ms,
         election_timeout_max: settings.ledger_election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.ledger_snapshot_every),
-        // Keep a tail of the log after a snapshot so a briefly lagging follower catches up
-        // from the log instead of a whole snapshot.
-        max_in_snapshot_log_to_keep: 1000,
+        max_in_snapshot_log_to_keep: settings.ledger_snapshot_keep_logs,
         ..Default::default()
     };
     Ok(Arc::new(config.validate()?))

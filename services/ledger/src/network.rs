@@ -85,7 +85,7 @@ impl Network {
         })
     }
 
-    /// POSTs a postcard body to a peer and decodes the postcard answer.
+    /// POSTs a postcard body to a peer and decodes the postcard answer (Raft RPCs).
     pub(crate) async fn post<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         target: NodeId,
@@ -94,12 +94,39 @@ impl Network {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
+        let bytes = postcard::to_allocvec(body).map_err(|e| PeerError::Other(e.to_string()))?;
+        let answer = self.send(target, addr, path, bytes, timeout).await?;
+        postcard::from_bytes(&answer).map_err(|e| PeerError::Other(format!("bad answer: {e}")))
+    }
+
+    /// POSTs JSON and decodes a JSON answer (forwarded requests: their types use serde
+    /// features a non-self-describing format cannot carry).
+    pub(crate) async fn post_json<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        addr: &str,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| PeerError::Other(e.to_string()))?;
+        let answer = self.send(target, addr, path, bytes, timeout).await?;
+        serde_json::from_slice(&answer).map_err(|e| PeerError::Other(format!("bad answer: {e}")))
+    }
+
+    async fn send(
+        &self,
+        target: NodeId,
+        addr: &str,
+        path: &str,
+        bytes: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<bytes::Bytes, PeerError> {
         if self.faults.is_blocked(target) {
             return Err(PeerError::Unreachable(format!(
                 "node {target} is cut off (fault injection)"
             )));
         }
-        let bytes = postcard::to_allocvec(body).map_err(|e| PeerError::Other(e.to_string()))?;
         let response = self
             .http
             .post(format!("http://{addr}{path}"))
@@ -128,7 +155,7 @@ impl Network {
                 String::from_utf8_lossy(&body).chars().take(300).collect(),
             ));
         }
-        postcard::from_bytes(&body).map_err(|e| PeerError::Other(format!("bad answer: {e}")))
+        Ok(body)
     }
 }
 

@@ -158,8 +158,6 @@ struct Pending {
 
 /// Proposals in flight at once.
 const PIPELINE: usize = 4;
-/// How long a proposal may take to commit before the caller is told the outcome is unknown.
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request waits for a leader to exist before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
@@ -213,6 +211,7 @@ impl LedgerNode {
             node.raft.clone(),
             rx,
             node.settings.ledger_max_batch,
+            node.propose_timeout(),
         ));
         node
     }
@@ -261,7 +260,7 @@ impl LedgerNode {
             }
             let forwarded: Result<ClusterResponse, PeerError> = self
                 .network
-                .post(
+                .post_json(
                     leader,
                     &addr,
                     "/cluster/forward",
@@ -369,7 +368,11 @@ impl LedgerNode {
     }
 
     async fn propose(&self, command: LedgerCommand) -> Result<LedgerResponse, LedgerFailure> {
-        propose(&self.raft, command).await
+        propose(&self.raft, command, self.propose_timeout()).await
+    }
+
+    fn propose_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.ledger_propose_timeout_ms)
     }
 
     async fn register_tenant_here(
@@ -701,8 +704,9 @@ fn failed(request: &ClusterRequest, e: LedgerFailure) -> ClusterResponse {
 pub(crate) async fn propose(
     raft: &Raft<TypeConfig>,
     command: LedgerCommand,
+    timeout: Duration,
 ) -> Result<LedgerResponse, LedgerFailure> {
-    let written = match tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(command)).await {
+    let written = match tokio::time::timeout(timeout, raft.client_write(command)).await {
         Ok(w) => w,
         // Outcome unknown (e.g. a leader cut off from its quorum): the caller retries with the
         // same request id, which returns the entry if it was committed after all.
@@ -739,7 +743,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// Collects queued appends into batches and proposes them, [`PIPELINE`] at a time.
-async fn batcher(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
+async fn batcher(
+    raft: Raft<TypeConfig>,
+    mut rx: mpsc::Receiver<Pending>,
+    max_batch: usize,
+    timeout: Duration,
+) {
     let permits = Arc::new(Semaphore::new(PIPELINE));
     let mut last_ts = 0u64;
     while let Some(first) = rx.recv().await {
@@ -764,7 +773,12 @@ async fn batcher(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>, max_ba
             .unzip();
         let raft = raft.clone();
         tokio::spawn(async move {
-            let result = propose(&raft, LedgerCommand::AppendBatch { entries: requests }).await;
+            let result = propose(
+                &raft,
+                LedgerCommand::AppendBatch { entries: requests },
+                timeout,
+            )
+            .await;
             drop(permit);
             match result {
                 Ok(LedgerResponse::Appended(results)) if results.len() == replies.len() => {

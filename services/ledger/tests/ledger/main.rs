@@ -1,4 +1,5 @@
 //! The ledger's integration tests, in one binary.
 
+mod cluster;
 mod service;
 mod storage;

@@ -61,7 +61,7 @@ fn token_keys() -> &'static TokenKeys {
     })
 }
 
-fn jwks_url() -> String {
+pub(crate) fn jwks_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -93,7 +93,7 @@ fn jwks_url() -> String {
     .clone()
 }
 
-fn token(tenant: &str, institution: Option<&str>, roles: Vec<Role>) -> String {
+pub(crate) fn token(tenant: &str, institution: Option<&str>, roles: Vec<Role>) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         iss: caretrail_platform::auth::default_issuer(),
@@ -267,7 +267,7 @@ impl Ledger {
     }
 }
 
-fn signed(
+pub(crate) fn signed(
     tenant: &str,
     kind: &str,
     submitter: &str,
@@ -290,7 +290,7 @@ fn signed(
     })
 }
 
-fn anchored(tenant: &str, institution: &str, key: &SigningKey, n: u64) -> SubmissionIn {
+pub(crate) fn anchored(tenant: &str, institution: &str, key: &SigningKey, n: u64) -> SubmissionIn {
     let payload = canonical_json(&json!({
         "record": format!("rec_{n:032x}"),
         "content_hash": HashValue::new(Suite::Intl, [n as u8; 32]).to_hex(),
@@ -315,7 +315,7 @@ fn pinned(receipt: &Receipt, ledger_key: &str, submitter: &SigningKey) -> TrustA
     }
 }
 
-fn all_passed(bundle: &ProofBundle, anchors: &TrustAnchors) -> bool {
+pub(crate) fn all_passed(bundle: &ProofBundle, anchors: &TrustAnchors) -> bool {
     // Every check that applies must pass, and the submitter signature must apply.
     match verify_bundle(bundle, anchors) {
         Ok(report) => report
@@ -326,9 +326,9 @@ fn all_passed(bundle: &ProofBundle, anchors: &TrustAnchors) -> bool {
     }
 }
 
-const TEN_A: &str = "ten_0000000000000000000000000000000a";
+pub(crate) const TEN_A: &str = "ten_0000000000000000000000000000000a";
 const TEN_B: &str = "ten_0000000000000000000000000000000b";
-const INS_A: &str = "ins_0000000000000000000000000000000a";
+pub(crate) const INS_A: &str = "ins_0000000000000000000000000000000a";
 const INS_REG: &str = "ins_000000000000000000000000000000ee";
 
 // ---------------------------------------------------------------------------------------------

@@ -5,5 +5,6 @@
 pub mod auth;
 pub mod events;
 pub mod ids;
+pub mod ledger;
 
 pub use ids::*;

@@ -326,6 +326,49 @@ async fn serve_seeds_the_demo_serves_and_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+
+    // Identity registered the tenant and every institution key on the ledger (signed by the
+    // tenant CA as registrar); the ledger serves them through the gateway.
+    let institutions = creds["tenants"][0]["institutions"]
+        .as_array()
+        .unwrap()
+        .len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let keys = loop {
+        let resp = reqwest::Client::new()
+            .get(format!("{base}/v1/ledger/keys"))
+            .bearer_auth(token["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status == 200 && body["institution_keys"].as_array().map_or(0, Vec::len) >= institutions
+        {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "institution keys not on the ledger: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(keys["suite"], "gm");
+    assert!(
+        keys["ledger_key"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("caretrail.local/{tenant}+")),
+        "{keys}"
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v1/ledger/checkpoint"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let checkpoint: serde_json::Value = resp.json().await.unwrap();
+    assert!(checkpoint["tree_size"].as_u64().unwrap() >= institutions as u64);
     server.stop().await;
 
     // Restart: same data, no second seed, the credentials still work.

@@ -23,6 +23,7 @@ pub mod api;
 pub mod certs;
 pub mod entities;
 pub mod error;
+pub mod ledger_sync;
 pub mod model;
 pub mod secrets;
 pub mod seed;
@@ -48,6 +49,14 @@ pub struct Config {
     /// The public base URL of the gateway (discovery document).
     #[serde(default = "default_public_url")]
     pub public_base_url: String,
+    /// Register tenants and institution keys on the ledger (off only for tests that run
+    /// identity without a ledger).
+    #[serde(default = "default_true")]
+    pub ledger_sync: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_ttl() -> i64 {
@@ -101,6 +110,7 @@ impl Config {
             access_token_ttl_secs: default_ttl(),
             token_key_activation_secs: default_activation(),
             public_base_url: default_public_url(),
+            ledger_sync: true,
         }
     }
 }
@@ -159,6 +169,11 @@ impl Application {
             verifier: verifier.clone(),
             config: Arc::new(config.clone()),
         });
+        if config.ledger_sync {
+            infra.add_consumer(
+                ledger_sync::start(state.clone().into_inner(), infra.bus.clone()).await?,
+            );
+        }
         let verifier_data = web::Data::new(verifier.clone());
         let data = state.clone();
         let mut runner = infra.serve(config.service.http.clone(), move |cfg| {

@@ -36,6 +36,8 @@ async fn stack_with(backend: Backend, key_activation_secs: i64) -> Stack {
         caretrail_identity::secrets::MasterKey::generate_hex().unwrap(),
     );
     config.token_key_activation_secs = key_activation_secs;
+    // No ledger runs here; the all-in-one test covers registration on the ledger.
+    config.ledger_sync = false;
     let identity = Application::build(config).await.unwrap();
     let identity_url = format!("http://127.0.0.1:{}", identity.port());
     let state = identity.state();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+pub use caretrail_contracts::ledger::{AppendIn, SubmissionIn, TenantIn};
 use caretrail_crypto::{HashValue, Suite, VerifyingKey};
 use caretrail_ledger_proofs::{ProofBundle, Submission};
 use caretrail_platform::auth::Principal;
@@ -600,58 +601,38 @@ pub async fn keys(node: Node, p: Principal) -> Result<HttpResponse, LedgerError>
 // ---------------------------------------------------------------------------------------------
 // internal: append and tenant registration
 
-/// One signed submission, as other services send it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SubmissionIn {
-    pub tenant: String,
-    pub kind: String,
-    pub submitter: String,
-    pub request_id: String,
-    pub key_id: String,
-    /// Base64 canonical payload.
-    pub payload: String,
-    /// Base64 signature over the CTLS signing input.
-    pub signature: String,
-}
-
-impl SubmissionIn {
-    pub fn from_signed(s: &SignedSubmission) -> Self {
-        Self {
-            tenant: s.submission.tenant.clone(),
-            kind: s.submission.kind.clone(),
-            submitter: s.submission.submitter.clone(),
-            request_id: s.submission.request_id.clone(),
-            key_id: s.submission.key_id.clone(),
-            payload: B64.encode(&s.submission.payload),
-            signature: B64.encode(&s.signature),
-        }
-    }
-
-    pub fn parse(self) -> Result<SignedSubmission, LedgerFailure> {
-        let payload = B64
-            .decode(&self.payload)
-            .map_err(|_| LedgerFailure::new("invalid_entry", "payload is not base64"))?;
-        let signature = B64
-            .decode(&self.signature)
-            .map_err(|_| LedgerFailure::new("invalid_entry", "signature is not base64"))?;
-        Ok(SignedSubmission {
-            submission: Submission {
-                tenant: self.tenant,
-                kind: self.kind,
-                submitter: self.submitter,
-                request_id: self.request_id,
-                key_id: self.key_id,
-                payload,
-            },
-            signature,
-        })
+/// The wire form of a signed submission.
+pub fn submission_in(s: &SignedSubmission) -> SubmissionIn {
+    SubmissionIn {
+        tenant: s.submission.tenant.clone(),
+        kind: s.submission.kind.clone(),
+        submitter: s.submission.submitter.clone(),
+        request_id: s.submission.request_id.clone(),
+        key_id: s.submission.key_id.clone(),
+        payload: B64.encode(&s.submission.payload),
+        signature: B64.encode(&s.signature),
     }
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AppendIn {
-    pub submissions: Vec<SubmissionIn>,
+/// Decodes a wire submission.
+pub fn parse_submission(s: SubmissionIn) -> Result<SignedSubmission, LedgerFailure> {
+    let payload = B64
+        .decode(&s.payload)
+        .map_err(|_| LedgerFailure::new("invalid_entry", "payload is not base64"))?;
+    let signature = B64
+        .decode(&s.signature)
+        .map_err(|_| LedgerFailure::new("invalid_entry", "signature is not base64"))?;
+    Ok(SignedSubmission {
+        submission: Submission {
+            tenant: s.tenant,
+            kind: s.kind,
+            submitter: s.submitter,
+            request_id: s.request_id,
+            key_id: s.key_id,
+            payload,
+        },
+        signature,
+    })
 }
 
 /// One result of a batch append: a receipt or the reason it was refused.
@@ -677,7 +658,7 @@ pub async fn append_submissions(node: &LedgerNode, input: Vec<SubmissionIn>) -> 
     let mut parsed = Vec::with_capacity(input.len());
     let mut slots = Vec::with_capacity(input.len());
     for s in input {
-        match s.parse() {
+        match parse_submission(s) {
             Ok(p) => {
                 slots.push(None);
                 parsed.push(p);
@@ -725,16 +706,6 @@ pub async fn internal_append_one(
         Some(AppendResultOut::Error(e)) => Err(e.into()),
         None => Err(LedgerFailure::new("unavailable", "missing result").into()),
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantIn {
-    pub tenant: String,
-    /// `intl` or `gm`.
-    pub suite: String,
-    /// PEM public key of the tenant's registrar (signs institution key entries).
-    pub registrar_key_pem: String,
 }
 
 pub async fn register_tenant(node: &LedgerNode, input: TenantIn) -> Result<(), LedgerFailure> {

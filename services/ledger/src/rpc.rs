@@ -16,8 +16,7 @@ use crate::api::{
 };
 use crate::node::LedgerNode;
 
-pub const METHOD_APPEND: &str = "append";
-pub const METHOD_REGISTER_TENANT: &str = "register_tenant";
+pub use caretrail_contracts::ledger::{METHOD_APPEND, METHOD_REGISTER_TENANT};
 
 fn bad(e: impl std::fmt::Display) -> RemoteError {
     RemoteError::new("invalid_request", e.to_string())

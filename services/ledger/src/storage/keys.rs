@@ -23,41 +23,14 @@
 use base64::Engine as _;
 use caretrail_crypto::VerifyingKey;
 use redb::{ReadableTable, Table};
-use serde::{Deserialize, Serialize};
 
 use super::error::Result;
 use super::schema::{KeyRecord, decode, encode};
 use super::types::Refusal;
 
-/// Submitter name of the tenant's registrar (the authority that registers institution keys).
-pub const REGISTRAR: &str = "registrar";
-/// Kind of the entry that registers an institution key.
-pub const KIND_KEY_REGISTERED: &str = "institution.key_registered";
-/// Kind of the entry that revokes an institution key.
-pub const KIND_KEY_REVOKED: &str = "institution.key_revoked";
-
-/// Payload of an `institution.key_registered` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRegistration {
-    pub institution: String,
-    /// Hex [`caretrail_crypto::KeyId`] of the key; must match `public_key`.
-    pub key_id: String,
-    /// `ed25519`, `sm2` or `ecdsa-p256`; must match `public_key`.
-    pub algorithm: String,
-    /// Standard base64 of the SubjectPublicKeyInfo DER.
-    pub public_key: String,
-}
-
-/// Payload of an `institution.key_revoked` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRevocation {
-    pub institution: String,
-    pub key_id: String,
-    #[serde(default)]
-    pub reason: String,
-}
+pub use caretrail_contracts::ledger::{
+    KIND_KEY_REGISTERED, KIND_KEY_REVOKED, KeyRegistration, KeyRevocation, REGISTRAR,
+};
 
 /// What a key entry does to the key table, once its payload is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -284,7 +284,7 @@ pub(crate) fn signed(
         payload,
     };
     let signature = sub.sign(key).unwrap();
-    SubmissionIn::from_signed(&caretrail_ledger::SignedSubmission {
+    caretrail_ledger::api::submission_in(&caretrail_ledger::SignedSubmission {
         submission: sub,
         signature,
     })

@@ -1,0 +1,79 @@
+//! The ledger's service contract: what other services send to append entries and register
+//! tenants (bus RPC service [`SERVICE`], or `POST /internal/ledger/*`), and the payloads the
+//! ledger itself interprets (institution keys).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Bus RPC service name of the ledger.
+pub const SERVICE: &str = "ledger";
+/// RPC method: [`AppendIn`] → one receipt or error per submission, after commit.
+pub const METHOD_APPEND: &str = "append";
+/// RPC method: [`TenantIn`] → `{}` (idempotent).
+pub const METHOD_REGISTER_TENANT: &str = "register_tenant";
+
+/// Submitter name of a tenant's registrar (the identity service, signing with the tenant CA
+/// key): the only submitter of key entries.
+pub const REGISTRAR: &str = "registrar";
+/// Entry kind registering an institution key (payload [`KeyRegistration`]).
+pub const KIND_KEY_REGISTERED: &str = "institution.key_registered";
+/// Entry kind revoking an institution key (payload [`KeyRevocation`]).
+pub const KIND_KEY_REVOKED: &str = "institution.key_revoked";
+
+/// One signed submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionIn {
+    pub tenant: String,
+    pub kind: String,
+    /// Institution id (or [`REGISTRAR`]).
+    pub submitter: String,
+    /// Unique per submitter: a repeated request id returns the first entry.
+    pub request_id: String,
+    /// Hex key id (`caretrail_crypto::KeyId`) of the signing key.
+    pub key_id: String,
+    /// Base64 canonical payload (ids and hashes only).
+    pub payload: String,
+    /// Base64 signature over the CTLS signing input (see `caretrail-ledger-proofs`).
+    pub signature: String,
+}
+
+/// A batch of submissions.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppendIn {
+    pub submissions: Vec<SubmissionIn>,
+}
+
+/// Creates a tenant's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantIn {
+    pub tenant: String,
+    /// `intl` or `gm`.
+    pub suite: String,
+    /// PEM public key of the tenant's registrar (the tenant CA key).
+    pub registrar_key_pem: String,
+}
+
+/// Payload of an `institution.key_registered` entry (canonical JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRegistration {
+    pub institution: String,
+    /// Hex `caretrail_crypto::KeyId` of the key; must match `public_key`.
+    pub key_id: String,
+    /// `ed25519`, `sm2` or `ecdsa-p256`; must match `public_key`.
+    pub algorithm: String,
+    /// Standard base64 of the SubjectPublicKeyInfo DER.
+    pub public_key: String,
+}
+
+/// Payload of an `institution.key_revoked` entry (canonical JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRevocation {
+    pub institution: String,
+    pub key_id: String,
+    #[serde(default)]
+    pub reason: String,
+}

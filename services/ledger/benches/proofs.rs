@@ -1,0 +1,116 @@
+//! Proof generation on the durable store at large sizes: inclusion and consistency proofs read
+//! O(log n) stored subtree hashes, so their cost should stay flat as the ledger grows.
+//!
+//! `LEDGER_BENCH_ENTRIES` (default 1,000,000) entries of ~256-byte payloads are applied straight
+//! to the state machine (no Raft, no signatures) in batches of 2,000, then proofs are timed at
+//! random indexes. Also prints the fill rate and the state file's bytes per entry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use caretrail_crypto::{SignatureAlgorithm, SigningKey, Suite};
+use caretrail_ledger::storage::keys::REGISTRAR;
+use caretrail_ledger::storage::{self, AppendRequest, LedgerCommand, TenantSpec, TypeConfig};
+use criterion::{Criterion, criterion_group, criterion_main};
+use openraft::{CommittedLeaderId, EntryPayload, LogId};
+use rand::Rng;
+
+const TENANT: &str = "ten_bench";
+
+fn entry(index: u64, cmd: LedgerCommand) -> openraft::Entry<TypeConfig> {
+    openraft::Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(cmd),
+    }
+}
+
+fn proofs(c: &mut Criterion) {
+    let n: u64 = std::env::var("LEDGER_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir_in(std::env::var("LEDGER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .unwrap();
+    let (_log, mut sm) = storage::open(dir.path()).unwrap();
+    let registrar = SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
+    let key_id = registrar.key_id().to_hex();
+    sm.apply_entries(vec![entry(
+        1,
+        LedgerCommand::RegisterTenant(TenantSpec {
+            tenant: TENANT.into(),
+            suite: Suite::Intl,
+            origin: format!("caretrail.bench/{TENANT}"),
+            checkpoint_key: String::new(),
+            registrar_key: registrar.public_key().to_spki_pem(),
+        }),
+    )])
+    .unwrap();
+    let started = Instant::now();
+    let mut raft_index = 2;
+    let mut appended = 0u64;
+    while appended < n {
+        let batch = (n - appended).min(2_000);
+        let entries = (appended..appended + batch)
+            .map(|i| AppendRequest {
+                tenant: TENANT.into(),
+                kind: "record.anchored".into(),
+                submitter: REGISTRAR.into(),
+                request_id: format!("r{i}"),
+                key_id: key_id.clone(),
+                payload: format!(
+                    "{{\"content_hash\":\"{:064x}\",\"record\":\"rec_{i:032x}\",\"pad\":\"{}\"}}",
+                    i,
+                    "x".repeat(120)
+                )
+                .into_bytes(),
+                signature: vec![0x5a; 64],
+                timestamp_ms: 1_700_000_000_000 + i,
+            })
+            .collect();
+        sm.apply_entries(vec![entry(raft_index, LedgerCommand::AppendBatch { entries })])
+            .unwrap();
+        raft_index += 1;
+        appended += batch;
+    }
+    let fill = started.elapsed();
+    let bytes = std::fs::metadata(dir.path().join("state.redb")).unwrap().len();
+    eprintln!(
+        "filled {n} entries in {fill:.1?} ({:.0} entries/s applied); state.redb {:.1} MiB = {:.0} bytes/entry",
+        n as f64 / fill.as_secs_f64(),
+        bytes as f64 / (1024.0 * 1024.0),
+        bytes as f64 / n as f64
+    );
+
+    let view = sm.view();
+    let tree = view.tree(TENANT).unwrap();
+    let size = tree.size();
+    let mut rng = rand::thread_rng();
+    let mut group = c.benchmark_group(format!("proofs at {size} entries"));
+    group.bench_function("inclusion proof (random index, full tree)", |b| {
+        b.iter(|| {
+            let i = rng.gen_range(0..size);
+            black_box(tree.inclusion_proof(i, size).unwrap())
+        })
+    });
+    group.bench_function("consistency proof (random old size)", |b| {
+        b.iter(|| {
+            let old = rng.gen_range(1..size);
+            black_box(tree.consistency_proof(old, size).unwrap())
+        })
+    });
+    group.bench_function("entry read + leaf check", |b| {
+        b.iter(|| {
+            let i = rng.gen_range(0..size);
+            black_box(tree.entry(i).unwrap())
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50);
+    targets = proofs
+}
+criterion_main!(benches);

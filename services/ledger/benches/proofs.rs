@@ -30,8 +30,9 @@ fn proofs(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir_in(std::env::var("LEDGER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
-        .unwrap();
+    let dir =
+        tempfile::tempdir_in(std::env::var("LEDGER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+            .unwrap();
     let (_log, mut sm) = storage::open(dir.path()).unwrap();
     let registrar = SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
     let key_id = registrar.key_id().to_hex();
@@ -68,13 +69,18 @@ fn proofs(c: &mut Criterion) {
                 timestamp_ms: 1_700_000_000_000 + i,
             })
             .collect();
-        sm.apply_entries(vec![entry(raft_index, LedgerCommand::AppendBatch { entries })])
-            .unwrap();
+        sm.apply_entries(vec![entry(
+            raft_index,
+            LedgerCommand::AppendBatch { entries },
+        )])
+        .unwrap();
         raft_index += 1;
         appended += batch;
     }
     let fill = started.elapsed();
-    let bytes = std::fs::metadata(dir.path().join("state.redb")).unwrap().len();
+    let bytes = std::fs::metadata(dir.path().join("state.redb"))
+        .unwrap()
+        .len();
     eprintln!(
         "filled {n} entries in {fill:.1?} ({:.0} entries/s applied); state.redb {:.1} MiB = {:.0} bytes/entry",
         n as f64 / fill.as_secs_f64(),

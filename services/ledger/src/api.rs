@@ -53,6 +53,30 @@ async fn with_tree<T: Send + 'static>(
     .await?)
 }
 
+/// Read-your-writes on followers: a client holding a receipt may ask any node for an entry or
+/// size the leader has committed but this node has not applied yet. Wait briefly for it.
+async fn caught_up(node: &Node, tenant: &str, size: u64) {
+    const WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
+    if node.is_leader() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let view = node.view.clone();
+        let t = tenant.to_string();
+        let have = tokio::task::spawn_blocking(move || view.tenant(&t))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .map_or(0, |i| i.size);
+        if have >= size || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // checkpoints
 
@@ -168,6 +192,7 @@ pub async fn checkpoint_at(
 ) -> Result<HttpResponse, LedgerError> {
     let tenant = caller_tenant(&p)?;
     let size = size.into_inner();
+    caught_up(&node, &tenant, size).await;
     let out = with_tree(&node, tenant, move |tree, node| {
         let signed = sign_at(tree, node, size)?;
         checkpoint_out(tree, node, &signed)
@@ -293,6 +318,7 @@ pub async fn entry(
 ) -> Result<HttpResponse, LedgerError> {
     let tenant = caller_tenant(&p)?;
     let index = index.into_inner();
+    caught_up(&node, &tenant, index.saturating_add(1)).await;
     let out = with_tree(&node, tenant, move |tree, _| entry_out(tree, index)).await?;
     Ok(HttpResponse::Ok().json(out))
 }
@@ -384,6 +410,11 @@ pub async fn inclusion(
 ) -> Result<HttpResponse, LedgerError> {
     let tenant = caller_tenant(&p)?;
     let q = q.into_inner();
+    let needed = q
+        .tree_size
+        .unwrap_or(0)
+        .max(q.index.map_or(0, |i| i.saturating_add(1)));
+    caught_up(&node, &tenant, needed).await;
     let out = with_tree(&node, tenant, move |tree, _| {
         let size = q.tree_size.unwrap_or(tree.size());
         let suite = tree.info().suite;
@@ -456,6 +487,7 @@ pub async fn consistency(
 ) -> Result<HttpResponse, LedgerError> {
     let tenant = caller_tenant(&p)?;
     let q = q.into_inner();
+    caught_up(&node, &tenant, q.to.unwrap_or(0).max(q.from)).await;
     let out = with_tree(&node, tenant, move |tree, _| {
         let to = q.to.unwrap_or(tree.size());
         if q.from > to {
@@ -499,6 +531,7 @@ pub async fn bundle(
     let tenant = caller_tenant(&p)?;
     let index = index.into_inner();
     let since = q.since;
+    caught_up(&node, &tenant, index.saturating_add(1)).await;
     let out: ProofBundle = with_tree(&node, tenant, move |tree, node| {
         let signed = sign_at(tree, node, tree.size())?;
         let vkey = node

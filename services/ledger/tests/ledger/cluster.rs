@@ -554,6 +554,17 @@ async fn a_minority_side_cannot_commit() {
         before,
         "the minority applied an entry"
     );
+    // The receipt can be followed up at once on the other majority node (read-your-writes).
+    let other = followers
+        .iter()
+        .copied()
+        .find(|&f| f != new_leader)
+        .unwrap();
+    let (s, e) = cluster
+        .get(other, &format!("/v1/ledger/entries/{}", body["index"]))
+        .await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(e["leaf_hash"], body["leaf_hash"]);
 
     // Heal: the old leader follows and converges; the minority's entry was never committed.
     for i in 0..3 {

@@ -74,6 +74,12 @@ migrate: ## Apply database migrations of every service (CARETRAIL_DATABASE_URL f
 bench: ## Criterion benchmarks (figures go in docs/PERFORMANCE.md)
 	$(CARGO) bench --workspace
 
+.PHONY: bench-ledger
+bench-ledger: ## Ledger append load test: 3-node cluster on loopback vs etcd 3.4 (report on stdout)
+	@command -v etcd >/dev/null || apt-get install -y etcd-server
+	$(CARGO) build --release -p caretrail-ledger -p caretrail-ledger-bench
+	$(CARGO_TARGET_DIR)/release/caretrail-ledger-bench $(or $(BENCH_ARGS),--suite both --clients 1,16,64,256 --duration-secs 10)
+
 .PHONY: clean-data
 clean-data: ## Delete the embedded server's data directory
 	rm -rf $(CARETRAIL_DATA_DIR)

@@ -105,19 +105,40 @@ fn encoded<T: Serialize>(value: &T) -> HttpResponse {
     }
 }
 
+/// Authorises, decodes a Raft RPC, hands it to the local Raft and encodes its answer.
+async fn raft_rpc<Req, Resp, F, Fut>(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &ClusterState,
+    call: F,
+) -> HttpResponse
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(openraft::Raft<TypeConfig>, Req) -> Fut,
+    Fut: std::future::Future<Output = Resp>,
+{
+    if let Err(r) = authorize(req, state) {
+        return r;
+    }
+    match decode::<Req>(body) {
+        Ok(rpc) => encoded(&call(state.node.raft.clone(), rpc).await),
+        Err(r) => r,
+    }
+}
+
 async fn raft_append(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<ClusterState>,
 ) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
-    let rpc: AppendEntriesRequest<TypeConfig> = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    encoded(&state.node.raft.append_entries(rpc).await)
+    raft_rpc(
+        &req,
+        &body,
+        &state,
+        |raft, rpc: AppendEntriesRequest<TypeConfig>| async move { raft.append_entries(rpc).await },
+    )
+    .await
 }
 
 async fn raft_vote(
@@ -125,14 +146,13 @@ async fn raft_vote(
     body: web::Bytes,
     state: web::Data<ClusterState>,
 ) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
-    let rpc: VoteRequest<NodeId> = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    encoded(&state.node.raft.vote(rpc).await)
+    raft_rpc(
+        &req,
+        &body,
+        &state,
+        |raft, rpc: VoteRequest<NodeId>| async move { raft.vote(rpc).await },
+    )
+    .await
 }
 
 async fn raft_snapshot(
@@ -140,14 +160,10 @@ async fn raft_snapshot(
     body: web::Bytes,
     state: web::Data<ClusterState>,
 ) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
-    let rpc: InstallSnapshotRequest<TypeConfig> = match decode(&body) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    encoded(&state.node.raft.install_snapshot(rpc).await)
+    raft_rpc(&req, &body, &state, |raft, rpc: InstallSnapshotRequest<TypeConfig>| async move {
+        raft.install_snapshot(rpc).await
+    })
+    .await
 }
 
 async fn forward(

@@ -255,19 +255,21 @@ impl LedgerNode {
                 Ok(l) => l,
                 Err(e) => return failed(&request, e),
             };
-            if leader == self.id {
-                return self.handle_as_leader(request).await;
-            }
-            let forwarded: Result<ClusterResponse, PeerError> = self
-                .network
-                .post_json(
-                    leader,
-                    &addr,
-                    "/cluster/forward",
-                    &request,
-                    Duration::from_secs(30),
-                )
-                .await;
+            // Handled here when this node leads; a `not_leader` answer (leadership moved
+            // meanwhile) is retried on the new leader like a forwarded one.
+            let forwarded: Result<ClusterResponse, PeerError> = if leader == self.id {
+                Ok(self.handle_as_leader(request.clone()).await)
+            } else {
+                self.network
+                    .post_json(
+                        leader,
+                        &addr,
+                        "/cluster/forward",
+                        &request,
+                        Duration::from_secs(30),
+                    )
+                    .await
+            };
             match forwarded {
                 Ok(ClusterResponse::Append(results))
                     if results

@@ -302,7 +302,15 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(10);
         for i in all {
             loop {
-                if let Some(s) = self.status(i).await
+                // The cluster port answers before the service port is bound: wait for both.
+                let ready = self
+                    .http
+                    .get(format!("{}/readyz", self.base(i)))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ready
+                    && let Some(s) = self.status(i).await
                     && s["leader"].as_u64().is_some()
                 {
                     break;

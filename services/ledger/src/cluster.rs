@@ -42,6 +42,24 @@ struct ClusterState {
     fault_injection: bool,
 }
 
+/// The request carries the cluster secret.
+#[allow(clippy::result_large_err)]
+fn check_secret(req: &HttpRequest, state: &ClusterState) -> Result<(), HttpResponse> {
+    let presented = caretrail_platform::auth::bearer(req).unwrap_or("");
+    if constant_time_eq(
+        presented.as_bytes(),
+        state.secret.expose_secret().as_bytes(),
+    ) {
+        Ok(())
+    } else {
+        Err(problem(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the cluster secret is missing or wrong",
+        ))
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -54,17 +72,7 @@ fn problem(status: actix_web::http::StatusCode, code: &str, detail: &str) -> Htt
 // The error is the response itself; handlers return it as is.
 #[allow(clippy::result_large_err)]
 fn authorize(req: &HttpRequest, state: &ClusterState) -> Result<(), HttpResponse> {
-    let presented = caretrail_platform::auth::bearer(req).unwrap_or("");
-    if !constant_time_eq(
-        presented.as_bytes(),
-        state.secret.expose_secret().as_bytes(),
-    ) {
-        return Err(problem(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the cluster secret is missing or wrong",
-        ));
-    }
+    check_secret(req, state)?;
     let sender = req
         .headers()
         .get(NODE_HEADER)
@@ -239,7 +247,6 @@ pub struct MembershipIn {
 
 /// Runs a membership change here if leader, else relays the same request to the leader.
 async fn on_leader<T: Serialize>(
-    req: &HttpRequest,
     state: &ClusterState,
     path: &str,
     body: &T,
@@ -257,7 +264,6 @@ async fn on_leader<T: Serialize>(
     if leader == state.node.id {
         return None;
     }
-    let _ = req;
     let relayed = state
         .node
         .network
@@ -306,7 +312,7 @@ async fn add_learner(
         return r;
     }
     let body = body.into_inner();
-    if let Some(r) = on_leader(&req, &state, "/cluster/admin/learners", &body).await {
+    if let Some(r) = on_leader(&state, "/cluster/admin/learners", &body).await {
         return r;
     }
     match state
@@ -340,7 +346,7 @@ async fn change_membership(
             "voters must not be empty",
         );
     }
-    if let Some(r) = on_leader(&req, &state, "/cluster/admin/membership", &body).await {
+    if let Some(r) = on_leader(&state, "/cluster/admin/membership", &body).await {
         return r;
     }
     match state
@@ -424,16 +430,8 @@ async fn faults(
             "fault injection is disabled",
         );
     }
-    let presented = caretrail_platform::auth::bearer(&req).unwrap_or("");
-    if !constant_time_eq(
-        presented.as_bytes(),
-        state.secret.expose_secret().as_bytes(),
-    ) {
-        return problem(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the cluster secret is missing or wrong",
-        );
+    if let Err(r) = check_secret(&req, &state) {
+        return r;
     }
     state.node.network.faults.set(body.into_inner().blocked);
     tracing::warn!(blocked = ?state.node.network.faults.blocked(), "fault injection changed");

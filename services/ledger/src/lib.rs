@@ -10,7 +10,6 @@
 //! * [`checkpoint`] / [`witness`] — signed checkpoints and cosignatures.
 //! * [`api`] / [`rpc`] — the HTTP API and the bus RPC; [`publisher`] — `ledger.appended`.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -320,11 +319,6 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/internal/ledger/entries").post(api::internal_append_one))
         .service(resource("/internal/ledger/tenants").post(api::internal_register_tenant))
         .service(resource("/internal/ledger/status").get(api::internal_status));
-}
-
-/// Blocks every peer in `blocked` (fault injection helper for tests running nodes in-process).
-pub fn set_faults(node: &LedgerNode, blocked: HashSet<u64>) {
-    node.network.faults.set(blocked);
 }
 
 struct BearerAuth;

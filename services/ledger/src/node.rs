@@ -413,9 +413,8 @@ impl LedgerNode {
         line: String,
     ) -> Result<(), LedgerFailure> {
         let view = self.view.clone();
-        let checkpoints = self.checkpoints.clone();
         let spec = blocking(move || {
-            crate::witness::check_cosignature(&view, &checkpoints, &tenant, &witness, size, &line)
+            crate::witness::check_cosignature(&view, &tenant, &witness, size, &line)
         })
         .await?;
         match self.propose(LedgerCommand::AddCosignature(spec)).await? {

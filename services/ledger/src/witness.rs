@@ -10,7 +10,7 @@
 use caretrail_crypto::VerifyingKey;
 use caretrail_ledger_proofs::{NoteKeyType, NoteSignature, VerifierKey};
 
-use crate::checkpoint::{self, Checkpoints};
+use crate::checkpoint;
 use crate::node::{LedgerFailure, storage_failure};
 use crate::storage::{CosignatureSpec, LedgerView};
 
@@ -21,7 +21,6 @@ fn refused(message: impl Into<String>) -> LedgerFailure {
 /// Checks a submitted cosignature line (blocking: reads the store).
 pub fn check_cosignature(
     view: &LedgerView,
-    _checkpoints: &Checkpoints,
     tenant: &str,
     witness: &str,
     size: u64,

@@ -117,6 +117,9 @@ pub async fn connect(settings: &DbSettings) -> Result<DatabaseConnection, DbErro
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10))
+                    // Deleted or overwritten values are zeroed in the file, so erasing a
+                    // secret (a crypto-shredded data key) does not leave it on disk.
+                    .pragma("secure_delete", "ON")
             });
         }
         _ => {
@@ -189,6 +192,23 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
 /// A cheap round trip, for readiness checks.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbError> {
     db.ping().await.map_err(DbError::from)
+}
+
+/// After destroying a secret (crypto-shredding), pushes the change into the main SQLite file
+/// and empties the write-ahead log, so no older copy of the page stays in either file
+/// (`secure_delete` zeroes freed cells). On PostgreSQL the old row version lives until
+/// VACUUM reclaims it; the operations guide covers that. Best effort: failures are logged.
+pub async fn compact_after_erasure(db: &DatabaseConnection) {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return;
+    }
+    let checkpoint = Statement::from_string(
+        DbBackend::Sqlite,
+        "PRAGMA wal_checkpoint(TRUNCATE)".to_string(),
+    );
+    if let Err(error) = db.execute_raw(checkpoint).await {
+        tracing::warn!(%error, "WAL checkpoint after an erasure failed");
+    }
 }
 
 /// Whether the connected PostgreSQL role bypasses row-level security (superusers and

@@ -340,8 +340,9 @@ impl Runner {
         self.port
     }
 
-    /// Runs after the HTTP server has drained, in registration order (stop consumers,
-    /// flush relays, close connections).
+    /// Runs after the HTTP server has drained, in reverse registration order (like drops):
+    /// a service's own hooks (background workers that use the database) run before the
+    /// shared infrastructure's, which stops consumers, flushes the outbox and closes the pool.
     pub fn on_shutdown<Fut>(&mut self, hook: impl FnOnce() -> Fut + Send + 'static)
     where
         Fut: Future<Output = ()> + Send + 'static,
@@ -373,7 +374,7 @@ impl Runner {
             }
         };
         self.cancel.cancel();
-        for hook in self.hooks {
+        for hook in self.hooks.into_iter().rev() {
             hook().await;
         }
         match result {

@@ -156,11 +156,16 @@ async fn handle(state: &State, bus: &dyn Bus, delivery: Delivery) -> Result<(), 
             let e: KeyEvent = event
                 .payload_as()
                 .map_err(|e| HandlerError::Reject(e.to_string()))?;
+            // Institution keys are tenant rows: read them under the tenant's RLS context.
+            let txn = caretrail_db::begin_tenant(&state.db, &event.tenant)
+                .await
+                .map_err(retry)?;
             let row = entities::institution_key::Entity::find_by_id(e.key.clone())
-                .one(&state.db)
+                .one(&txn)
                 .await
                 .map_err(retry)?
                 .ok_or_else(|| HandlerError::Reject(format!("unknown key {}", e.key)))?;
+            txn.commit().await.map_err(retry)?;
             let public = VerifyingKey::from_spki_pem(&row.public_key_pem)
                 .map_err(|e| HandlerError::Reject(e.to_string()))?;
             let key_id = public.key_id().to_hex();

@@ -44,3 +44,37 @@ pub struct AppChangedV1 {
     pub app: AppId,
     pub institution: Option<InstitutionId>,
 }
+
+/// Who acted on a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorV1 {
+    /// `usr_…` or `app_…`.
+    pub subject: String,
+    pub kind: crate::auth::PrincipalKind,
+    pub institution: Option<InstitutionId>,
+}
+
+/// `object-store.record.anchored` / `record.accessed` / `record.access_denied` /
+/// `record.erased` v1, published once the matching ledger entry is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordEventV1 {
+    pub record: crate::RecordId,
+    pub patient: crate::PatientId,
+    pub category: String,
+    /// The institution that created the record.
+    pub owner: InstitutionId,
+    pub content_hash: String,
+    pub actor: ActorV1,
+    /// `read_metadata` / `read_content` for accesses and refusals.
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub purpose: Option<String>,
+    #[serde(default)]
+    pub decided_by: Option<crate::consent::DecidedBy>,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// The ledger entry that anchors this event.
+    pub ledger_index: u64,
+    pub leaf_hash: String,
+}

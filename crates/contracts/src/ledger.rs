@@ -2,6 +2,7 @@
 //! tenants (bus RPC service [`SERVICE`], or `POST /internal/ledger/*`), and the payloads the
 //! ledger itself interprets (institution keys).
 
+use caretrail_ledger_proofs::ProofBundle;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -76,4 +77,71 @@ pub struct KeyRevocation {
     pub key_id: String,
     #[serde(default)]
     pub reason: String,
+}
+
+/// Why an append (or another ledger request) was refused or failed. `code` is stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct LedgerFailure {
+    pub code: String,
+    pub message: String,
+}
+
+impl LedgerFailure {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// True for failures where retrying later can succeed (no leader, node stopping).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "no_leader" | "unavailable" | "not_leader"
+        )
+    }
+
+    pub fn unavailable(what: impl std::fmt::Display) -> Self {
+        Self::new("unavailable", format!("the ledger is unavailable: {what}"))
+    }
+}
+
+/// Proof that an entry is in the ledger, returned once it is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub tenant: String,
+    pub index: u64,
+    /// Hex leaf hash `H(0x00 ‖ entry)`.
+    pub leaf_hash: String,
+    /// True when the request id had been appended before (this is the original entry).
+    pub duplicate: bool,
+    pub timestamp_ms: u64,
+    /// Size of the checkpoint the proof is against.
+    pub tree_size: u64,
+    /// Hex root hash at `tree_size`.
+    pub root: String,
+    /// Signed checkpoint note (c2sp.org/tlog-checkpoint).
+    pub checkpoint: String,
+    /// Hex inclusion proof of `index` in the tree of `tree_size` entries.
+    pub inclusion_proof: Vec<String>,
+    /// Everything `caretrail verify bundle` needs, in one document.
+    pub bundle: ProofBundle,
+}
+
+/// One result of a batch append: a receipt or the reason it was refused.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AppendResultOut {
+    #[schema(value_type = Object)]
+    Receipt(Box<Receipt>),
+    #[schema(value_type = Object)]
+    Error(LedgerFailure),
+}
+
+/// Reply to [`AppendIn`]: one result per submission, in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppendOut {
+    pub results: Vec<AppendResultOut>,
 }

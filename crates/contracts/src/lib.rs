@@ -3,7 +3,9 @@
 //! parsing.
 
 pub mod auth;
+pub mod consent;
 pub mod events;
+pub mod identity;
 pub mod ids;
 pub mod ledger;
 

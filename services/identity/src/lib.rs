@@ -25,6 +25,7 @@ pub mod entities;
 pub mod error;
 pub mod ledger_sync;
 pub mod model;
+pub mod rpc;
 pub mod secrets;
 pub mod seed;
 pub mod tokens;
@@ -169,6 +170,15 @@ impl Application {
             verifier: verifier.clone(),
             config: Arc::new(config.clone()),
         });
+        infra.add_consumer(
+            infra
+                .bus
+                .serve(
+                    caretrail_contracts::identity::SERVICE,
+                    rpc::handler(state.clone().into_inner()),
+                )
+                .await?,
+        );
         if config.ledger_sync {
             infra.add_consumer(
                 ledger_sync::start(state.clone().into_inner(), infra.bus.clone()).await?,

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-pub use caretrail_contracts::ledger::{AppendIn, SubmissionIn, TenantIn};
+pub use caretrail_contracts::ledger::{
+    AppendIn, AppendOut, AppendResultOut, SubmissionIn, TenantIn,
+};
 use caretrail_crypto::{HashValue, Suite, VerifyingKey};
 use caretrail_ledger_proofs::{ProofBundle, Submission};
 use caretrail_platform::auth::Principal;
@@ -23,9 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::LedgerError;
 use crate::checkpoint::SignedCheckpoint;
-use crate::node::{
-    LedgerFailure, LedgerNode, Receipt, SignedSubmission, blocking, storage_failure,
-};
+use crate::node::{LedgerFailure, LedgerNode, SignedSubmission, blocking, storage_failure};
 use crate::storage::{StoredCosignature, TenantTree};
 
 pub type Node = web::Data<Arc<LedgerNode>>;
@@ -666,21 +666,6 @@ pub fn parse_submission(s: SubmissionIn) -> Result<SignedSubmission, LedgerFailu
         },
         signature,
     })
-}
-
-/// One result of a batch append: a receipt or the reason it was refused.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AppendResultOut {
-    #[schema(value_type = Object)]
-    Receipt(Box<Receipt>),
-    #[schema(value_type = Object)]
-    Error(LedgerFailure),
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AppendOut {
-    pub results: Vec<AppendResultOut>,
 }
 
 /// Most submissions in one append request.

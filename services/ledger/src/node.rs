@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use caretrail_contracts::ledger::{LedgerFailure, Receipt};
 use caretrail_crypto::{Suite, VerifyingKey};
 use caretrail_ledger_proofs::{BundleKeys, ProofBundle, Submission};
 use openraft::error::{ClientWriteError, RaftError};
@@ -62,32 +63,6 @@ pub struct SignedSubmission {
     pub signature: Vec<u8>,
 }
 
-/// Why an append (or another ledger request) was refused or failed. `code` is stable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct LedgerFailure {
-    pub code: String,
-    pub message: String,
-}
-
-impl LedgerFailure {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// True for failures where retrying later can succeed (no leader, node stopping).
-    pub fn is_transient(&self) -> bool {
-        matches!(self.code.as_str(), "no_leader" | "unavailable")
-    }
-
-    fn unavailable(what: impl std::fmt::Display) -> Self {
-        Self::new("unavailable", format!("the ledger is unavailable: {what}"))
-    }
-}
-
 impl From<Refusal> for LedgerFailure {
     fn from(r: Refusal) -> Self {
         let code = match &r {
@@ -104,28 +79,6 @@ impl From<Refusal> for LedgerFailure {
         };
         Self::new(code, r.to_string())
     }
-}
-
-/// Proof that an entry is in the ledger, returned once it is committed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    pub tenant: String,
-    pub index: u64,
-    /// Hex leaf hash `H(0x00 ‖ entry)`.
-    pub leaf_hash: String,
-    /// True when the request id had been appended before (this is the original entry).
-    pub duplicate: bool,
-    pub timestamp_ms: u64,
-    /// Size of the checkpoint the proof is against.
-    pub tree_size: u64,
-    /// Hex root hash at `tree_size`.
-    pub root: String,
-    /// Signed checkpoint note (c2sp.org/tlog-checkpoint).
-    pub checkpoint: String,
-    /// Hex inclusion proof of `index` in the tree of `tree_size` entries.
-    pub inclusion_proof: Vec<String>,
-    /// Everything `caretrail verify bundle` needs, in one document.
-    pub bundle: ProofBundle,
 }
 
 /// Requests a node hands to the leader.

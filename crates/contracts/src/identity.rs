@@ -1,0 +1,89 @@
+//! The identity service's bus RPC (service [`SERVICE`]): what other services ask identity
+//! about tenants and patients, and the custodial signing of ledger submissions.
+//!
+//! | method | body | reply |
+//! |---|---|---|
+//! | [`METHOD_TENANT`] | [`TenantQuery`] | [`TenantInfo`] (error `not_found`) |
+//! | [`METHOD_PATIENT`] | [`PatientQuery`] | [`PatientInfo`] (error `not_found`) |
+//! | [`METHOD_SIGN`] | [`SignIn`] | [`SignOut`]: one signed submission or error per item |
+//!
+//! Signing is limited to ledger submissions (the signed bytes start with the ledger's
+//! `CTLS` domain separator), so the RPC cannot be used as a general-purpose signing oracle,
+//! and never signs key registrations or revocations.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::SubmissionIn;
+
+/// Bus RPC service name of identity.
+pub const SERVICE: &str = "identity";
+pub const METHOD_TENANT: &str = "tenant";
+pub const METHOD_PATIENT: &str = "patient";
+pub const METHOD_SIGN: &str = "sign";
+
+/// Signer name for statements the platform attests (the tenant's registrar, i.e. its CA
+/// key), such as who accessed a record.
+pub const PLATFORM_SIGNER: &str = crate::ledger::REGISTRAR;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantQuery {
+    pub tenant: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    pub tenant: String,
+    /// `intl` or `gm`.
+    pub suite: String,
+    /// `active` or `suspended`.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientQuery {
+    pub tenant: String,
+    pub patient: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientInfo {
+    pub patient: String,
+    /// The institution that first registered the patient.
+    pub registered_by: String,
+}
+
+/// One submission to sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToSign {
+    pub tenant: String,
+    pub kind: String,
+    /// An institution id (its active custodial key signs) or [`PLATFORM_SIGNER`].
+    pub signer: String,
+    pub request_id: String,
+    /// Base64 canonical payload.
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignIn {
+    pub items: Vec<ToSign>,
+}
+
+/// The signed submission, ready for the ledger, or why it was not signed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignResult {
+    Signed(SubmissionIn),
+    /// `code`: `byok_signature_required` (the institution holds its own key),
+    /// `unknown_signer`, `forbidden_kind`, `invalid_request`.
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignOut {
+    pub results: Vec<SignResult>,
+}

@@ -1,0 +1,179 @@
+//! Typed bus RPC clients for the contracts other services expose (ledger appends, identity
+//! look-ups and custodial signing, consent decisions). Transport only: what to do with an
+//! answer is the calling service's business.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use caretrail_bus::{Bus, BusError, call_json};
+use caretrail_contracts::consent::{self, DecideIn, DecideOut};
+use caretrail_contracts::identity::{
+    self, PatientInfo, PatientQuery, SignIn, SignOut, SignResult, TenantInfo, TenantQuery, ToSign,
+};
+use caretrail_contracts::ledger::{
+    self, AppendIn, AppendOut, AppendResultOut, LedgerFailure, Receipt, SubmissionIn,
+};
+
+/// True when a remote error means "does not exist" rather than a failure.
+fn is_not_found(e: &BusError) -> bool {
+    matches!(e, BusError::Remote(r) if r.code == "not_found")
+}
+
+/// Appends to the ledger over the bus; replies come after commit.
+#[derive(Clone)]
+pub struct LedgerClient {
+    bus: Arc<dyn Bus>,
+    timeout: Duration,
+}
+
+impl LedgerClient {
+    pub fn new(bus: Arc<dyn Bus>, timeout: Duration) -> Self {
+        Self { bus, timeout }
+    }
+
+    /// One result per submission, in order. `Err` when the ledger could not be asked (then
+    /// nothing is known about the submissions: retry with the same request ids).
+    pub async fn append(
+        &self,
+        submissions: Vec<SubmissionIn>,
+    ) -> Result<Vec<Result<Receipt, LedgerFailure>>, BusError> {
+        let n = submissions.len();
+        let out: AppendOut = call_json(
+            self.bus.as_ref(),
+            ledger::SERVICE,
+            ledger::METHOD_APPEND,
+            &AppendIn { submissions },
+            self.timeout,
+        )
+        .await?;
+        let mut results: Vec<Result<Receipt, LedgerFailure>> = out
+            .results
+            .into_iter()
+            .map(|r| match r {
+                AppendResultOut::Receipt(r) => Ok(*r),
+                AppendResultOut::Error(e) => Err(e),
+            })
+            .collect();
+        results.resize_with(n, || Err(LedgerFailure::unavailable("missing result")));
+        Ok(results)
+    }
+}
+
+/// Asks identity about tenants and patients, and for custodial signatures.
+#[derive(Clone)]
+pub struct IdentityClient {
+    bus: Arc<dyn Bus>,
+    timeout: Duration,
+    tenants: Arc<Mutex<HashMap<String, (Instant, TenantInfo)>>>,
+}
+
+/// How long a tenant's suite and status are cached (suspension takes effect within it).
+const TENANT_TTL: Duration = Duration::from_secs(30);
+
+impl IdentityClient {
+    pub fn new(bus: Arc<dyn Bus>, timeout: Duration) -> Self {
+        Self {
+            bus,
+            timeout,
+            tenants: Arc::default(),
+        }
+    }
+
+    /// The tenant, or `None` if identity does not know it.
+    pub async fn tenant(&self, tenant: &str) -> Result<Option<TenantInfo>, BusError> {
+        if let Ok(cache) = self.tenants.lock()
+            && let Some((at, info)) = cache.get(tenant)
+            && at.elapsed() < TENANT_TTL
+        {
+            return Ok(Some(info.clone()));
+        }
+        let answer: Result<TenantInfo, BusError> = call_json(
+            self.bus.as_ref(),
+            identity::SERVICE,
+            identity::METHOD_TENANT,
+            &TenantQuery {
+                tenant: tenant.to_string(),
+            },
+            self.timeout,
+        )
+        .await;
+        match answer {
+            Ok(info) => {
+                if let Ok(mut cache) = self.tenants.lock() {
+                    cache.insert(tenant.to_string(), (Instant::now(), info.clone()));
+                }
+                Ok(Some(info))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The patient, or `None` if it is not registered in the tenant.
+    pub async fn patient(
+        &self,
+        tenant: &str,
+        patient: &str,
+    ) -> Result<Option<PatientInfo>, BusError> {
+        let answer: Result<PatientInfo, BusError> = call_json(
+            self.bus.as_ref(),
+            identity::SERVICE,
+            identity::METHOD_PATIENT,
+            &PatientQuery {
+                tenant: tenant.to_string(),
+                patient: patient.to_string(),
+            },
+            self.timeout,
+        )
+        .await;
+        match answer {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs ledger submissions with the signers' custodial keys; one result per item.
+    pub async fn sign(&self, items: Vec<ToSign>) -> Result<Vec<SignResult>, BusError> {
+        let n = items.len();
+        let out: SignOut = call_json(
+            self.bus.as_ref(),
+            identity::SERVICE,
+            identity::METHOD_SIGN,
+            &SignIn { items },
+            self.timeout,
+        )
+        .await?;
+        let mut results = out.results;
+        results.resize_with(n, || SignResult::Error {
+            code: "unavailable".into(),
+            message: "missing result".into(),
+        });
+        Ok(results)
+    }
+}
+
+/// Asks the consent service for decisions.
+#[derive(Clone)]
+pub struct ConsentClient {
+    bus: Arc<dyn Bus>,
+    timeout: Duration,
+}
+
+impl ConsentClient {
+    pub fn new(bus: Arc<dyn Bus>, timeout: Duration) -> Self {
+        Self { bus, timeout }
+    }
+
+    pub async fn decide(&self, input: &DecideIn) -> Result<DecideOut, BusError> {
+        call_json(
+            self.bus.as_ref(),
+            consent::SERVICE,
+            consent::METHOD_DECIDE,
+            input,
+            self.timeout,
+        )
+        .await
+    }
+}

@@ -1,0 +1,201 @@
+//! Identity's bus RPC (see [`caretrail_contracts::identity`]): tenant and patient look-ups
+//! for other services, and custodial signing of their ledger submissions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use caretrail_bus::{RemoteError, RpcRequest, rpc_fn};
+use caretrail_contracts::identity::{
+    METHOD_PATIENT, METHOD_SIGN, METHOD_TENANT, PLATFORM_SIGNER, PatientInfo, PatientQuery, SignIn,
+    SignOut, SignResult, TenantInfo, TenantQuery, ToSign,
+};
+use caretrail_contracts::ledger::{KIND_KEY_REGISTERED, KIND_KEY_REVOKED, SubmissionIn};
+use caretrail_crypto::SigningKey;
+use caretrail_ledger_proofs::Submission;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::{IdentityError, State, entities};
+
+/// Most submissions one `sign` call may carry.
+pub const MAX_SIGN_ITEMS: usize = 1000;
+
+fn bad(e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::new("invalid_request", e.to_string())
+}
+
+fn internal(e: IdentityError) -> RemoteError {
+    tracing::error!(error = %caretrail_platform::problem::ErrorChain(&e), "identity RPC failed");
+    RemoteError::new("unavailable", "identity could not answer")
+}
+
+fn not_found(what: &str) -> RemoteError {
+    RemoteError::new("not_found", format!("{what} not found"))
+}
+
+async fn tenant(state: &State, q: TenantQuery) -> Result<TenantInfo, RemoteError> {
+    let t = entities::tenant::Entity::find_by_id(q.tenant.clone())
+        .one(&state.db)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or_else(|| not_found("tenant"))?;
+    Ok(TenantInfo {
+        tenant: t.id,
+        suite: t.suite,
+        status: t.status,
+    })
+}
+
+async fn patient(state: &State, q: PatientQuery) -> Result<PatientInfo, RemoteError> {
+    let txn = caretrail_db::begin_tenant(&state.db, &q.tenant)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let row = entities::patient::Entity::find_by_id(q.patient.clone())
+        .filter(entities::patient::Column::TenantId.eq(q.tenant.as_str()))
+        .one(&txn)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or_else(|| not_found("patient"))?;
+    Ok(PatientInfo {
+        patient: row.id,
+        registered_by: row.registered_by,
+    })
+}
+
+fn refused(code: &str, message: impl Into<String>) -> SignResult {
+    SignResult::Error {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// The key that signs for `signer` in `tenant`: the tenant CA for the platform, otherwise
+/// the institution's active custodial key.
+async fn signing_key(state: &State, tenant: &str, signer: &str) -> Result<SigningKey, SignResult> {
+    let fail = |e: IdentityError| {
+        tracing::error!(error = %caretrail_platform::problem::ErrorChain(&e), "opening a signing key failed");
+        refused("unavailable", "the signing key could not be opened")
+    };
+    if signer == PLATFORM_SIGNER {
+        let t = entities::tenant::Entity::find_by_id(tenant.to_string())
+            .one(&state.db)
+            .await
+            .map_err(|e| fail(e.into()))?
+            .ok_or_else(|| refused("unknown_signer", "unknown tenant"))?;
+        return crate::certs::tenant_ca(state, &t)
+            .map(|(key, _)| key)
+            .map_err(fail);
+    }
+    let txn = caretrail_db::begin_tenant(&state.db, tenant)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let key = entities::institution_key::Entity::find()
+        .filter(entities::institution_key::Column::TenantId.eq(tenant))
+        .filter(entities::institution_key::Column::InstitutionId.eq(signer))
+        .filter(entities::institution_key::Column::Status.eq("active"))
+        .one(&txn)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .ok_or_else(|| refused("unknown_signer", format!("{signer} has no active key")))?;
+    let Some(sealed) = key.private_key_enc.as_deref() else {
+        return Err(refused(
+            "byok_signature_required",
+            format!("{signer} holds its own key: the client must sign"),
+        ));
+    };
+    let der = state
+        .master
+        .open("institution-key", &key.id, sealed)
+        .map_err(fail)?;
+    SigningKey::from_pkcs8_der(&der).map_err(|e| fail(e.into()))
+}
+
+fn sign_one(key: &SigningKey, item: ToSign, payload: Vec<u8>) -> SignResult {
+    let submission = Submission {
+        tenant: item.tenant,
+        kind: item.kind,
+        submitter: item.signer,
+        request_id: item.request_id,
+        key_id: key.key_id().to_hex(),
+        payload,
+    };
+    if let Err(e) = submission.validate() {
+        return refused("invalid_request", e.to_string());
+    }
+    match submission.sign(key) {
+        Ok(signature) => SignResult::Signed(SubmissionIn {
+            payload: B64.encode(&submission.payload),
+            signature: B64.encode(signature),
+            tenant: submission.tenant,
+            kind: submission.kind,
+            submitter: submission.submitter,
+            request_id: submission.request_id,
+            key_id: submission.key_id,
+        }),
+        Err(e) => refused("invalid_request", e.to_string()),
+    }
+}
+
+/// Signs a batch; each signer's key is opened once per batch.
+async fn sign_all(state: &State, items: Vec<ToSign>) -> Vec<SignResult> {
+    let mut keys: HashMap<(String, String), Result<SigningKey, SignResult>> = HashMap::new();
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        if item.kind == KIND_KEY_REGISTERED || item.kind == KIND_KEY_REVOKED {
+            results.push(refused(
+                "forbidden_kind",
+                "key entries are only written by identity itself",
+            ));
+            continue;
+        }
+        let Ok(payload) = B64.decode(&item.payload) else {
+            results.push(refused("invalid_request", "payload is not base64"));
+            continue;
+        };
+        let slot = (item.tenant.clone(), item.signer.clone());
+        if !keys.contains_key(&slot) {
+            let key = signing_key(state, &item.tenant, &item.signer).await;
+            keys.insert(slot.clone(), key);
+        }
+        results.push(match keys.get(&slot) {
+            Some(Ok(key)) => sign_one(key, item, payload),
+            Some(Err(refusal)) => refusal.clone(),
+            None => refused("unavailable", "signing key cache"),
+        });
+    }
+    results
+}
+
+async fn handle(state: Arc<State>, request: RpcRequest) -> Result<serde_json::Value, RemoteError> {
+    fn reply(v: impl serde::Serialize) -> Result<serde_json::Value, RemoteError> {
+        serde_json::to_value(v).map_err(|e| RemoteError::new("internal_error", e.to_string()))
+    }
+    match request.method.as_str() {
+        METHOD_TENANT => {
+            reply(tenant(&state, serde_json::from_value(request.body).map_err(bad)?).await?)
+        }
+        METHOD_PATIENT => {
+            reply(patient(&state, serde_json::from_value(request.body).map_err(bad)?).await?)
+        }
+        METHOD_SIGN => {
+            let input: SignIn = serde_json::from_value(request.body).map_err(bad)?;
+            if input.items.is_empty() || input.items.len() > MAX_SIGN_ITEMS {
+                return Err(bad(format!(
+                    "items must hold 1..={MAX_SIGN_ITEMS} submissions"
+                )));
+            }
+            reply(SignOut {
+                results: sign_all(&state, input.items).await,
+            })
+        }
+        other => Err(RemoteError::new(
+            "unknown_method",
+            format!("identity has no method {other:?}"),
+        )),
+    }
+}
+
+pub fn handler(state: Arc<State>) -> Arc<dyn caretrail_bus::RpcHandler> {
+    rpc_fn(move |request| handle(state.clone(), request))
+}

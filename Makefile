@@ -25,16 +25,17 @@ run: ## Run the all-in-one server on the embedded defaults (SQLite, in-process b
 	$(BIN) serve --seed-demo
 
 .PHONY: infra
-infra: ## Start PostgreSQL and RabbitMQ for the tests (idempotent)
+infra: ## Start PostgreSQL, RabbitMQ and the S3 server (Garage) for the tests (idempotent; installs Garage on first use)
 	./infra/start-postgres.sh
 	./infra/start-rabbitmq.sh
+	./infra/start-s3.sh
 
 .PHONY: s3
 s3: ## Start a local S3 server (Garage; installs it on first use, ~10 min)
 	./infra/start-s3.sh
 
 .PHONY: test
-test: infra ## Run every test, on the embedded adapters and on real PostgreSQL and RabbitMQ
+test: infra ## Run every test, on the embedded adapters and on real PostgreSQL, RabbitMQ and S3
 	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
 	$(CARGO) nextest run --workspace --no-fail-fast -E 'not test(/broker_restart/)'
 	@# This one stops and starts RabbitMQ, so it runs alone.

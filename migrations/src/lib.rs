@@ -10,6 +10,7 @@ pub mod identity_certificates;
 pub mod identity_tables;
 pub mod identity_users;
 pub mod ledger_cursor;
+pub mod object_store_tables;
 
 macro_rules! service_migrator {
     ($module:ident, $doc:literal, [$($migration:expr),* $(,)?]) => {
@@ -55,7 +56,10 @@ service_migrator!(
 service_migrator!(
     object_store,
     "Object-store service schema.",
-    [crate::common::OutboxInbox]
+    [
+        crate::common::OutboxInbox,
+        crate::object_store_tables::Tables
+    ]
 );
 service_migrator!(audit, "Audit service schema.", [crate::common::OutboxInbox]);
 

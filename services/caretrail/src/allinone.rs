@@ -33,6 +33,10 @@ pub struct AllInOneConfig {
     pub seed_demo: bool,
     #[serde(flatten)]
     pub bus: BusSettings,
+    /// Record storage: the local `<data_dir>/objects` directory by default, or S3
+    /// (`CARETRAIL_STORAGE=s3`, `CARETRAIL_S3_ENDPOINT`, …); see the object store's settings.
+    #[serde(flatten)]
+    pub store: caretrail_object_store::StoreSettings,
 }
 
 fn default_host() -> String {
@@ -104,6 +108,26 @@ impl AllInOneConfig {
         write_private(&path, key.expose_secret().as_bytes())?;
         tracing::warn!(path = %path.display(), "generated a master key; back it up: without it custodial keys are lost");
         Ok(key)
+    }
+
+    /// The object store's settings: objects under the data directory unless configured, and
+    /// a keyring (root keys sealing the tenants' KEKs) created 0600 in the data directory on
+    /// first use unless one is given. Production mounts the keyring from a Kubernetes Secret.
+    fn store_settings(&self) -> anyhow::Result<caretrail_object_store::StoreSettings> {
+        let mut store = self.store.clone();
+        if store.objects_dir == caretrail_object_store::StoreSettings::default().objects_dir {
+            store.objects_dir = self.data_dir.join("objects");
+        }
+        if store.keyring_file.is_none() && store.keyring.is_none() {
+            let path = self.data_dir.join("keyring.json");
+            if !path.exists() {
+                let ring = caretrail_object_store::keys::Keyring::generate_json()?;
+                write_private(&path, ring.expose_secret().as_bytes())?;
+                tracing::warn!(path = %path.display(), "generated the object store keyring; back it up: without it no record can be decrypted");
+            }
+            store.keyring_file = Some(path);
+        }
+        Ok(store)
     }
 
     fn identity(&self, base_url: &str) -> anyhow::Result<caretrail_identity::Config> {
@@ -229,7 +253,20 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         running.spawn(async move { app.run_until(token.cancelled_owned()).await });
         format!("http://127.0.0.1:{port}")
     };
-    let object_store = start!(caretrail_object_store);
+    let object_store = {
+        let mut store_config = caretrail_object_store::Config::new(
+            config.service(caretrail_object_store::SERVICE),
+            config.store_settings()?,
+        );
+        store_config.auth.jwks_url = Some(format!("{identity}/.well-known/jwks.json"));
+        let app = caretrail_object_store::Application::build(store_config)
+            .await
+            .context("starting object-store")?;
+        let port = app.port();
+        let token = stop_services.clone();
+        running.spawn(async move { app.run_until(token.cancelled_owned()).await });
+        format!("http://127.0.0.1:{port}")
+    };
     let audit = start!(caretrail_audit);
 
     let gateway = caretrail_gateway::Application::build(caretrail_gateway::Config {
@@ -248,7 +285,7 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         audit_url: audit,
         upstream_timeout_secs: 30,
         upload_timeout_secs: 3600,
-        body_limit_bytes: 1024 * 1024 * 1024,
+        body_limit_bytes: config.store.max_record_bytes,
     })
     .await
     .context("starting the gateway")?;

@@ -369,13 +369,95 @@ async fn serve_seeds_the_demo_serves_and_survives_a_restart() {
         .unwrap();
     let checkpoint: serde_json::Value = resp.json().await.unwrap();
     assert!(checkpoint["tree_size"].as_u64().unwrap() >= institutions as u64);
+
+    // A record through the gateway: encrypted under the data directory, anchored, and its
+    // receipt verifies with `caretrail verify bundle` against the pinned keys.
+    let bearer = token["access_token"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let patient: serde_json::Value = http
+        .post(format!("{base}/v1/patients"))
+        .bearer_auth(&bearer)
+        .json(&serde_json::json!({"identifier": "320402198001011234"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report = b"%PDF-1.7 Benniu exam report: blood pressure 120/80".to_vec();
+    let resp = http
+        .post(format!("{base}/v1/records"))
+        .bearer_auth(&bearer)
+        .header("content-type", "application/pdf")
+        .header(
+            "caretrail-metadata",
+            serde_json::json!({"patient": patient["id"], "category": "exam_report",
+                "title": "exam report", "encounter_date": "2026-11-01"})
+            .to_string(),
+        )
+        .body(report.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let upload: serde_json::Value = resp.json().await.unwrap();
+    let record = upload["record"]["id"].as_str().unwrap().to_string();
+    std::fs::write(
+        dir.path().join("receipt.json"),
+        upload["receipt"]["bundle"].to_string(),
+    )
+    .unwrap();
+    let key_pem = keys["institution_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["institution"] == creds["tenants"][0]["institutions"][0]["id"])
+        .unwrap()["public_key_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(dir.path().join("benniu.pem"), key_pem).unwrap();
+    let ledger_key = keys["ledger_key"].as_str().unwrap().to_string();
+    let (code, out, err) = run(
+        &[
+            "verify",
+            "bundle",
+            "receipt.json",
+            "--ledger-key",
+            &ledger_key,
+            "--submitter-key",
+            "benniu.pem",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("VERIFIED") && out.contains("record.anchored"),
+        "{out}"
+    );
+    let objects = data.join("objects").join(tenant);
+    assert_eq!(
+        std::fs::read_dir(&objects).unwrap().count(),
+        1,
+        "one object"
+    );
     server.stop().await;
 
-    // Restart: same data, no second seed, the credentials still work.
+    // Restart: same data, no second seed, the credentials still work, the record reads back.
     let before = std::fs::read(&creds_path).unwrap();
     let server = start(&data, true).await;
     assert_eq!(std::fs::read(&creds_path).unwrap(), before, "seeded once");
-    assert_eq!(demo_token(&server.base, &creds).await.status(), 200);
+    let resp = demo_token(&server.base, &creds).await;
+    assert_eq!(resp.status(), 200);
+    let token: serde_json::Value = resp.json().await.unwrap();
+    let resp = http
+        .get(format!("{}/v1/records/{record}/content", server.base))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), report.as_slice());
     server.stop().await;
 }
 

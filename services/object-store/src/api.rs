@@ -1,0 +1,1012 @@
+//! The public API (through the gateway, tenant-scoped by the caller's token): upload with a
+//! ledger receipt, metadata, decrypting download, a patient's records, receipts, erasure by
+//! crypto-shredding, and the tenant's key-encryption keys.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use caretrail_contracts::auth::{PrincipalKind, Role, scopes};
+use caretrail_contracts::consent::{Action, Decision, Purpose, RecordAttributes, Subject};
+use caretrail_contracts::identity::{PLATFORM_SIGNER, SignResult, ToSign};
+use caretrail_contracts::ledger::{Receipt, SubmissionIn};
+use caretrail_contracts::{InstitutionId, PatientId, RecordId, TenantId};
+use caretrail_crypto::{DataKey, Hasher, StreamEncryptor, Suite, WrapBinding, WrappedKey};
+use caretrail_ledger_proofs::canonical_json;
+use caretrail_platform::auth::Principal;
+use chrono::Utc;
+use futures::StreamExt as _;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::IntoParams;
+
+use crate::anchor::{self, NewAnchor, Outcome};
+use crate::entities::{anchor as anchor_row, record};
+use crate::error::ObjectStoreError;
+use crate::model::{
+    Category, EraseIn, EraseOut, KekVersionOut, KeysOut, LedgerRefOut, ReceiptOut, RecordIn,
+    RecordListOut, RecordOut, UploadOut, parse_media_type,
+};
+use crate::{State, content};
+
+type Result<T> = std::result::Result<T, ObjectStoreError>;
+
+/// Ciphertext is handed to storage in pieces of about this size.
+const WRITE_SIZE: usize = 1024 * 1024;
+/// Header carrying the upload's metadata.
+pub const METADATA_HEADER: &str = "caretrail-metadata";
+
+fn caller_tenant(p: &Principal) -> Result<TenantId> {
+    p.0.tenant
+        .clone()
+        .ok_or_else(|| ObjectStoreError::Forbidden("this operation needs a tenant's token".into()))
+}
+
+fn subject(p: &Principal) -> Subject {
+    Subject {
+        kind: p.0.kind,
+        id: p.0.sub.clone(),
+        institution: p.0.institution.clone(),
+        roles: p.0.roles.clone(),
+        scopes: p
+            .0
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+fn is_app(p: &Principal) -> bool {
+    p.0.kind == PrincipalKind::App
+}
+
+fn require_read(p: &Principal) -> Result<()> {
+    let ok = if is_app(p) {
+        p.0.has_scope(scopes::RECORDS_READ)
+    } else {
+        !p.0.roles.is_empty()
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ObjectStoreError::Forbidden(
+            "reading records needs records:read".into(),
+        ))
+    }
+}
+
+/// The tenant's suite; refuses suspended or unknown tenants.
+async fn tenant_suite(state: &State, tenant: &TenantId) -> Result<Suite> {
+    let info = state
+        .identity
+        .tenant(tenant.as_str())
+        .await
+        .map_err(|e| ObjectStoreError::Dependency("the identity service", e))?
+        .ok_or_else(|| ObjectStoreError::Forbidden("unknown tenant".into()))?;
+    if info.status != "active" {
+        return Err(ObjectStoreError::TenantSuspended);
+    }
+    info.suite
+        .parse()
+        .map_err(|_| ObjectStoreError::Corrupt("tenant suite"))
+}
+
+/// Associated data of a record's ciphertext: it only decrypts as this record of this tenant.
+pub fn content_aad(tenant: &str, record: &str) -> Vec<u8> {
+    format!("caretrail/record/v1\n{tenant}\n{record}").into_bytes()
+}
+
+fn hash_name(suite: Suite) -> &'static str {
+    match suite {
+        Suite::Intl => "sha256",
+        Suite::Gm => "sm3",
+    }
+}
+
+pub fn record_out(r: &record::Model) -> RecordOut {
+    RecordOut {
+        id: r.id.clone(),
+        patient: r.patient_id.clone(),
+        institution: r.institution_id.clone(),
+        category: Category::parse(&r.category).unwrap_or(Category::Other),
+        media_type: r.media_type.clone(),
+        title: r.title.clone(),
+        encounter_date: r.encounter_date.clone(),
+        fhir_resource_type: r.fhir_resource_type.clone(),
+        size: r.size.max(0) as u64,
+        content_hash: r.content_hash.clone(),
+        hash_algorithm: r
+            .suite
+            .parse()
+            .map(hash_name)
+            .unwrap_or("unknown")
+            .to_string(),
+        status: r.status.clone(),
+        created_by: r.created_by.clone(),
+        created_at: r.created_at,
+        ledger: match (r.ledger_index, &r.leaf_hash) {
+            (Some(index), Some(leaf)) => Some(LedgerRefOut {
+                index: index.max(0) as u64,
+                leaf_hash: leaf.clone(),
+            }),
+            _ => None,
+        },
+    }
+}
+
+fn attributes(r: &record::Model) -> Result<RecordAttributes> {
+    Ok(RecordAttributes {
+        record: r
+            .id
+            .parse()
+            .map_err(|_| ObjectStoreError::Corrupt("record id"))?,
+        patient: r
+            .patient_id
+            .parse()
+            .map_err(|_| ObjectStoreError::Corrupt("patient id"))?,
+        category: r.category.clone(),
+        owner: r
+            .institution_id
+            .parse()
+            .map_err(|_| ObjectStoreError::Corrupt("institution id"))?,
+        encounter_date: r.encounter_date.clone(),
+    })
+}
+
+/// The domain event of a record, without its ledger fields (the anchorer adds them).
+fn record_event(r: &record::Model, p: &Principal) -> serde_json::Value {
+    json!({
+        "record": r.id,
+        "patient": r.patient_id,
+        "category": r.category,
+        "owner": r.institution_id,
+        "content_hash": r.content_hash,
+        "actor": {"subject": p.0.sub, "kind": p.0.kind, "institution": p.0.institution},
+        "action": null,
+        "purpose": null,
+        "decided_by": null,
+        "reasons": [],
+    })
+}
+
+fn canonical(value: serde_json::Value) -> Result<Vec<u8>> {
+    canonical_json(&value).map_err(|_| ObjectStoreError::Corrupt("canonical payload"))
+}
+
+async fn load(state: &State, tenant: &TenantId, id: &str) -> Result<record::Model> {
+    let id: RecordId = id.parse().map_err(|_| ObjectStoreError::NotFound)?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let row = record::Entity::find_by_id(id.to_string())
+        .filter(record::Column::TenantId.eq(tenant.as_str()))
+        .one(&txn)
+        .await?;
+    txn.commit().await?;
+    match row {
+        Some(r) if r.status == "rejected" => Err(ObjectStoreError::NotFound),
+        Some(r) => Ok(r),
+        None => Err(ObjectStoreError::NotFound),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PurposeQuery {
+    /// Why the caller reads: treatment (default), referral, emergency, research, insurance,
+    /// audit, public_health.
+    pub purpose: Option<String>,
+}
+
+fn purpose(q: &PurposeQuery) -> Result<Purpose> {
+    match &q.purpose {
+        None => Ok(Purpose::default()),
+        Some(p) => p
+            .parse()
+            .map_err(|e: String| ObjectStoreError::field("purpose", e)),
+    }
+}
+
+/// Queues an access (or refusal) entry, attested by the platform, in its own transaction.
+async fn log_access(
+    state: &State,
+    p: &Principal,
+    r: &record::Model,
+    action: Action,
+    purpose: Purpose,
+    decision: &Decision,
+) -> Result<()> {
+    let kind = if decision.permit {
+        anchor::KIND_ACCESSED
+    } else {
+        anchor::KIND_DENIED
+    };
+    let payload = canonical(json!({
+        "v": 1,
+        "record": r.id,
+        "patient": r.patient_id,
+        "owner": r.institution_id,
+        "subject": p.0.sub,
+        "subject_kind": p.0.kind,
+        "institution": p.0.institution,
+        "action": action.as_str(),
+        "purpose": purpose.as_str(),
+        "decided_by": {"kind": decision.decided_by.kind, "id": decision.decided_by.id},
+        "permit": decision.permit,
+        "at": Utc::now().timestamp_millis(),
+    }))?;
+    let mut event = record_event(r, p);
+    event["action"] = action.as_str().into();
+    event["purpose"] = purpose.as_str().into();
+    event["decided_by"] = json!(decision.decided_by);
+    event["reasons"] = json!(decision.reasons);
+    let txn = caretrail_db::begin_tenant(&state.db, &r.tenant_id).await?;
+    anchor::enqueue(
+        &txn,
+        NewAnchor {
+            tenant: r.tenant_id.clone(),
+            record: r.id.clone(),
+            kind,
+            request_id: format!("access:{}", uuid::Uuid::now_v7().simple()),
+            signer: PLATFORM_SIGNER.to_string(),
+            payload,
+            submission: None,
+            event_name: kind,
+            event,
+            hold: Duration::ZERO,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    state.anchorer.notify();
+    Ok(())
+}
+
+/// Decides one read; a refusal is anchored and returned as an error.
+async fn authorize(
+    state: &State,
+    p: &Principal,
+    r: &record::Model,
+    action: Action,
+    purpose: Purpose,
+) -> Result<Decision> {
+    let tenant = caller_tenant(p)?;
+    let decision = state
+        .decider
+        .decide(&tenant, &subject(p), action, purpose, vec![attributes(r)?])
+        .await?
+        .pop()
+        .ok_or(ObjectStoreError::Corrupt("no decision"))?;
+    if !decision.permit {
+        log_access(state, p, r, action, purpose, &decision).await?;
+        return Err(ObjectStoreError::AccessDenied(decision.reasons));
+    }
+    Ok(decision)
+}
+
+#[utoipa::path(post, operation_id = "upload_record", path = "/v1/records", tag = "records",
+    params(("Caretrail-Metadata" = String, Header, description = "Record metadata as JSON (raw UTF-8 or percent-encoded): patient, category, title, encounter_date, optional fhir_resource_type; for institutions holding their own key also record_id, key_id and signature over the manifest's ledger signing input")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The record itself; its Content-Type is the record's media type (application/pdf, application/fhir+json, application/dicom, image/jpeg, …). Streamed: any size up to the configured limit."),
+    responses((status = 201, body = UploadOut, description = "Stored, encrypted and anchored; the receipt verifies with `caretrail verify bundle`"),
+              (status = 202, body = UploadOut, description = "Stored; anchoring continues in the background (fetch the receipt later)"),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid metadata, unknown patient, empty body"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not allowed to upload"),
+              (status = 413, body = caretrail_platform::Problem, description = "Larger than the configured limit"),
+              (status = 415, body = caretrail_platform::Problem, description = "Unsupported media type"),
+              (status = 422, body = caretrail_platform::Problem, description = "Missing or invalid manifest signature (bring-your-own-key institutions)"),
+              (status = 503, body = caretrail_platform::Problem, description = "Object storage or a dependency is unavailable; nothing was stored")),
+    security(("bearer" = [])))]
+/// Upload a record: it is encrypted with a fresh data key as it streams, stored, and its
+/// manifest (content hash + metadata, signed by the institution) is anchored on the ledger.
+pub async fn upload(
+    state: web::Data<State>,
+    p: Principal,
+    req: HttpRequest,
+    mut body: web::Payload,
+) -> Result<HttpResponse> {
+    let tenant = caller_tenant(&p)?;
+    let institution: InstitutionId = p.0.institution.clone().ok_or_else(|| {
+        ObjectStoreError::Forbidden("uploading records needs an institution's token".into())
+    })?;
+    let allowed = if is_app(&p) {
+        p.0.has_scope(scopes::RECORDS_WRITE)
+    } else {
+        p.0.has_role(Role::Physician)
+    };
+    if !allowed {
+        return Err(ObjectStoreError::Forbidden(
+            "uploading records needs records:write (apps) or the physician role".into(),
+        ));
+    }
+    let media_type = parse_media_type(
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    )?;
+    let metadata = req.headers().get(METADATA_HEADER).ok_or_else(|| {
+        ObjectStoreError::field("Caretrail-Metadata", "the metadata header is required")
+    })?;
+    let new = RecordIn::from_header(metadata.as_bytes())?
+        .validate(media_type, Utc::now().date_naive())?;
+    let max = state.settings.max_record_bytes;
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max {
+            return Err(ObjectStoreError::TooLarge(max));
+        }
+        if len == 0 {
+            return Err(ObjectStoreError::EmptyContent);
+        }
+    }
+    let suite = tenant_suite(&state, &tenant).await?;
+    if state
+        .identity
+        .patient(tenant.as_str(), new.patient.as_str())
+        .await
+        .map_err(|e| ObjectStoreError::Dependency("the identity service", e))?
+        .is_none()
+    {
+        return Err(ObjectStoreError::UnknownPatient(new.patient.to_string()));
+    }
+    let record_id = match &new.record_id {
+        Some(id) => {
+            let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+            let taken = record::Entity::find_by_id(id.to_string())
+                .one(&txn)
+                .await?
+                .is_some();
+            txn.commit().await?;
+            if taken {
+                return Err(ObjectStoreError::Conflict(format!(
+                    "record {id} already exists"
+                )));
+            }
+            id.clone()
+        }
+        None => RecordId::generate(),
+    };
+    let storage_key = format!("{tenant}/{record_id}");
+
+    // Stream: hash the plaintext, encrypt, hand ciphertext to storage in bounded pieces.
+    let data_key = DataKey::generate(suite)?;
+    let mut encryptor =
+        StreamEncryptor::new(&data_key, &content_aad(tenant.as_str(), record_id.as_str()))?;
+    let mut hasher = Hasher::new(suite);
+    let mut writer = state.storage.create(&storage_key).await?;
+    let mut pending: Vec<u8> = Vec::with_capacity(WRITE_SIZE + 64 * 1024);
+    pending.extend_from_slice(encryptor.header());
+    let mut size: u64 = 0;
+    let streamed: Result<()> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ObjectStoreError::Body(e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(ObjectStoreError::TooLarge(max));
+            }
+            hasher.update(&chunk);
+            encryptor.update(&chunk, &mut pending)?;
+            if pending.len() >= WRITE_SIZE {
+                let full =
+                    std::mem::replace(&mut pending, Vec::with_capacity(WRITE_SIZE + 64 * 1024));
+                writer.write(Bytes::from(full)).await?;
+            }
+        }
+        if size == 0 {
+            return Err(ObjectStoreError::EmptyContent);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = streamed {
+        writer.abort().await;
+        return Err(e);
+    }
+    encryptor.finish_into(&[], &mut pending)?;
+    if let Err(e) = writer.write(Bytes::from(pending)).await {
+        writer.abort().await;
+        return Err(e.into());
+    }
+    writer.finish().await?;
+    let stored = StoredObject {
+        state: &state,
+        key: &storage_key,
+    };
+
+    let result = async {
+        let (kek_version, kek) = state.keks.current(tenant.as_str(), suite).await?;
+        let wrapped = kek.wrap(
+            &data_key,
+            &WrapBinding::new(tenant.as_str(), kek_version as u32, record_id.as_str()),
+        )?;
+        let content_hash = hasher.finalize().to_hex();
+        let title_hash = caretrail_crypto::hash(suite, new.title.as_bytes()).to_hex();
+        let manifest = canonical(json!({
+            "v": 1,
+            "record": record_id,
+            "patient": new.patient,
+            "institution": institution,
+            "category": new.category.as_str(),
+            "media_type": new.media_type,
+            "size": size,
+            "content_hash": content_hash,
+            "hash_algorithm": hash_name(suite),
+            "encounter_date": new.encounter_date.format("%Y-%m-%d").to_string(),
+            "fhir_resource_type": new.fhir_resource_type,
+            "title_hash": title_hash,
+        }))?;
+        let submission = match &new.client_signature {
+            Some(sig) => SubmissionIn {
+                tenant: tenant.to_string(),
+                kind: anchor::KIND_ANCHORED.into(),
+                submitter: institution.to_string(),
+                request_id: record_id.to_string(),
+                key_id: sig.key_id.clone(),
+                payload: B64.encode(&manifest),
+                signature: sig.signature.clone(),
+            },
+            None => {
+                let signed = state
+                    .identity
+                    .sign(vec![ToSign {
+                        tenant: tenant.to_string(),
+                        kind: anchor::KIND_ANCHORED.into(),
+                        signer: institution.to_string(),
+                        request_id: record_id.to_string(),
+                        payload: B64.encode(&manifest),
+                    }])
+                    .await
+                    .map_err(|e| ObjectStoreError::Dependency("the identity service", e))?;
+                match signed.into_iter().next() {
+                    Some(SignResult::Signed(s)) => s,
+                    Some(SignResult::Error { code, .. }) if code == "byok_signature_required" => {
+                        return Err(ObjectStoreError::SignatureRequired);
+                    }
+                    Some(SignResult::Error { code, message }) => {
+                        return Err(ObjectStoreError::Forbidden(format!(
+                            "the institution cannot sign: {code}: {message}"
+                        )));
+                    }
+                    None => return Err(ObjectStoreError::Corrupt("no signature")),
+                }
+            }
+        };
+        let row = record::Model {
+            id: record_id.to_string(),
+            tenant_id: tenant.to_string(),
+            patient_id: new.patient.to_string(),
+            institution_id: institution.to_string(),
+            category: new.category.as_str().to_string(),
+            media_type: new.media_type.clone(),
+            title: new.title.clone(),
+            encounter_date: new.encounter_date.format("%Y-%m-%d").to_string(),
+            fhir_resource_type: new.fhir_resource_type.clone(),
+            size: size as i64,
+            content_hash,
+            suite: suite.as_str().to_string(),
+            storage_key: storage_key.clone(),
+            wrapped_key: Some(wrapped.to_base64()),
+            kek_version,
+            status: "anchoring".into(),
+            created_by: p.0.sub.clone(),
+            created_at: Utc::now(),
+            manifest: B64.encode(&manifest),
+            ledger_index: None,
+            leaf_hash: None,
+            erased_at: None,
+            erased_by: None,
+            erasure_reason: None,
+        };
+        let event = record_event(&row, &p);
+        let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+        let inserted = record::ActiveModel::from(row.clone()).insert(&txn).await;
+        if let Err(e) = inserted {
+            return Err(if crate::error::is_unique_violation(&e) {
+                ObjectStoreError::Conflict(format!("record {record_id} already exists"))
+            } else {
+                e.into()
+            });
+        }
+        let anchor_id = anchor::enqueue(
+            &txn,
+            NewAnchor {
+                tenant: tenant.to_string(),
+                record: record_id.to_string(),
+                kind: anchor::KIND_ANCHORED,
+                request_id: record_id.to_string(),
+                signer: institution.to_string(),
+                payload: manifest,
+                submission: Some(submission),
+                event_name: anchor::KIND_ANCHORED,
+                event,
+                hold: Duration::from_millis(state.settings.anchor_wait_ms) + Duration::from_secs(5),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        Ok((row, anchor_id))
+    }
+    .await;
+    let (mut row, anchor_id) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            stored.remove().await;
+            return Err(e);
+        }
+    };
+
+    let wait = Duration::from_millis(state.settings.anchor_wait_ms);
+    let outcome = tokio::time::timeout(wait, state.anchorer.anchor_now(&[anchor_id])).await;
+    let location = format!("/v1/records/{record_id}");
+    match outcome {
+        Ok(Ok(mut outcomes)) => match outcomes.pop() {
+            Some(Outcome::Anchored(receipt)) => {
+                row.status = "active".into();
+                row.ledger_index = Some(receipt.index as i64);
+                row.leaf_hash = Some(receipt.leaf_hash.clone());
+                let receipt = ReceiptOut::new(&row.id, &row.content_hash, *receipt);
+                Ok(HttpResponse::Created()
+                    .insert_header((header::LOCATION, location))
+                    .json(UploadOut {
+                        record: record_out(&row),
+                        receipt: Some(receipt),
+                    }))
+            }
+            Some(Outcome::Refused(failure)) => {
+                forget(&state, &row).await?;
+                stored.remove().await;
+                Err(match failure.code.as_str() {
+                    "bad_signature" | "key_revoked" | "unknown_key" | "unknown_institution" => {
+                        ObjectStoreError::SignatureRejected(failure.message)
+                    }
+                    _ => {
+                        tracing::error!(code = %failure.code, message = %failure.message, "the ledger refused a record manifest");
+                        ObjectStoreError::Corrupt("the ledger refused the manifest")
+                    }
+                })
+            }
+            Some(Outcome::Pending(_)) | None => Ok(accepted(location, &row)),
+        },
+        Ok(Err(e)) => {
+            tracing::warn!(error = %caretrail_platform::problem::ErrorChain(&e), record = %row.id, "anchoring continues in the background");
+            Ok(accepted(location, &row))
+        }
+        Err(_) => Ok(accepted(location, &row)),
+    }
+}
+
+fn accepted(location: String, row: &record::Model) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header((header::LOCATION, location))
+        .json(UploadOut {
+            record: record_out(row),
+            receipt: None,
+        })
+}
+
+/// A stored object to remove if the upload does not complete.
+struct StoredObject<'a> {
+    state: &'a State,
+    key: &'a str,
+}
+
+impl StoredObject<'_> {
+    async fn remove(&self) {
+        if let Err(e) = self.state.storage.delete(self.key).await {
+            tracing::warn!(error = %e, key = self.key, "removing the object of a failed upload failed; it is unreadable without its key");
+        }
+    }
+}
+
+/// Removes a record the ledger refused (its metadata and queued anchor).
+async fn forget(state: &State, row: &record::Model) -> Result<()> {
+    let txn = caretrail_db::begin_tenant(&state.db, &row.tenant_id).await?;
+    anchor_row::Entity::delete_many()
+        .filter(anchor_row::Column::TenantId.eq(row.tenant_id.as_str()))
+        .filter(anchor_row::Column::RecordId.eq(row.id.as_str()))
+        .exec(&txn)
+        .await?;
+    record::Entity::delete_by_id(row.id.clone())
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+#[utoipa::path(get, operation_id = "get_record", path = "/v1/records/{record_id}", tag = "records",
+    params(("record_id" = String, Path), PurposeQuery),
+    responses((status = 200, body = RecordOut, description = "The record's metadata"),
+              (status = 403, body = caretrail_platform::Problem, description = "Refused by the consent decision (the refusal is anchored)"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 410, body = caretrail_platform::Problem, description = "Erased")),
+    security(("bearer" = [])))]
+/// A record's metadata, if the consent decision permits.
+pub async fn get(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<String>,
+    q: web::Query<PurposeQuery>,
+) -> Result<HttpResponse> {
+    let tenant = caller_tenant(&p)?;
+    require_read(&p)?;
+    let purpose = purpose(&q)?;
+    let r = load(&state, &tenant, &path).await?;
+    if r.status == "erased" {
+        return Err(ObjectStoreError::Gone);
+    }
+    authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
+    Ok(HttpResponse::Ok().json(record_out(&r)))
+}
+
+#[utoipa::path(get, operation_id = "get_record_content", path = "/v1/records/{record_id}/content", tag = "records",
+    params(("record_id" = String, Path), PurposeQuery),
+    responses((status = 200, content_type = "application/octet-stream", description = "The decrypted record (its own media type); the access is anchored on the ledger"),
+              (status = 403, body = caretrail_platform::Problem, description = "Refused by the consent decision (the refusal is anchored)"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 409, body = caretrail_platform::Problem, description = "Not anchored yet"),
+              (status = 410, body = caretrail_platform::Problem, description = "Erased"),
+              (status = 500, body = caretrail_platform::Problem, description = "The stored ciphertext failed its integrity check (integrity_error)")),
+    security(("bearer" = [])))]
+/// Download a record: decrypted as it streams, each chunk authenticated before it is sent
+/// and the whole checked against the anchored content hash.
+pub async fn content(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<String>,
+    q: web::Query<PurposeQuery>,
+) -> Result<HttpResponse> {
+    let tenant = caller_tenant(&p)?;
+    require_read(&p)?;
+    let purpose = purpose(&q)?;
+    let r = load(&state, &tenant, &path).await?;
+    if r.status == "erased" {
+        return Err(ObjectStoreError::Gone);
+    }
+    if r.status != "active" {
+        return Err(ObjectStoreError::NotAnchored);
+    }
+    let decision = authorize(&state, &p, &r, Action::ReadContent, purpose).await?;
+    // The access is on record before a byte leaves.
+    log_access(&state, &p, &r, Action::ReadContent, purpose, &decision).await?;
+    let suite: Suite = r
+        .suite
+        .parse()
+        .map_err(|_| ObjectStoreError::Corrupt("suite"))?;
+    let wrapped = WrappedKey::from_base64(r.wrapped_key.as_deref().ok_or(ObjectStoreError::Gone)?)?;
+    let kek = state
+        .keks
+        .version(&r.tenant_id, suite, r.kek_version)
+        .await?;
+    let data_key = kek.unwrap(
+        &wrapped,
+        &WrapBinding::new(&r.tenant_id, r.kek_version as u32, &r.id),
+    )?;
+    let source = state.storage.get(&r.storage_key).await?;
+    let expected = caretrail_crypto::HashValue::from_hex(suite, &r.content_hash)
+        .map_err(|_| ObjectStoreError::Corrupt("content hash"))?;
+    let mut plain = content::decrypting(
+        source,
+        &data_key,
+        content_aad(&r.tenant_id, &r.id),
+        expected,
+        r.id.clone(),
+    );
+    // Fail cleanly (problem+json) if the very first bytes do not authenticate.
+    let first = match plain.next().await {
+        Some(Ok(bytes)) => Some(bytes),
+        Some(Err(e)) => return Err(ObjectStoreError::Integrity(e.to_string())),
+        None => None,
+    };
+    let body = futures::stream::iter(first.map(Ok)).chain(plain);
+    Ok(HttpResponse::Ok()
+        .content_type(r.media_type.clone())
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::ETAG, format!("\"{}\"", r.content_hash)))
+        .insert_header((
+            "caretrail-content-hash",
+            format!("{}:{}", hash_name(suite), r.content_hash),
+        ))
+        .no_chunking(r.size.max(0) as u64)
+        .streaming(body))
+}
+
+#[utoipa::path(get, operation_id = "get_record_receipt", path = "/v1/records/{record_id}/receipt", tag = "records",
+    params(("record_id" = String, Path), PurposeQuery),
+    responses((status = 200, body = ReceiptOut, description = "The ledger receipt of the record's anchoring"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 409, body = caretrail_platform::Problem, description = "Not anchored yet")),
+    security(("bearer" = [])))]
+/// The receipt of a record's anchoring (also after erasure: the ledger keeps proving it).
+pub async fn receipt(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<String>,
+    q: web::Query<PurposeQuery>,
+) -> Result<HttpResponse> {
+    let tenant = caller_tenant(&p)?;
+    require_read(&p)?;
+    let purpose = purpose(&q)?;
+    let r = load(&state, &tenant, &path).await?;
+    authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let row = anchor_row::Entity::find()
+        .filter(anchor_row::Column::TenantId.eq(tenant.as_str()))
+        .filter(anchor_row::Column::RecordId.eq(r.id.as_str()))
+        .filter(anchor_row::Column::Kind.eq(anchor::KIND_ANCHORED))
+        .one(&txn)
+        .await?;
+    txn.commit().await?;
+    let receipt: Receipt = row
+        .and_then(|a| a.receipt)
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or(ObjectStoreError::NotAnchored)?;
+    Ok(HttpResponse::Ok().json(ReceiptOut::new(&r.id, &r.content_hash, receipt)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<u64>,
+    pub purpose: Option<String>,
+}
+
+#[utoipa::path(get, operation_id = "list_patient_records", path = "/v1/patients/{patient_id}/records", tag = "records",
+    params(("patient_id" = String, Path), ListQuery),
+    responses((status = 200, body = RecordListOut, description = "The patient's records the caller may see (a page may hold fewer than `limit`)"),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid patient id, cursor, limit or purpose")),
+    security(("bearer" = [])))]
+/// A patient's records, newest last, filtered by one batch of consent decisions.
+pub async fn list(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse> {
+    let tenant = caller_tenant(&p)?;
+    require_read(&p)?;
+    let patient: PatientId = path
+        .parse()
+        .map_err(|e: caretrail_contracts::ids::IdError| {
+            ObjectStoreError::field("patient_id", e.to_string())
+        })?;
+    let purpose = purpose(&PurposeQuery {
+        purpose: q.purpose.clone(),
+    })?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ObjectStoreError::field("limit", "1..=200"));
+    }
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let mut query = record::Entity::find()
+        .filter(record::Column::TenantId.eq(tenant.as_str()))
+        .filter(record::Column::PatientId.eq(patient.as_str()))
+        .filter(record::Column::Status.is_in(["active", "anchoring"]));
+    if let Some(cursor) = &q.cursor {
+        let after: RecordId = cursor
+            .parse()
+            .map_err(|_| ObjectStoreError::field("cursor", "not a cursor from this API"))?;
+        query = query.filter(record::Column::Id.gt(after.as_str()));
+    }
+    let mut rows = query
+        .order_by_asc(record::Column::Id)
+        .limit(limit + 1)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    let resources = rows.iter().map(attributes).collect::<Result<Vec<_>>>()?;
+    let decisions = state
+        .decider
+        .decide(
+            &tenant,
+            &subject(&p),
+            Action::ReadMetadata,
+            purpose,
+            resources,
+        )
+        .await?;
+    let items = rows
+        .iter()
+        .zip(decisions)
+        .filter(|(_, d)| d.permit)
+        .map(|(r, _)| record_out(r))
+        .collect();
+    Ok(HttpResponse::Ok().json(RecordListOut { items, next_cursor }))
+}
+
+#[utoipa::path(delete, operation_id = "erase_record", path = "/v1/records/{record_id}", tag = "records",
+    params(("record_id" = String, Path)), request_body = EraseIn,
+    responses((status = 200, body = EraseOut, description = "Erased: the data key is destroyed and the object deleted; `record.erased` is anchored"),
+              (status = 400, body = caretrail_platform::Problem, description = "Missing reason"),
+              (status = 403, body = caretrail_platform::Problem, description = "Only an administrator of the owning institution may erase"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 410, body = caretrail_platform::Problem, description = "Already erased")),
+    security(("bearer" = [])))]
+/// Erase a record by crypto-shredding: its wrapped data key is destroyed, so neither the API
+/// nor a copy of the database and the bucket can decrypt it; the ledger still proves it existed.
+pub async fn erase(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<String>,
+    input: web::Json<EraseIn>,
+) -> Result<HttpResponse> {
+    let tenant = caller_tenant(&p)?;
+    let r = load(&state, &tenant, &path).await?;
+    let admin = if is_app(&p) {
+        p.0.has_scope(scopes::ADMIN)
+    } else {
+        p.0.has_role(Role::InstitutionAdmin)
+    };
+    if !admin || p.0.institution.as_ref().map(|i| i.as_str()) != Some(r.institution_id.as_str()) {
+        return Err(ObjectStoreError::Forbidden(
+            "only an administrator of the institution that created the record may erase it".into(),
+        ));
+    }
+    let reason = input.reason.trim().to_string();
+    if reason.chars().count() < 3 || reason.chars().count() > 500 {
+        return Err(ObjectStoreError::field("reason", "3 to 500 characters"));
+    }
+    if r.status == "erased" {
+        return Err(ObjectStoreError::Gone);
+    }
+    let suite: Suite = r
+        .suite
+        .parse()
+        .map_err(|_| ObjectStoreError::Corrupt("suite"))?;
+    let now = Utc::now();
+    let payload = canonical(json!({
+        "v": 1,
+        "record": r.id,
+        "content_hash": r.content_hash,
+        "owner": r.institution_id,
+        "erased_by": p.0.sub,
+        "reason_hash": caretrail_crypto::hash(suite, reason.as_bytes()).to_hex(),
+        "at": now.timestamp_millis(),
+    }))?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let shredded = record::Entity::update_many()
+        .col_expr(
+            record::Column::WrappedKey,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(record::Column::Status, Expr::value("erased"))
+        .col_expr(record::Column::ErasedAt, Expr::value(now))
+        .col_expr(record::Column::ErasedBy, Expr::value(p.0.sub.clone()))
+        .col_expr(record::Column::ErasureReason, Expr::value(reason))
+        .filter(record::Column::Id.eq(r.id.as_str()))
+        .filter(record::Column::TenantId.eq(tenant.as_str()))
+        .filter(record::Column::Status.ne("erased"))
+        .exec(&txn)
+        .await?;
+    if shredded.rows_affected == 0 {
+        return Err(ObjectStoreError::Gone);
+    }
+    anchor::enqueue(
+        &txn,
+        NewAnchor {
+            tenant: tenant.to_string(),
+            record: r.id.clone(),
+            kind: anchor::KIND_ERASED,
+            request_id: format!("erase:{}", r.id),
+            signer: PLATFORM_SIGNER.to_string(),
+            payload,
+            submission: None,
+            event_name: anchor::KIND_ERASED,
+            event: record_event(&r, &p),
+            hold: Duration::ZERO,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    state.anchorer.notify();
+    caretrail_db::compact_after_erasure(&state.db).await;
+    if let Err(e) = state.storage.delete(&r.storage_key).await {
+        // The content is already unreadable without its key; the object is garbage.
+        tracing::warn!(error = %e, record = %r.id, "deleting an erased record's object failed");
+    }
+    Ok(HttpResponse::Ok().json(EraseOut {
+        record_id: r.id,
+        status: "erased".into(),
+        erased_at: now,
+    }))
+}
+
+fn require_tenant_admin(p: &Principal) -> Result<()> {
+    let ok = if is_app(p) {
+        p.0.has_scope(scopes::ADMIN)
+    } else {
+        p.0.has_role(Role::TenantAdmin)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ObjectStoreError::Forbidden(
+            "key management needs the tenant_admin role or the admin scope".into(),
+        ))
+    }
+}
+
+pub(crate) async fn keys_out(state: &State, tenant: &TenantId, suite: Suite) -> Result<KeysOut> {
+    let (current, _) = state.keks.current(tenant.as_str(), suite).await?;
+    let versions = state.keks.versions(tenant.as_str()).await?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let counts: Vec<(i32, i64)> = record::Entity::find()
+        .select_only()
+        .column(record::Column::KekVersion)
+        .column_as(record::Column::Id.count(), "n")
+        .filter(record::Column::TenantId.eq(tenant.as_str()))
+        .filter(record::Column::WrappedKey.is_not_null())
+        .group_by(record::Column::KekVersion)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    let count_of = |v: i32| {
+        counts
+            .iter()
+            .find(|(version, _)| *version == v)
+            .map(|(_, n)| (*n).max(0) as u64)
+            .unwrap_or(0)
+    };
+    Ok(KeysOut {
+        tenant: tenant.to_string(),
+        current_version: current,
+        pending_rewrap: counts
+            .iter()
+            .filter(|(v, _)| *v < current)
+            .map(|(_, n)| (*n).max(0) as u64)
+            .sum(),
+        versions: versions
+            .iter()
+            .map(|v| KekVersionOut {
+                version: v.version,
+                created_at: v.created_at,
+                records: count_of(v.version),
+            })
+            .collect(),
+        rewrap_running: state.rewrap.is_running(tenant.as_str()),
+    })
+}
+
+#[utoipa::path(get, operation_id = "list_record_keys", path = "/v1/admin/keys", tag = "records",
+    responses((status = 200, body = KeysOut, description = "The tenant's key-encryption key versions")),
+    security(("bearer" = [])))]
+/// The tenant's key-encryption keys and how many records each wraps.
+pub async fn keys(state: web::Data<State>, p: Principal) -> Result<HttpResponse> {
+    let tenant = caller_tenant(&p)?;
+    require_tenant_admin(&p)?;
+    let suite = tenant_suite(&state, &tenant).await?;
+    Ok(HttpResponse::Ok().json(keys_out(&state, &tenant, suite).await?))
+}
+
+#[utoipa::path(post, operation_id = "rotate_record_keys", path = "/v1/admin/keys/rotate", tag = "records",
+    responses((status = 202, body = KeysOut, description = "A new version wraps new data keys from now on; older data keys are rewrapped in the background (objects are not touched)")),
+    security(("bearer" = [])))]
+/// Rotate the tenant's key-encryption key and rewrap every data key in the background.
+pub async fn rotate(state: web::Data<State>, p: Principal) -> Result<HttpResponse> {
+    let tenant = caller_tenant(&p)?;
+    require_tenant_admin(&p)?;
+    let suite = tenant_suite(&state, &tenant).await?;
+    let version = state.keks.rotate(tenant.as_str(), suite).await?;
+    tracing::info!(tenant = %tenant, version, "key-encryption key rotated");
+    state
+        .rewrap
+        .start(state.clone().into_inner(), tenant.clone(), suite);
+    Ok(HttpResponse::Accepted().json(keys_out(&state, &tenant, suite).await?))
+}

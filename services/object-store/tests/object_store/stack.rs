@@ -1,0 +1,404 @@
+//! A running identity + ledger + object store sharing one bus, with the demo tenants seeded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use caretrail_object_store::{StorageKind, StoreSettings};
+use caretrail_runtime::testing::{Backend, settings};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub struct Stack {
+    /// Bus prefix shared by the three services.
+    pub prefix: String,
+    pub identity: String,
+    pub ledger: String,
+    pub store: String,
+    pub state: actix_web::web::Data<caretrail_object_store::State>,
+    pub demo: Value,
+    pub objects_dir: PathBuf,
+    pub store_db_file: Option<PathBuf>,
+    pub http: reqwest::Client,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dirs: Vec<caretrail_runtime::testing::tempfile::TempDir>,
+}
+
+/// S3 settings of the test server (`infra/start-s3.sh`).
+pub fn s3_settings(endpoint: Option<String>) -> StoreSettings {
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    StoreSettings {
+        storage: StorageKind::S3,
+        s3_endpoint: Some(
+            endpoint.unwrap_or_else(|| env("CARETRAIL_TEST_S3_ENDPOINT", "http://127.0.0.1:3900")),
+        ),
+        s3_region: env("CARETRAIL_TEST_S3_REGION", "garage"),
+        s3_bucket: env("CARETRAIL_TEST_S3_BUCKET", "caretrail-test"),
+        s3_access_key_id: Some(env("CARETRAIL_S3_ACCESS_KEY", "GK31c2f218a2e44f485b94239e").into()),
+        s3_secret_access_key: Some(
+            env(
+                "CARETRAIL_S3_SECRET_KEY",
+                "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835",
+            )
+            .into(),
+        ),
+        s3_force_path_style: true,
+        ..StoreSettings::default()
+    }
+}
+
+pub struct Options {
+    pub max_record_bytes: u64,
+    /// Replaces the S3 endpoint (a proxy the test can cut).
+    pub s3_endpoint: Option<String>,
+    pub decisions: caretrail_object_store::DecisionSource,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_record_bytes: 64 * 1024 * 1024,
+            s3_endpoint: None,
+            decisions: caretrail_object_store::DecisionSource::OwnerOnly,
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, Options::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, options: Options) -> Self {
+        caretrail_platform::telemetry::init_for_tests();
+        let mut dirs = Vec::new();
+        let mut stops = Vec::new();
+        let mut tasks = Vec::new();
+        let scratch = caretrail_runtime::testing::tempfile::tempdir().unwrap();
+        let (identity_settings, d) = settings(backend, "identity").await;
+        dirs.extend(d);
+        let prefix = identity_settings.bus.bus_prefix.clone();
+
+        macro_rules! run {
+            ($app:expr) => {{
+                let app = $app;
+                let port = app.port();
+                let (tx, rx) = oneshot::channel::<()>();
+                stops.push(tx);
+                tasks.push(tokio::spawn(app.run_until(async {
+                    let _ = rx.await;
+                })));
+                format!("http://127.0.0.1:{port}")
+            }};
+        }
+
+        let master = caretrail_identity::secrets::MasterKey::generate_hex().unwrap();
+        let identity_app = caretrail_identity::Application::build(caretrail_identity::Config::new(
+            identity_settings,
+            master,
+        ))
+        .await
+        .expect("identity");
+        let identity_state = identity_app.state();
+        let identity = run!(identity_app);
+        let jwks = format!("{identity}/.well-known/jwks.json");
+
+        let (mut ledger_settings, d) = settings(backend, "ledger").await;
+        dirs.extend(d);
+        ledger_settings.bus.bus_prefix = prefix.clone();
+        let mut ledger_config = caretrail_ledger::Config::new(
+            ledger_settings,
+            caretrail_ledger::LedgerSettings {
+                ledger_data_dir: scratch.path().join("ledger"),
+                ..Default::default()
+            },
+        );
+        ledger_config.auth.jwks_url = Some(jwks.clone());
+        let ledger = run!(
+            caretrail_ledger::Application::build(ledger_config)
+                .await
+                .expect("ledger")
+        );
+
+        let (mut store_service, d) = settings(backend, "object_store").await;
+        let store_db_file = d.as_ref().map(|dir| dir.path().join("test.db"));
+        dirs.extend(d);
+        store_service.bus.bus_prefix = prefix.clone();
+        let bus_prefix = prefix;
+        let objects_dir = scratch.path().join("objects");
+        let mut store_settings = match backend {
+            Backend::Embedded => StoreSettings {
+                objects_dir: objects_dir.clone(),
+                ..StoreSettings::default()
+            },
+            Backend::Real => s3_settings(options.s3_endpoint.clone()),
+        };
+        store_settings.keyring =
+            Some(caretrail_object_store::keys::Keyring::generate_json().unwrap());
+        store_settings.max_record_bytes = options.max_record_bytes;
+        store_settings.decisions = options.decisions;
+        let mut store_config = caretrail_object_store::Config::new(store_service, store_settings);
+        store_config.auth.jwks_url = Some(jwks);
+        let store_app = caretrail_object_store::Application::build(store_config)
+            .await
+            .expect("object store");
+        let state = store_app.state();
+        let store = run!(store_app);
+
+        let demo = serde_json::to_value(
+            caretrail_identity::seed::demo(&identity_state, &identity)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        dirs.push(scratch);
+        let stack = Self {
+            prefix: bus_prefix,
+            identity,
+            ledger,
+            store,
+            state,
+            demo,
+            objects_dir,
+            store_db_file,
+            http: reqwest::Client::new(),
+            stops,
+            tasks,
+            _dirs: dirs,
+        };
+        stack.wait_for_ledger_keys().await;
+        stack
+    }
+
+    pub async fn stop(mut self) {
+        for tx in self.stops.drain(..) {
+            let _ = tx.send(());
+        }
+        for t in self.tasks.drain(..) {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    /// `tenants[t].institutions[i]` of the demo.
+    pub fn institution(&self, t: usize, i: usize) -> &Value {
+        &self.demo["tenants"][t]["institutions"][i]
+    }
+
+    pub fn tenant_id(&self, t: usize) -> String {
+        self.demo["tenants"][t]["id"].as_str().unwrap().to_string()
+    }
+
+    /// An access token of the demo institution's partner app.
+    pub async fn app_token(&self, t: usize, i: usize) -> String {
+        let app = &self.institution(t, i)["app"];
+        let resp: Value = self
+            .http
+            .post(format!("{}/v1/oauth/token", self.identity))
+            .basic_auth(
+                app["client_id"].as_str().unwrap(),
+                app["client_secret"].as_str(),
+            )
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        resp["access_token"].as_str().expect("token").to_string()
+    }
+
+    /// An access token of a demo user (gm tenant only), by username.
+    pub async fn user_token(&self, username: &str) -> String {
+        for ins in self.demo["tenants"][0]["institutions"].as_array().unwrap() {
+            for user in ins["users"].as_array().unwrap() {
+                if user["username"] == username {
+                    let resp: Value = self
+                        .http
+                        .post(format!("{}/v1/auth/login", self.identity))
+                        .json(&json!({
+                            "tenant_id": self.tenant_id(0),
+                            "username": username,
+                            "password": user["password"],
+                        }))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    return resp["access_token"].as_str().expect("token").to_string();
+                }
+            }
+        }
+        panic!("no demo user {username}");
+    }
+
+    pub async fn register_patient(&self, token: &str, number: &str) -> String {
+        let resp: Value = self
+            .http
+            .post(format!("{}/v1/patients", self.identity))
+            .bearer_auth(token)
+            .json(&json!({ "identifier": number }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        resp["id"].as_str().expect("patient id").to_string()
+    }
+
+    /// The ledger's keys for the tenant (checkpoint vkey, institution keys).
+    pub async fn ledger_keys(&self, token: &str) -> Value {
+        self.http
+            .get(format!("{}/v1/ledger/keys", self.ledger))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Identity registers tenants and keys on the ledger asynchronously; uploads are signed
+    /// with those keys, so wait until every demo institution's key is there.
+    async fn wait_for_ledger_keys(&self) {
+        for t in 0..2 {
+            let token = self.app_token(t, 0).await;
+            let want = self.demo["tenants"][t]["institutions"]
+                .as_array()
+                .unwrap()
+                .len();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let keys = self.ledger_keys(&token).await;
+                let n = keys["institution_keys"]
+                    .as_array()
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                if n >= want {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "ledger keys never arrived: {keys}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Uploads `body` with the given metadata; returns the response.
+    pub async fn upload(
+        &self,
+        token: &str,
+        media_type: &str,
+        metadata: &Value,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let encoded: String = metadata
+            .to_string()
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect();
+        self.http
+            .post(format!("{}/v1/records", self.store))
+            .bearer_auth(token)
+            .header("content-type", media_type)
+            .header("caretrail-metadata", encoded)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.store))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The raw stored object (ciphertext) of a record.
+    pub async fn stored_object(&self, tenant: &str, record: &str) -> Option<Vec<u8>> {
+        use futures::StreamExt as _;
+        let key = format!("{tenant}/{record}");
+        let mut stream = match self.state.storage.get(&key).await {
+            Ok(s) => s,
+            Err(caretrail_object_store::storage::StorageError::NotFound) => return None,
+            Err(e) => panic!("{e}"),
+        };
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        Some(out)
+    }
+
+    /// Replaces a record's stored object (tamper tests).
+    pub async fn replace_object(&self, tenant: &str, record: &str, bytes: Vec<u8>) {
+        let key = format!("{tenant}/{record}");
+        let mut writer = self.state.storage.create(&key).await.unwrap();
+        writer.write(bytes.into()).await.unwrap();
+        writer.finish().await.unwrap();
+    }
+
+    /// A record's row, read under the tenant's row-level security context.
+    pub async fn record_row(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> caretrail_object_store::entities::record::Model {
+        use sea_orm::EntityTrait;
+        let txn = caretrail_db::begin_tenant(&self.state.db, tenant)
+            .await
+            .unwrap();
+        let row = caretrail_object_store::entities::record::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await
+            .unwrap()
+            .expect("record row");
+        txn.commit().await.unwrap();
+        row
+    }
+
+    /// Waits until every queued ledger entry of the record is anchored; returns their kinds.
+    pub async fn anchored_kinds(&self, record: &str, want: usize) -> Vec<String> {
+        use caretrail_object_store::entities::anchor;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let rows = anchor::Entity::find()
+                .filter(anchor::Column::RecordId.eq(record))
+                .order_by_asc(anchor::Column::Id)
+                .all(&self.state.db)
+                .await
+                .unwrap();
+            if rows.len() >= want && rows.iter().all(|r| r.status == "done") {
+                return rows.into_iter().map(|r| r.kind).collect();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "anchors of {record} not done: {:?}",
+                rows.iter()
+                    .map(|r| (&r.kind, &r.status, &r.last_error))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn metadata(patient: &str, category: &str) -> Value {
+    json!({
+        "patient": patient,
+        "category": category,
+        "title": "胸部CT检查报告 / chest CT report",
+        "encounter_date": "2026-11-01",
+        "fhir_resource_type": "DiagnosticReport",
+    })
+}

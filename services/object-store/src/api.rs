@@ -649,6 +649,8 @@ pub async fn get(
 #[utoipa::path(get, operation_id = "get_record_content", path = "/v1/records/{record_id}/content", tag = "records",
     params(("record_id" = String, Path), PurposeQuery),
     responses((status = 200, content_type = "application/octet-stream", description = "The decrypted record (its own media type); the access is anchored on the ledger"),
+              (status = 206, content_type = "application/octet-stream", description = "The requested byte range (`Range: bytes=a-b`, one range); only the chunks that hold it are read"),
+              (status = 416, description = "The range starts beyond the record"),
               (status = 403, body = caretrail_platform::Problem, description = "Refused by the consent decision (the refusal is anchored)"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
               (status = 409, body = caretrail_platform::Problem, description = "Not anchored yet"),
@@ -656,10 +658,12 @@ pub async fn get(
               (status = 500, body = caretrail_platform::Problem, description = "The stored ciphertext failed its integrity check (integrity_error)")),
     security(("bearer" = [])))]
 /// Download a record: decrypted as it streams, each chunk authenticated before it is sent
-/// and the whole checked against the anchored content hash.
+/// and the whole checked against the anchored content hash. A single `Range` is served
+/// (206) from the chunks that hold it, for viewers that seek in large images.
 pub async fn content(
     state: web::Data<State>,
     p: Principal,
+    req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<PurposeQuery>,
 ) -> Result<HttpResponse> {
@@ -674,6 +678,17 @@ pub async fn content(
         return Err(ObjectStoreError::NotAnchored);
     }
     let decision = authorize(&state, &p, &r, Action::ReadContent, purpose).await?;
+    let size = r.size.max(0) as u64;
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .map(|v| parse_range(v.to_str().unwrap_or(""), size))
+        .unwrap_or(RangeRequest::Whole);
+    if range == RangeRequest::Unsatisfiable {
+        return Ok(HttpResponse::RangeNotSatisfiable()
+            .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+            .finish());
+    }
     // The access is on record before a byte leaves.
     log_access(&state, &p, &r, Action::ReadContent, purpose, &decision).await?;
     let suite: Suite = r
@@ -689,16 +704,14 @@ pub async fn content(
         &wrapped,
         &WrapBinding::new(&r.tenant_id, r.kek_version as u32, &r.id),
     )?;
+    let aad = content_aad(&r.tenant_id, &r.id);
+    if let RangeRequest::Part(first, last) = range {
+        return ranged(&state, &r, &data_key, aad, suite, first, last).await;
+    }
     let source = state.storage.get(&r.storage_key).await?;
     let expected = caretrail_crypto::HashValue::from_hex(suite, &r.content_hash)
         .map_err(|_| ObjectStoreError::Corrupt("content hash"))?;
-    let mut plain = content::decrypting(
-        source,
-        &data_key,
-        content_aad(&r.tenant_id, &r.id),
-        expected,
-        r.id.clone(),
-    );
+    let mut plain = content::decrypting(source, &data_key, aad, expected, r.id.clone());
     // Fail cleanly (problem+json) if the very first bytes do not authenticate.
     let first = match plain.next().await {
         Some(Ok(bytes)) => Some(bytes),
@@ -714,7 +727,118 @@ pub async fn content(
             "caretrail-content-hash",
             format!("{}:{}", hash_name(suite), r.content_hash),
         ))
-        .no_chunking(r.size.max(0) as u64)
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .no_chunking(size)
+        .streaming(body))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// No usable single range: serve the whole record (RFC 9110 lets a server ignore Range).
+    Whole,
+    Unsatisfiable,
+    /// First and last byte, inclusive.
+    Part(u64, u64),
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n`; several ranges are served whole.
+fn parse_range(value: &str, size: u64) -> RangeRequest {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Whole;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Whole;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return RangeRequest::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parse = |v: &str| v.parse::<u64>().ok();
+    let (first, last) = match (a.is_empty(), b.is_empty()) {
+        (true, false) => match parse(b) {
+            Some(0) => return RangeRequest::Unsatisfiable,
+            Some(n) => (size.saturating_sub(n), size - 1),
+            None => return RangeRequest::Whole,
+        },
+        (false, true) => match parse(a) {
+            Some(first) => (first, size - 1),
+            None => return RangeRequest::Whole,
+        },
+        (false, false) => match (parse(a), parse(b)) {
+            (Some(first), Some(last)) if first <= last => (first, last.min(size - 1)),
+            _ => return RangeRequest::Whole,
+        },
+        (true, true) => return RangeRequest::Whole,
+    };
+    if first >= size {
+        RangeRequest::Unsatisfiable
+    } else {
+        RangeRequest::Part(first, last)
+    }
+}
+
+/// A range of the record (imaging viewers seek): only the chunks that hold it are fetched
+/// and decrypted; each authenticates, the whole-content hash is checked on full reads only.
+async fn ranged(
+    state: &State,
+    r: &record::Model,
+    data_key: &DataKey,
+    aad: Vec<u8>,
+    suite: Suite,
+    first: u64,
+    last: u64,
+) -> Result<HttpResponse> {
+    use caretrail_crypto::stream::{HEADER_LEN, StreamHeader, chunk_offset};
+    let mut head = state
+        .storage
+        .get_range(&r.storage_key, 0, HEADER_LEN as u64 - 1)
+        .await?;
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    while let Some(piece) = head.next().await {
+        header.extend_from_slice(&piece?);
+    }
+    let parsed =
+        StreamHeader::parse(&header).map_err(|e| ObjectStoreError::Integrity(e.to_string()))?;
+    let chunk = parsed.chunk_size() as u64;
+    let (first_chunk, last_chunk) = (first / chunk, last / chunk);
+    let start = chunk_offset(parsed.chunk_size(), first_chunk);
+    let end = chunk_offset(parsed.chunk_size(), last_chunk + 1) - 1;
+    let decryptor = caretrail_crypto::StreamDecryptor::resume(
+        data_key,
+        &aad,
+        &header,
+        u32::try_from(first_chunk).map_err(|_| ObjectStoreError::Corrupt("chunk index"))?,
+    )
+    .map_err(|e| ObjectStoreError::Integrity(e.to_string()))?;
+    let source = state.storage.get_range(&r.storage_key, start, end).await?;
+    let len = last - first + 1;
+    let mut plain = content::decrypting_range(
+        source,
+        decryptor,
+        first - first_chunk * chunk,
+        len,
+        r.id.clone(),
+    );
+    let head = match plain.next().await {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(e)) => return Err(ObjectStoreError::Integrity(e.to_string())),
+        None => return Err(ObjectStoreError::Integrity("empty range".into())),
+    };
+    let body = futures::stream::iter([Ok(head)]).chain(plain);
+    Ok(HttpResponse::PartialContent()
+        .content_type(r.media_type.clone())
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::ETAG, format!("\"{}\"", r.content_hash)))
+        .insert_header((
+            "caretrail-content-hash",
+            format!("{}:{}", hash_name(suite), r.content_hash),
+        ))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((
+            header::CONTENT_RANGE,
+            format!("bytes {first}-{last}/{}", r.size),
+        ))
+        .no_chunking(len)
         .streaming(body))
 }
 
@@ -1009,4 +1133,25 @@ pub async fn rotate(state: web::Data<State>, p: Principal) -> Result<HttpRespons
         .rewrap
         .start(state.clone().into_inner(), tenant.clone(), suite);
     Ok(HttpResponse::Accepted().json(keys_out(&state, &tenant, suite).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RangeRequest, parse_range};
+
+    #[test]
+    fn ranges() {
+        use RangeRequest::*;
+        assert_eq!(parse_range("bytes=0-99", 1000), Part(0, 99));
+        assert_eq!(parse_range("bytes=900-", 1000), Part(900, 999));
+        assert_eq!(parse_range("bytes=-100", 1000), Part(900, 999));
+        assert_eq!(parse_range("bytes=-5000", 1000), Part(0, 999));
+        assert_eq!(parse_range("bytes=990-5000", 1000), Part(990, 999));
+        assert_eq!(parse_range("bytes=1000-", 1000), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 1000), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Whole);
+        assert_eq!(parse_range("bytes=9-1", 1000), Whole);
+        assert_eq!(parse_range("items=0-1", 1000), Whole);
+        assert_eq!(parse_range("bytes=x-1", 1000), Whole);
+    }
 }

@@ -111,6 +111,24 @@ impl ObjectStorage for LocalStorage {
         )
     }
 
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<ByteStream, StorageError> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let mut file = match tokio::fs::File::open(self.path(key)?).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        let limited = file.take(end.saturating_sub(start).saturating_add(1));
+        Ok(
+            tokio_util::io::ReaderStream::with_capacity(limited, 256 * 1024)
+                .map(|r| r.map_err(StorageError::from))
+                .boxed(),
+        )
+    }
+
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key)?;
         match tokio::fs::remove_file(&path).await {

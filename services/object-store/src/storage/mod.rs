@@ -42,6 +42,8 @@ pub trait ObjectWriter: Send {
 pub trait ObjectStorage: Send + Sync {
     async fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StorageError>;
     async fn get(&self, key: &str) -> Result<ByteStream, StorageError>;
+    /// Bytes `start..=end` (clamped to the object's end).
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<ByteStream, StorageError>;
     /// Idempotent: deleting a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
     /// Readiness: the storage answers.

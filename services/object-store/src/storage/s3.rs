@@ -247,12 +247,45 @@ impl ObjectStorage for S3Storage {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream, StorageError> {
+        self.fetch(key, None).await
+    }
+
+    async fn get_range(&self, key: &str, start: u64, end: u64) -> Result<ByteStream, StorageError> {
+        self.fetch(key, Some(format!("bytes={start}-{end}"))).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        check_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl S3Storage {
+    async fn fetch(&self, key: &str, range: Option<String>) -> Result<ByteStream, StorageError> {
         check_key(key)?;
         let out = match self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_range(range)
             .send()
             .await
         {
@@ -279,27 +312,5 @@ impl ObjectStorage for S3Storage {
             }
         });
         Ok(Box::pin(stream))
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        check_key(key)?;
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn check(&self) -> Result<(), StorageError> {
-        self.client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 }

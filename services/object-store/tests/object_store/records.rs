@@ -93,6 +93,7 @@ async fn assert_receipt_verifies(stack: &Stack, token: &str, receipt: &Value) {
 
 async fn uploads_reads_and_isolates(backend: Backend) {
     let stack = Stack::start(backend).await;
+    let (_events_consumer, events) = stack.record_events().await;
     for t in [0usize, 1] {
         let token = stack.app_token(t, 0).await;
         let patient = stack
@@ -125,6 +126,41 @@ async fn uploads_reads_and_isolates(backend: Backend) {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], PDF);
         assert_eq!(resp.bytes().await.unwrap().as_ref(), body.as_slice());
+        // Ranges (imaging viewers seek): only the chunks holding the range are read.
+        for (range, from, to) in [
+            ("bytes=100000-150000", 100_000usize, 150_000usize),
+            ("bytes=0-0", 0, 0),
+            ("bytes=-1000", body.len() - 1000, body.len() - 1),
+            ("bytes=299990-", 299_990, body.len() - 1),
+        ] {
+            let resp = stack
+                .http
+                .get(format!("{}/v1/records/{id}/content", stack.store))
+                .bearer_auth(&token)
+                .header("range", range)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 206, "{range}");
+            assert_eq!(
+                resp.headers()["content-range"],
+                format!("bytes {from}-{to}/{}", body.len()).as_str()
+            );
+            assert_eq!(
+                resp.bytes().await.unwrap().as_ref(),
+                &body[from..=to],
+                "{range}"
+            );
+        }
+        let resp = stack
+            .http
+            .get(format!("{}/v1/records/{id}/content", stack.store))
+            .bearer_auth(&token)
+            .header("range", "bytes=300000-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 416);
         let tenant = stack.tenant_id(t);
         let stored = stack.stored_object(&tenant, &id).await.expect("stored");
         assert!(!stored.windows(marker.len()).any(|w| w == marker.as_bytes()));
@@ -145,8 +181,46 @@ async fn uploads_reads_and_isolates(backend: Backend) {
             .unwrap();
         assert_eq!(list["items"][0]["id"], id.as_str());
         assert_eq!(
-            stack.anchored_kinds(&id, 2).await,
-            ["record.anchored", "record.accessed"]
+            stack.anchored_kinds(&id, 6).await,
+            [
+                "record.anchored",
+                "record.accessed",
+                "record.accessed",
+                "record.accessed",
+                "record.accessed",
+                "record.accessed"
+            ]
+        );
+        // The audit service hears both, each linked to its ledger entry.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (anchored, accessed) = loop {
+            let seen = events.lock().unwrap().clone();
+            let find = |name: &str| {
+                seen.iter()
+                    .find(|e| e.name == name && e.payload["record"] == id.as_str())
+                    .cloned()
+            };
+            if let (Some(a), Some(b)) = (find("record.anchored"), find("record.accessed")) {
+                break (a, b);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "events missing: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(anchored.tenant, stack.tenant_id(t));
+        assert_eq!(
+            anchored.payload["ledger_index"],
+            out["receipt"]["ledger_index"]
+        );
+        assert_eq!(anchored.payload["content_hash"], expected_hash);
+        assert_eq!(accessed.payload["purpose"], "treatment");
+        assert_eq!(accessed.payload["action"], "read_content");
+        assert_eq!(accessed.payload["decided_by"]["id"], "owner_only");
+        assert!(
+            accessed.payload["ledger_index"].as_u64().unwrap()
+                > anchored.payload["ledger_index"].as_u64().unwrap()
         );
 
         // Another institution of the tenant (no grant): refused, and the refusal anchored.
@@ -173,15 +247,8 @@ async fn uploads_reads_and_isolates(backend: Backend) {
                 .await
                 .unwrap();
             assert_eq!(list["items"], json!([]));
-            assert_eq!(
-                stack.anchored_kinds(&id, 4).await,
-                [
-                    "record.anchored",
-                    "record.accessed",
-                    "record.access_denied",
-                    "record.access_denied"
-                ]
-            );
+            let kinds = stack.anchored_kinds(&id, 8).await;
+            assert_eq!(kinds[6..], ["record.access_denied", "record.access_denied"]);
             // Another tenant sees nothing at all.
             let other = stack.app_token(1, 0).await;
             for path in [
@@ -222,6 +289,23 @@ async fn uploads_reads_and_isolates_on_postgres_rabbitmq_s3() {
     uploads_reads_and_isolates(Backend::Real).await;
 }
 
+/// A request on a connection of its own: the server closes connections whose response it
+/// had to abort or fail, and a pooled client could pick such a connection up.
+async fn fresh_get(
+    stack: &Stack,
+    token: &str,
+    path: &str,
+    range: Option<&str>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .get(format!("{}{path}", stack.store))
+        .bearer_auth(token);
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    req.send().await.unwrap()
+}
+
 async fn tampering_is_detected(backend: Backend) {
     let stack = Stack::start(backend).await;
     let token = stack.app_token(1, 0).await;
@@ -242,7 +326,12 @@ async fn tampering_is_detected(backend: Backend) {
     let mut early = original.clone();
     early[100] ^= 0x01;
     stack.replace_object(&tenant, &id, early).await;
-    problem(stack.get(&token, &content).await, 500, "integrity_error").await;
+    problem(
+        fresh_get(&stack, &token, &content, None).await,
+        500,
+        "integrity_error",
+    )
+    .await;
 
     // Later in the object, or cut short: the stream fails instead of delivering wrong bytes.
     let mut late = original.clone();
@@ -253,7 +342,7 @@ async fn tampering_is_detected(backend: Backend) {
         stack.replace_object(&tenant, &id, broken).await;
         // Either refused before the first byte (small objects fail while the first piece
         // is held back) or cut off mid-stream — never a complete 200.
-        let resp = stack.get(&token, &content).await;
+        let resp = fresh_get(&stack, &token, &content, None).await;
         if resp.status() == 200 {
             assert!(
                 resp.bytes().await.is_err(),
@@ -263,6 +352,31 @@ async fn tampering_is_detected(backend: Backend) {
             problem(resp, 500, "integrity_error").await;
         }
     }
+    // A range read of an altered chunk fails as well.
+    let mut middle = original.clone();
+    middle[original.len() / 2] ^= 0x04;
+    stack.replace_object(&tenant, &id, middle).await;
+    // The range starts in an intact chunk, so its first bytes may already be on the way:
+    // then the response is cut off; it never completes.
+    let sent = reqwest::Client::new()
+        .get(format!("{}{content}", stack.store))
+        .bearer_auth(&token)
+        .header("range", "bytes=190000-210000")
+        .send()
+        .await;
+    match sent {
+        Err(_) => {}
+        Ok(resp) if resp.status() == 206 => assert!(
+            resp.bytes().await.is_err(),
+            "a range over an altered chunk must not complete"
+        ),
+        Ok(resp) => {
+            problem(resp, 500, "integrity_error").await;
+        }
+    }
+    // A range that starts in the altered chunk fails before any byte.
+    let resp = fresh_get(&stack, &token, &content, Some("bytes=200000-200100")).await;
+    problem(resp, 500, "integrity_error").await;
     // Another record's (valid) ciphertext under this id does not decrypt either.
     let other: Value = stack
         .upload(&token, PDF, &metadata(&patient, "lab_result"), body.clone())
@@ -273,11 +387,16 @@ async fn tampering_is_detected(backend: Backend) {
     let other_id = other["record"]["id"].as_str().unwrap();
     let swapped = stack.stored_object(&tenant, other_id).await.unwrap();
     stack.replace_object(&tenant, &id, swapped).await;
-    problem(stack.get(&token, &content).await, 500, "integrity_error").await;
+    problem(
+        fresh_get(&stack, &token, &content, None).await,
+        500,
+        "integrity_error",
+    )
+    .await;
 
     // Restored, it reads again.
     stack.replace_object(&tenant, &id, original).await;
-    let resp = stack.get(&token, &content).await;
+    let resp = fresh_get(&stack, &token, &content, None).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap().as_ref(), body.as_slice());
     stack.stop().await;

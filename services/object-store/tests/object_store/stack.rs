@@ -1,6 +1,7 @@
 //! A running identity + ledger + object store sharing one bus, with the demo tenants seeded.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use caretrail_object_store::{StorageKind, StoreSettings};
@@ -11,6 +12,8 @@ use tokio::sync::oneshot;
 pub struct Stack {
     /// Bus prefix shared by the three services.
     pub prefix: String,
+    /// PostgreSQL, RabbitMQ and S3 (not the embedded adapters).
+    pub real: bool,
     pub identity: String,
     pub ledger: String,
     pub store: String,
@@ -154,6 +157,7 @@ impl Stack {
         dirs.push(scratch);
         let stack = Self {
             prefix: bus_prefix,
+            real: backend == Backend::Real,
             identity,
             ledger,
             store,
@@ -345,6 +349,44 @@ impl Stack {
         let mut writer = self.state.storage.create(&key).await.unwrap();
         writer.write(bytes.into()).await.unwrap();
         writer.finish().await.unwrap();
+    }
+
+    /// Collects this stack's `object-store.record.*` events from the bus.
+    pub async fn record_events(
+        &self,
+    ) -> (
+        caretrail_bus::ConsumerHandle,
+        Arc<Mutex<Vec<caretrail_bus::Event>>>,
+    ) {
+        let settings = caretrail_bus::BusSettings {
+            bus_url: if self.real {
+                caretrail_runtime::testing::amqp_url()
+            } else {
+                "inprocess".to_string()
+            }
+            .into(),
+            bus_prefix: self.prefix.clone(),
+            bus_quorum_queues: false,
+        };
+        let bus = caretrail_bus::connect(&settings).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let handle = bus
+            .subscribe(
+                caretrail_bus::Subscription::new("test.record-events")
+                    .bind("*.object-store.record.*")
+                    .ephemeral(),
+                caretrail_bus::handler_fn(move |delivery| {
+                    let sink = sink.clone();
+                    async move {
+                        sink.lock().unwrap().push(delivery.event);
+                        Ok(())
+                    }
+                }),
+            )
+            .await
+            .unwrap();
+        (handle, seen)
     }
 
     /// A record's row, read under the tenant's row-level security context.

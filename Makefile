@@ -81,6 +81,12 @@ bench-ledger: ## Ledger append load test: 3-node cluster on loopback vs etcd 3.4
 	$(CARGO) build --release -p caretrail-ledger -p caretrail-ledger-bench
 	$(CARGO_TARGET_DIR)/release/caretrail-ledger-bench $(or $(BENCH_ARGS),--suite both --clients 1,16,64,256 --duration-secs 10)
 
+.PHONY: bench-records
+bench-records: ## Record upload/download load test through the gateway, local directory and S3 (report on stdout)
+	./infra/start-s3.sh
+	$(CARGO) build --release -p caretrail -p caretrail-records-bench
+	$(CARGO_TARGET_DIR)/release/caretrail-records-bench $(or $(BENCH_ARGS),--s3)
+
 .PHONY: clean-data
 clean-data: ## Delete the embedded server's data directory
 	rm -rf $(CARETRAIL_DATA_DIR)

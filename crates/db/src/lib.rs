@@ -197,7 +197,7 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbError> {
 /// After destroying a secret (crypto-shredding), pushes the change into the main SQLite file
 /// and empties the write-ahead log, so no older copy of the page stays in either file
 /// (`secure_delete` zeroes freed cells). On PostgreSQL the old row version lives until
-/// VACUUM reclaims it; the operations guide covers that. Best effort: failures are logged.
+/// VACUUM reclaims it (docs/ARCHITECTURE.md, object store). Best effort: failures are logged.
 pub async fn compact_after_erasure(db: &DatabaseConnection) {
     if db.get_database_backend() != DbBackend::Sqlite {
         return;

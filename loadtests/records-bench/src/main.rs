@@ -347,9 +347,15 @@ async fn main() -> Result<()> {
             PathBuf::from(target).join("release/caretrail")
         }
     };
+    // Best of three: on a shared 2-core VM single runs vary by tens of percent.
     let mut raw = Vec::new();
     for suite in [Suite::Gm, Suite::Intl] {
-        raw.push((suite, raw_cipher(suite, 256)?));
+        let mut best = (0.0f64, 0.0f64);
+        for _ in 0..3 {
+            let (e, d) = raw_cipher(suite, 256)?;
+            best = (best.0.max(e), best.1.max(d));
+        }
+        raw.push((suite, best));
     }
     let mut rows = Vec::new();
     {
@@ -369,7 +375,7 @@ async fn main() -> Result<()> {
             .unwrap_or(0),
         if args.s3 { " and the S3 server" } else { "" }
     );
-    println!("Raw streaming cipher in one thread (256 MiB in memory, no I/O):\n");
+    println!("Raw streaming cipher in one thread (256 MiB in memory, no I/O; best of 3):\n");
     println!("| suite | encrypt + hash MB/s | decrypt + hash MB/s |");
     println!("|---|---|---|");
     for (suite, (e, d)) in &raw {

@@ -8,8 +8,11 @@
 //! | [`METHOD_SIGN`] | [`SignIn`] | [`SignOut`]: one signed submission or error per item |
 //!
 //! Signing is limited to ledger submissions (the signed bytes start with the ledger's
-//! `CTLS` domain separator), so the RPC cannot be used as a general-purpose signing oracle,
-//! and never signs key registrations or revocations.
+//! `CTLS` domain separator), so the RPC cannot be used as a general-purpose signing oracle;
+//! each signer signs only its own kinds ([`PLATFORM_KINDS`], [`INSTITUTION_KINDS`]), never
+//! key registrations or revocations, and only for active tenants. Who may call it is the
+//! broker's business: in production only the services' own RabbitMQ users may publish to
+//! the RPC queue.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +27,16 @@ pub const METHOD_SIGN: &str = "sign";
 /// Signer name for statements the platform attests (the tenant's registrar, i.e. its CA
 /// key), such as who accessed a record.
 pub const PLATFORM_SIGNER: &str = crate::ledger::REGISTRAR;
+
+/// Entry kinds the platform signer attests: what the platform observed or carried out.
+pub const PLATFORM_KINDS: [&str; 3] = ["record.accessed", "record.access_denied", "record.erased"];
+/// Entry kinds an institution's custodial key signs on its behalf: what it states.
+pub const INSTITUTION_KINDS: [&str; 4] = [
+    "record.anchored",
+    "consent.granted",
+    "consent.revoked",
+    "policy.changed",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantQuery {
@@ -76,7 +89,8 @@ pub struct SignIn {
 pub enum SignResult {
     Signed(SubmissionIn),
     /// `code`: `byok_signature_required` (the institution holds its own key),
-    /// `unknown_signer`, `forbidden_kind`, `invalid_request`.
+    /// `unknown_signer`, `forbidden_kind`, `tenant_suspended`, `invalid_request`,
+    /// `unavailable`.
     Error {
         code: String,
         message: String,

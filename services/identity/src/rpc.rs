@@ -8,10 +8,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use caretrail_bus::{RemoteError, RpcRequest, rpc_fn};
 use caretrail_contracts::identity::{
-    METHOD_PATIENT, METHOD_SIGN, METHOD_TENANT, PLATFORM_SIGNER, PatientInfo, PatientQuery, SignIn,
-    SignOut, SignResult, TenantInfo, TenantQuery, ToSign,
+    INSTITUTION_KINDS, METHOD_PATIENT, METHOD_SIGN, METHOD_TENANT, PLATFORM_KINDS, PLATFORM_SIGNER,
+    PatientInfo, PatientQuery, SignIn, SignOut, SignResult, TenantInfo, TenantQuery, ToSign,
 };
-use caretrail_contracts::ledger::{KIND_KEY_REGISTERED, KIND_KEY_REVOKED, SubmissionIn};
+use caretrail_contracts::ledger::SubmissionIn;
 use caretrail_crypto::SigningKey;
 use caretrail_ledger_proofs::Submission;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -77,12 +77,15 @@ async fn signing_key(state: &State, tenant: &str, signer: &str) -> Result<Signin
         tracing::error!(error = %caretrail_platform::problem::ErrorChain(&e), "opening a signing key failed");
         refused("unavailable", "the signing key could not be opened")
     };
+    let t = entities::tenant::Entity::find_by_id(tenant.to_string())
+        .one(&state.db)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .ok_or_else(|| refused("unknown_signer", "unknown tenant"))?;
+    if t.status != "active" {
+        return Err(refused("tenant_suspended", "the tenant is suspended"));
+    }
     if signer == PLATFORM_SIGNER {
-        let t = entities::tenant::Entity::find_by_id(tenant.to_string())
-            .one(&state.db)
-            .await
-            .map_err(|e| fail(e.into()))?
-            .ok_or_else(|| refused("unknown_signer", "unknown tenant"))?;
         return crate::certs::tenant_ca(state, &t)
             .map(|(key, _)| key)
             .map_err(fail);
@@ -142,10 +145,15 @@ async fn sign_all(state: &State, items: Vec<ToSign>) -> Vec<SignResult> {
     let mut keys: HashMap<(String, String), Result<SigningKey, SignResult>> = HashMap::new();
     let mut results = Vec::with_capacity(items.len());
     for item in items {
-        if item.kind == KIND_KEY_REGISTERED || item.kind == KIND_KEY_REVOKED {
+        let allowed = if item.signer == PLATFORM_SIGNER {
+            PLATFORM_KINDS.contains(&item.kind.as_str())
+        } else {
+            INSTITUTION_KINDS.contains(&item.kind.as_str())
+        };
+        if !allowed {
             results.push(refused(
                 "forbidden_kind",
-                "key entries are only written by identity itself",
+                format!("{} does not sign {} entries", item.signer, item.kind),
             ));
             continue;
         }

@@ -95,7 +95,7 @@ pub enum Outcome {
     /// Refused for good (e.g. a signature that does not verify).
     Refused(LedgerFailure),
     /// Not yet: it stays queued and is retried.
-    Pending(String),
+    Pending(LedgerFailure),
 }
 
 /// Ledger refusals that no retry can fix.
@@ -157,7 +157,7 @@ impl Anchorer {
                     .iter()
                     .position(|(row_id, _)| row_id == id)
                     .map(|i| outcomes.swap_remove(i).1)
-                    .unwrap_or_else(|| Outcome::Pending("not queued".into())),
+                    .unwrap_or_else(|| Outcome::Pending(LedgerFailure::unavailable("not queued"))),
             );
         }
         Ok(ordered)
@@ -216,7 +216,9 @@ impl Anchorer {
             if row.status == "done" {
                 let outcome = match row.receipt.as_deref().map(serde_json::from_str::<Receipt>) {
                     Some(Ok(r)) => Outcome::Anchored(Box::new(r)),
-                    _ => Outcome::Pending("anchored without a stored receipt".into()),
+                    _ => Outcome::Pending(LedgerFailure::unavailable(
+                        "anchored without a stored receipt",
+                    )),
                 };
                 outcomes.push((row.id, outcome));
                 continue;
@@ -237,7 +239,13 @@ impl Anchorer {
                 .map(serde_json::from_str::<SubmissionIn>)
             {
                 Some(Ok(s)) => ready.push((row, s)),
-                Some(Err(_)) => return Err(ObjectStoreError::Corrupt("stored submission")),
+                // One unreadable row is parked; it must not block the rows behind it.
+                Some(Err(_)) => {
+                    let failure =
+                        LedgerFailure::new("invalid_entry", "the stored submission is unreadable");
+                    let outcome = self.failed(&row, failure).await?;
+                    outcomes.push((row.id, outcome));
+                }
                 None => unsigned.push(row),
             }
         }
@@ -402,10 +410,27 @@ impl Anchorer {
             );
         }
         update.update(&self.db).await?;
+        if permanent && row.kind == KIND_ANCHORED {
+            // A record whose manifest never makes it onto the ledger is withdrawn, and its
+            // data key destroyed so the stored object is noise.
+            let txn = caretrail_db::begin_tenant(&self.db, &row.tenant_id).await?;
+            record::Entity::update_many()
+                .col_expr(record::Column::Status, Expr::value("rejected"))
+                .col_expr(
+                    record::Column::WrappedKey,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(record::Column::Id.eq(row.record_id.as_str()))
+                .filter(record::Column::TenantId.eq(row.tenant_id.as_str()))
+                .filter(record::Column::Status.eq("anchoring"))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+        }
         Ok(if permanent {
             Outcome::Refused(failure)
         } else {
-            Outcome::Pending(failure.to_string())
+            Outcome::Pending(failure)
         })
     }
 }

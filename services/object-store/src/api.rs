@@ -2,6 +2,7 @@
 //! ledger receipt, metadata, decrypting download, a patient's records, receipts, erasure by
 //! crypto-shredding, and the tenant's key-encryption keys.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -32,6 +33,7 @@ use crate::model::{
     Category, EraseIn, EraseOut, KekVersionOut, KeysOut, LedgerRefOut, ReceiptOut, RecordIn,
     RecordListOut, RecordOut, UploadOut, parse_media_type,
 };
+use crate::storage::ObjectStorage;
 use crate::{State, content};
 
 type Result<T> = std::result::Result<T, ObjectStoreError>;
@@ -374,7 +376,9 @@ pub async fn upload(
         }
         None => RecordId::generate(),
     };
-    let storage_key = format!("{tenant}/{record_id}");
+    // One object per upload attempt: two concurrent uploads naming the same record id (BYOK
+    // retries) must never overwrite or delete each other's object.
+    let storage_key = format!("{tenant}/{record_id}.{}", uuid::Uuid::new_v4().simple());
 
     // Stream: hash the plaintext, encrypt, hand ciphertext to storage in bounded pieces.
     let data_key = DataKey::generate(suite)?;
@@ -417,8 +421,9 @@ pub async fn upload(
     }
     writer.finish().await?;
     let stored = StoredObject {
-        state: &state,
-        key: &storage_key,
+        storage: state.storage.clone(),
+        key: storage_key.clone(),
+        armed: true,
     };
 
     let result = async {
@@ -470,10 +475,14 @@ pub async fn upload(
                     Some(SignResult::Error { code, .. }) if code == "byok_signature_required" => {
                         return Err(ObjectStoreError::SignatureRequired);
                     }
+                    Some(SignResult::Error { code, .. }) if code == "unknown_signer" => {
+                        return Err(ObjectStoreError::Forbidden(
+                            "the institution has no active signing key".into(),
+                        ));
+                    }
                     Some(SignResult::Error { code, message }) => {
-                        return Err(ObjectStoreError::Forbidden(format!(
-                            "the institution cannot sign: {code}: {message}"
-                        )));
+                        tracing::warn!(%code, %message, "identity did not sign a manifest");
+                        return Err(ObjectStoreError::Unavailable("the signing service"));
                     }
                     None => return Err(ObjectStoreError::Corrupt("no signature")),
                 }
@@ -542,6 +551,12 @@ pub async fn upload(
             return Err(e);
         }
     };
+    let refused_later = StoredObject {
+        storage: state.storage.clone(),
+        key: storage_key.clone(),
+        armed: false,
+    };
+    stored.keep();
 
     let wait = Duration::from_millis(state.settings.anchor_wait_ms);
     let outcome = tokio::time::timeout(wait, state.anchorer.anchor_now(&[anchor_id])).await;
@@ -561,17 +576,15 @@ pub async fn upload(
                     }))
             }
             Some(Outcome::Refused(failure)) => {
-                forget(&state, &row).await?;
-                stored.remove().await;
-                Err(match failure.code.as_str() {
-                    "bad_signature" | "key_revoked" | "unknown_key" | "unknown_institution" => {
-                        ObjectStoreError::SignatureRejected(failure.message)
-                    }
-                    _ => {
-                        tracing::error!(code = %failure.code, message = %failure.message, "the ledger refused a record manifest");
-                        ObjectStoreError::Corrupt("the ledger refused the manifest")
-                    }
-                })
+                refuse_upload(&state, &row, refused_later, failure).await
+            }
+            // A client-signed manifest naming a key the ledger does not know will not get
+            // better with retries (identity registers custodial keys before they sign).
+            Some(Outcome::Pending(failure))
+                if new.client_signature.is_some()
+                    && matches!(failure.code.as_str(), "unknown_key" | "unknown_institution") =>
+            {
+                refuse_upload(&state, &row, refused_later, failure).await
             }
             Some(Outcome::Pending(_)) | None => Ok(accepted(location, &row)),
         },
@@ -592,18 +605,67 @@ fn accepted(location: String, row: &record::Model) -> HttpResponse {
         })
 }
 
-/// A stored object to remove if the upload does not complete.
-struct StoredObject<'a> {
-    state: &'a State,
-    key: &'a str,
+/// The object of an upload that has not committed yet. Dropped while armed (the client went
+/// away, or an error returned early), it deletes the object in the background.
+struct StoredObject {
+    storage: Arc<dyn ObjectStorage>,
+    key: String,
+    armed: bool,
 }
 
-impl StoredObject<'_> {
-    async fn remove(&self) {
-        if let Err(e) = self.state.storage.delete(self.key).await {
-            tracing::warn!(error = %e, key = self.key, "removing the object of a failed upload failed; it is unreadable without its key");
+impl StoredObject {
+    /// The record row references the object now: keep it.
+    fn keep(mut self) {
+        self.armed = false;
+    }
+
+    async fn remove(mut self) {
+        self.armed = false;
+        remove_object(self.storage.clone(), self.key.clone()).await;
+    }
+}
+
+async fn remove_object(storage: Arc<dyn ObjectStorage>, key: String) {
+    if let Err(e) = storage.delete(&key).await {
+        tracing::warn!(error = %e, key, "removing the object of a failed upload failed; it is unreadable without its key");
+    }
+}
+
+impl Drop for StoredObject {
+    fn drop(&mut self) {
+        if self.armed
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(remove_object(self.storage.clone(), self.key.clone()));
         }
     }
+}
+
+/// Undoes an upload whose manifest the ledger refused: row, anchor and object go.
+async fn refuse_upload(
+    state: &State,
+    row: &record::Model,
+    object: StoredObject,
+    failure: caretrail_contracts::ledger::LedgerFailure,
+) -> Result<HttpResponse> {
+    let forgotten = forget(state, row).await;
+    object.remove().await;
+    forgotten?;
+    Err(match failure.code.as_str() {
+        "bad_signature"
+        | "key_revoked"
+        | "unknown_key"
+        | "unknown_institution"
+        | "invalid_request" => ObjectStoreError::SignatureRejected(failure.message),
+        "request_id_conflict" => ObjectStoreError::Conflict(format!(
+            "record {} was anchored with another manifest",
+            row.id
+        )),
+        _ => {
+            tracing::error!(code = %failure.code, message = %failure.message, "the ledger refused a record manifest");
+            ObjectStoreError::Corrupt("the ledger refused the manifest")
+        }
+    })
 }
 
 /// Removes a record the ledger refused (its metadata and queued anchor).
@@ -719,7 +781,7 @@ pub async fn content(
         None => None,
     };
     let body = futures::stream::iter(first.map(Ok)).chain(plain);
-    Ok(HttpResponse::Ok()
+    Ok(download(HttpResponse::Ok(), &r.id)
         .content_type(r.media_type.clone())
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::ETAG, format!("\"{}\"", r.content_hash)))
@@ -730,6 +792,22 @@ pub async fn content(
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .no_chunking(size)
         .streaming(body))
+}
+
+/// Stored content is never rendered in the API's origin (an uploaded HTML file must not run
+/// script there): a download, not sniffed, sandboxed if opened anyway.
+fn download(
+    mut builder: actix_web::HttpResponseBuilder,
+    record: &str,
+) -> actix_web::HttpResponseBuilder {
+    builder
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{record}\""),
+        ))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"));
+    builder
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -743,6 +821,9 @@ enum RangeRequest {
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n`; several ranges are served whole.
 fn parse_range(value: &str, size: u64) -> RangeRequest {
+    if size == 0 {
+        return RangeRequest::Whole;
+    }
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return RangeRequest::Whole;
     };
@@ -825,7 +906,7 @@ async fn ranged(
         None => return Err(ObjectStoreError::Integrity("empty range".into())),
     };
     let body = futures::stream::iter([Ok(head)]).chain(plain);
-    Ok(HttpResponse::PartialContent()
+    Ok(download(HttpResponse::PartialContent(), &r.id)
         .content_type(r.media_type.clone())
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::ETAG, format!("\"{}\"", r.content_hash)))

@@ -50,6 +50,8 @@ pub enum ObjectStoreError {
     StorageUnavailable(#[source] StorageError),
     #[error("{0} is unavailable")]
     Dependency(&'static str, #[source] caretrail_bus::BusError),
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
     #[error("the stored content failed its integrity check")]
     Integrity(String),
     #[error("stored data is inconsistent: {0}")]
@@ -99,9 +101,10 @@ impl ApiError for ObjectStoreError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::Auth(e) => e.status(),
-            Self::StorageUnavailable(_) | Self::Dependency(..) | Self::Bus(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::StorageUnavailable(_)
+            | Self::Dependency(..)
+            | Self::Unavailable(_)
+            | Self::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Integrity(_)
             | Self::Corrupt(_)
             | Self::Kms(_)
@@ -130,7 +133,7 @@ impl ApiError for ObjectStoreError {
             Self::Auth(e) => e.code(),
             Self::TenantSuspended => "tenant_suspended",
             Self::StorageUnavailable(_) => "storage_unavailable",
-            Self::Dependency(..) | Self::Bus(_) => "dependency_unavailable",
+            Self::Dependency(..) | Self::Unavailable(_) | Self::Bus(_) => "dependency_unavailable",
             Self::Integrity(_) => "integrity_error",
             _ => "internal_error",
         }

@@ -56,7 +56,7 @@ impl Rewrap {
 }
 
 async fn run(state: &State, tenant: &TenantId, suite: Suite) -> Result<u64, ObjectStoreError> {
-    let (current, new_kek) = state.keks.current(tenant.as_str(), suite).await?;
+    let (mut current, mut new_kek) = state.keks.current(tenant.as_str(), suite).await?;
     let mut done = 0u64;
     loop {
         let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
@@ -68,10 +68,19 @@ async fn run(state: &State, tenant: &TenantId, suite: Suite) -> Result<u64, Obje
             .limit(BATCH)
             .all(&txn)
             .await?;
+        txn.commit().await?;
         if rows.is_empty() {
-            txn.commit().await?;
-            return Ok(done);
+            // A rotation while this job ran (its own request found the job running) moves
+            // the target: go on until nothing is left under any older version.
+            let (latest, kek) = state.keks.current(tenant.as_str(), suite).await?;
+            if latest == current {
+                return Ok(done);
+            }
+            (current, new_kek) = (latest, kek);
+            continue;
         }
+        // Unwrap and rewrap outside the write transaction (opening a KEK reads the database).
+        let mut updates = Vec::with_capacity(rows.len());
         for r in &rows {
             let Some(text) = r.wrapped_key.as_deref() else {
                 continue;
@@ -88,20 +97,24 @@ async fn run(state: &State, tenant: &TenantId, suite: Suite) -> Result<u64, Obje
                 &data_key,
                 &WrapBinding::new(tenant.as_str(), current as u32, &r.id),
             )?;
+            updates.push((r.id.clone(), r.kek_version, rewrapped.to_base64()));
+        }
+        let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+        let mut changed = 0;
+        for (id, version, wrapped) in updates {
             // Only if nothing changed meanwhile (an erasure wins).
             let updated = record::Entity::update_many()
-                .col_expr(
-                    record::Column::WrappedKey,
-                    Expr::value(rewrapped.to_base64()),
-                )
+                .col_expr(record::Column::WrappedKey, Expr::value(wrapped))
                 .col_expr(record::Column::KekVersion, Expr::value(current))
-                .filter(record::Column::Id.eq(r.id.as_str()))
-                .filter(record::Column::KekVersion.eq(r.kek_version))
+                .filter(record::Column::Id.eq(id.as_str()))
+                .filter(record::Column::TenantId.eq(tenant.as_str()))
+                .filter(record::Column::KekVersion.eq(version))
                 .filter(record::Column::WrappedKey.is_not_null())
                 .exec(&txn)
                 .await?;
-            done += updated.rows_affected;
+            changed += updated.rows_affected;
         }
         txn.commit().await?;
+        done += changed;
     }
 }

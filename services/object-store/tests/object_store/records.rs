@@ -125,6 +125,14 @@ async fn uploads_reads_and_isolates(backend: Backend) {
             .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], PDF);
+        // Never rendered in the API's origin.
+        assert!(
+            resp.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment")
+        );
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
         assert_eq!(resp.bytes().await.unwrap().as_ref(), body.as_slice());
         // Ranges (imaging viewers seek): only the chunks holding the range are read.
         for (range, from, to) in [
@@ -1085,6 +1093,17 @@ async fn byok_institutions_sign_their_manifests() {
     assert_eq!(counts(&stack).await, before);
     assert!(stack.stored_object(&tenant, &record).await.is_none());
 
+    // A key the ledger never registered: refused at once, not retried forever.
+    let mut unknown = signed(&stranger);
+    unknown["key_id"] = stranger.public_key().key_id().to_hex().into();
+    problem(
+        stack.upload(&app, PDF, &unknown, body.clone()).await,
+        422,
+        "invalid_signature",
+    )
+    .await;
+    assert_eq!(counts(&stack).await, before);
+
     let resp = stack.upload(&app, PDF, &signed(&own), body.clone()).await;
     assert_eq!(resp.status(), 201);
     let out: Value = resp.json().await.unwrap();
@@ -1097,5 +1116,65 @@ async fn byok_institutions_sign_their_manifests() {
         "conflict",
     )
     .await;
+    stack.stop().await;
+}
+
+/// Identity's custodial signing serves ledger submissions only, each signer its own kinds.
+#[tokio::test]
+async fn identity_signs_only_each_signers_own_kinds() {
+    use base64::Engine as _;
+    use caretrail_contracts::identity::{PLATFORM_SIGNER, SignResult, ToSign};
+    let stack = Stack::start(Backend::Embedded).await;
+    let bus = caretrail_bus::connect(&caretrail_bus::BusSettings {
+        bus_url: "inprocess".to_string().into(),
+        bus_prefix: stack.prefix.clone(),
+        bus_quorum_queues: false,
+    })
+    .await
+    .unwrap();
+    let identity = caretrail_runtime::clients::IdentityClient::new(bus, Duration::from_secs(5));
+    let tenant = stack.tenant_id(0);
+    let benniu = stack.institution(0, 0)["id"].as_str().unwrap().to_string();
+    let item = |signer: &str, kind: &str| ToSign {
+        tenant: tenant.clone(),
+        kind: kind.into(),
+        signer: signer.into(),
+        request_id: format!("t-{kind}-{signer}"),
+        payload: base64::engine::general_purpose::STANDARD.encode(b"{}"),
+    };
+    let results = identity
+        .sign(vec![
+            item(&benniu, "record.anchored"),
+            item(PLATFORM_SIGNER, "record.accessed"),
+            item(PLATFORM_SIGNER, "record.anchored"),
+            item(&benniu, "record.accessed"),
+            item(PLATFORM_SIGNER, "institution.key_registered"),
+            item(&benniu, "institution.key_revoked"),
+            item("ins_00000000000000000000000000000000", "record.anchored"),
+        ])
+        .await
+        .unwrap();
+    let codes: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            SignResult::Signed(s) => {
+                assert_eq!(s.tenant, tenant);
+                "signed".to_string()
+            }
+            SignResult::Error { code, .. } => code.clone(),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "signed",
+            "signed",
+            "forbidden_kind",
+            "forbidden_kind",
+            "forbidden_kind",
+            "forbidden_kind",
+            "unknown_signer"
+        ]
+    );
     stack.stop().await;
 }

@@ -327,10 +327,24 @@ impl Stack {
             .unwrap()
     }
 
-    /// The raw stored object (ciphertext) of a record.
+    /// Where a record's ciphertext is stored (`None` once the row is gone).
+    async fn storage_key(&self, tenant: &str, record: &str) -> Option<String> {
+        use sea_orm::EntityTrait;
+        let txn = caretrail_db::begin_tenant(&self.state.db, tenant)
+            .await
+            .unwrap();
+        let row = caretrail_object_store::entities::record::Entity::find_by_id(record.to_string())
+            .one(&txn)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        row.map(|r| r.storage_key)
+    }
+
+    /// The raw stored object (ciphertext) of a record, if both row and object exist.
     pub async fn stored_object(&self, tenant: &str, record: &str) -> Option<Vec<u8>> {
         use futures::StreamExt as _;
-        let key = format!("{tenant}/{record}");
+        let key = self.storage_key(tenant, record).await?;
         let mut stream = match self.state.storage.get(&key).await {
             Ok(s) => s,
             Err(caretrail_object_store::storage::StorageError::NotFound) => return None,
@@ -345,7 +359,7 @@ impl Stack {
 
     /// Replaces a record's stored object (tamper tests).
     pub async fn replace_object(&self, tenant: &str, record: &str, bytes: Vec<u8>) {
-        let key = format!("{tenant}/{record}");
+        let key = self.storage_key(tenant, record).await.expect("record row");
         let mut writer = self.state.storage.create(&key).await.unwrap();
         writer.write(bytes.into()).await.unwrap();
         writer.finish().await.unwrap();

@@ -43,11 +43,17 @@ struct Args {
     s3_region: String,
     #[arg(long, default_value = "caretrail-test")]
     s3_bucket: String,
+    /// Also transfer straight to the object store's own port (no gateway hop), to separate
+    /// the gateway's share.
+    #[arg(long)]
+    direct: bool,
 }
 
 struct Server {
     child: Child,
     base: String,
+    /// The object store's own port, from the server's start-up log.
+    store: Option<String>,
     credentials: Value,
     _dir: tempfile::TempDir,
 }
@@ -74,7 +80,8 @@ async fn start(bin: &PathBuf, s3: Option<&Args>) -> Result<Server> {
         .env("CARETRAIL_DATA_DIR", dir.path())
         .env("CARETRAIL_HTTP_PORT", port.to_string())
         .env("CARETRAIL_MAX_RECORD_BYTES", (8u64 << 30).to_string())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,caretrail_platform::http=info")
+        .env("CARETRAIL_LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("serve.log"))?);
     if let Some(a) = s3 {
@@ -117,9 +124,16 @@ async fn start(bin: &PathBuf, s3: Option<&Args>) -> Result<Server> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let credentials = serde_json::from_str(&std::fs::read_to_string(&creds)?)?;
+    let store = std::fs::read_to_string(dir.path().join("serve.log"))?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "listening" && l["service"] == "object-store")
+        .and_then(|l| l["port"].as_u64())
+        .map(|port| format!("http://127.0.0.1:{port}"));
     Ok(Server {
         child,
         base,
+        store,
         credentials,
         _dir: dir,
     })
@@ -213,6 +227,7 @@ struct Row {
 
 async fn transfers(
     server: &Server,
+    target: &str,
     storage: &'static str,
     args: &Args,
     rows: &mut Vec<Row>,
@@ -251,7 +266,7 @@ async fn transfers(
                 );
                 let started = Instant::now();
                 let resp = http
-                    .post(format!("{}/v1/records", server.base))
+                    .post(format!("{target}/v1/records"))
                     .bearer_auth(&token)
                     .header("content-type", "application/dicom")
                     .header("caretrail-metadata", &metadata)
@@ -271,7 +286,7 @@ async fn transfers(
                     .to_string();
                 let started = Instant::now();
                 let resp = http
-                    .get(format!("{}/v1/records/{id}/content", server.base))
+                    .get(format!("{target}/v1/records/{id}/content"))
                     .bearer_auth(&token)
                     .send()
                     .await?;
@@ -358,16 +373,27 @@ async fn main() -> Result<()> {
         raw.push((suite, best));
     }
     let mut rows = Vec::new();
-    {
-        let server = start(&bin, None).await?;
-        transfers(&server, "local dir", &args, &mut rows).await?;
-    }
-    if args.s3 {
-        let server = start(&bin, Some(&args)).await?;
-        transfers(&server, "S3 (Garage)", &args, &mut rows).await?;
+    for (s3, storage, direct_name) in [
+        (false, "local dir", "local dir, direct"),
+        (true, "S3 (Garage)", "S3 (Garage), direct"),
+    ] {
+        if s3 && !args.s3 {
+            continue;
+        }
+        let server = start(&bin, s3.then_some(&args)).await?;
+        transfers(&server, &server.base, storage, &args, &mut rows).await?;
+        if args.direct {
+            let store = server
+                .store
+                .clone()
+                .context("the object store's port is not in the server log")?;
+            transfers(&server, &store, direct_name, &args, &mut rows).await?;
+        }
     }
 
-    println!("## Records: upload and download through the gateway\n");
+    println!(
+        "## Records: upload and download through the gateway (\"direct\": to the object store's own port)\n"
+    );
     println!(
         "Machine: {} cores. Client, gateway, services{} share it.\n",
         std::thread::available_parallelism()

@@ -211,22 +211,14 @@ impl Verifier {
         if !force && !local && last.is_some_and(|t| t.elapsed() < MIN_REFETCH_INTERVAL) {
             return Ok(false);
         }
-        // Failures count too: a down identity service is not hammered either.
-        *last = Some(Instant::now());
-        let set = match &self.inner.source {
-            KeySource::Local(f) => f(),
-            KeySource::Jwks(url) => {
-                let resp = self.inner.client.get(url).send().await.map_err(|e| {
-                    tracing::warn!(error = %e, "fetching the JWKS failed");
-                    AuthError::KeysUnavailable
-                })?;
-                resp.error_for_status()
-                    .map_err(|_| AuthError::KeysUnavailable)?
-                    .json::<JwkSet>()
-                    .await
-                    .map_err(|_| AuthError::KeysUnavailable)?
-            }
+        let fetched = match &self.inner.source {
+            KeySource::Local(f) => Ok(f()),
+            KeySource::Jwks(url) => self.fetch_jwks(url).await,
         };
+        // Stamped once the fetch is over (a request dropped mid-fetch must not leave a
+        // stamp without keys); failures count too: a down identity is not hammered either.
+        *last = Some(Instant::now());
+        let set = fetched?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             // Only Ed25519 keys are ever accepted, whatever else a key set holds.
@@ -247,7 +239,19 @@ impl Verifier {
         Ok(true)
     }
 
-    fn key(&self, kid: &str) -> Option<DecodingKey> {
+    async fn fetch_jwks(&self, url: &str) -> Result<JwkSet, AuthError> {
+        let resp = self.inner.client.get(url).send().await.map_err(|e| {
+            tracing::warn!(error = %e, "fetching the JWKS failed");
+            AuthError::KeysUnavailable
+        })?;
+        resp.error_for_status()
+            .map_err(|_| AuthError::KeysUnavailable)?
+            .json::<JwkSet>()
+            .await
+            .map_err(|_| AuthError::KeysUnavailable)
+    }
+
+        fn key(&self, kid: &str) -> Option<DecodingKey> {
         lock_err(self.inner.keys.read()).get(kid).cloned()
     }
 

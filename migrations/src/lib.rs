@@ -5,7 +5,9 @@
 
 use sea_orm_migration::prelude::*;
 
+pub mod anchors;
 pub mod common;
+pub mod consent_tables;
 pub mod identity_certificates;
 pub mod identity_tables;
 pub mod identity_users;
@@ -43,7 +45,7 @@ service_migrator!(
 service_migrator!(
     consent,
     "Consent service schema.",
-    [crate::common::OutboxInbox]
+    [crate::common::OutboxInbox, crate::consent_tables::Tables]
 );
 service_migrator!(
     ledger,
@@ -58,7 +60,8 @@ service_migrator!(
     "Object-store service schema.",
     [
         crate::common::OutboxInbox,
-        crate::object_store_tables::Tables
+        crate::object_store_tables::Tables,
+        crate::anchors::ObjectStoreAnchorSubject
     ]
 );
 service_migrator!(audit, "Audit service schema.", [crate::common::OutboxInbox]);

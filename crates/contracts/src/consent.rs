@@ -113,6 +113,10 @@ pub struct DecideIn {
     pub action: Action,
     pub purpose: Purpose,
     pub resources: Vec<RecordAttributes>,
+    /// The caller is about to perform the action (not just asking): permits count against
+    /// grants limited to a number of accesses.
+    #[serde(default)]
+    pub enforce: bool,
 }
 
 /// What decided: a grant, a policy rule or a break-glass declaration.

@@ -6,6 +6,7 @@
 //! | [`METHOD_TENANT`] | [`TenantQuery`] | [`TenantInfo`] (error `not_found`) |
 //! | [`METHOD_PATIENT`] | [`PatientQuery`] | [`PatientInfo`] (error `not_found`) |
 //! | [`METHOD_SIGN`] | [`SignIn`] | [`SignOut`]: one signed submission or error per item |
+//! | [`METHOD_INSTITUTIONS`] | [`TenantQuery`] | [`InstitutionsOut`]: the tenant's institutions and levels |
 //!
 //! Signing is limited to ledger submissions (the signed bytes start with the ledger's
 //! `CTLS` domain separator), so the RPC cannot be used as a general-purpose signing oracle;
@@ -15,6 +16,7 @@
 //! the RPC queue.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::ledger::SubmissionIn;
 
@@ -23,6 +25,7 @@ pub const SERVICE: &str = "identity";
 pub const METHOD_TENANT: &str = "tenant";
 pub const METHOD_PATIENT: &str = "patient";
 pub const METHOD_SIGN: &str = "sign";
+pub const METHOD_INSTITUTIONS: &str = "institutions";
 
 /// Signer name for statements the platform attests (the tenant's registrar, i.e. its CA
 /// key), such as who accessed a record.
@@ -31,11 +34,17 @@ pub const PLATFORM_SIGNER: &str = crate::ledger::REGISTRAR;
 /// Entry kinds the platform signer attests: what the platform observed or carried out.
 pub const PLATFORM_KINDS: [&str; 3] = ["record.accessed", "record.access_denied", "record.erased"];
 /// Entry kinds an institution's custodial key signs on its behalf: what it states.
-pub const INSTITUTION_KINDS: [&str; 4] = [
+pub const INSTITUTION_KINDS: [&str; 10] = [
     "record.anchored",
     "consent.granted",
     "consent.revoked",
     "policy.changed",
+    "referral.created",
+    "referral.accepted",
+    "referral.declined",
+    "referral.completed",
+    "referral.cancelled",
+    "break_glass.declared",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +59,57 @@ pub struct TenantInfo {
     pub suite: String,
     /// `active` or `suspended`.
     pub status: String,
+}
+
+/// An institution's level in the regional consortium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Community or township health centre.
+    Primary,
+    /// District hospital.
+    Secondary,
+    /// City or provincial hospital.
+    Tertiary,
+    /// Health bureau, auditors.
+    Regulator,
+    PublicHealth,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Primary,
+        Level::Secondary,
+        Level::Tertiary,
+        Level::Regulator,
+        Level::PublicHealth,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Primary => "primary",
+            Level::Secondary => "secondary",
+            Level::Tertiary => "tertiary",
+            Level::Regulator => "regulator",
+            Level::PublicHealth => "public_health",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Level::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstitutionInfo {
+    pub institution: crate::InstitutionId,
+    pub name: String,
+    pub level: Level,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstitutionsOut {
+    pub institutions: Vec<InstitutionInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

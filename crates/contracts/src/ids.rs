@@ -118,6 +118,12 @@ id_type!(
 id_type!(
     /// A consent grant.
     GrantId, "gnt", "grant", "gnt_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+id_type!(
+    /// A referral of a patient from one institution to another.
+    ReferralId, "ref", "referral", "ref_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+id_type!(
+    /// A break-glass (emergency access) declaration.
+    BreakGlassId, "bgl", "break-glass", "bgl_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
 
 #[cfg(test)]
 mod tests {

@@ -8,5 +8,6 @@ pub mod events;
 pub mod identity;
 pub mod ids;
 pub mod ledger;
+pub mod records;
 
 pub use ids::*;

@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 use caretrail_bus::{Bus, BusError, call_json};
 use caretrail_contracts::consent::{self, DecideIn, DecideOut};
 use caretrail_contracts::identity::{
-    self, PatientInfo, PatientQuery, SignIn, SignOut, SignResult, TenantInfo, TenantQuery, ToSign,
+    self, InstitutionInfo, InstitutionsOut, PatientInfo, PatientQuery, SignIn, SignOut, SignResult,
+    TenantInfo, TenantQuery, ToSign,
 };
 use caretrail_contracts::ledger::{
     self, AppendIn, AppendOut, AppendResultOut, LedgerFailure, Receipt, SubmissionIn,
 };
+use caretrail_contracts::records::{self, AttributesIn, AttributesOut};
+use caretrail_contracts::{RecordId, TenantId};
 
 /// True when a remote error means "does not exist" rather than a failure.
 fn is_not_found(e: &BusError) -> bool {
@@ -134,6 +137,21 @@ impl IdentityClient {
         }
     }
 
+    /// The tenant's institutions with their levels.
+    pub async fn institutions(&self, tenant: &str) -> Result<Vec<InstitutionInfo>, BusError> {
+        let out: InstitutionsOut = call_json(
+            self.bus.as_ref(),
+            identity::SERVICE,
+            identity::METHOD_INSTITUTIONS,
+            &TenantQuery {
+                tenant: tenant.to_string(),
+            },
+            self.timeout,
+        )
+        .await?;
+        Ok(out.institutions)
+    }
+
     /// Signs ledger submissions with the signers' custodial keys; one result per item.
     pub async fn sign(&self, items: Vec<ToSign>) -> Result<Vec<SignResult>, BusError> {
         let n = items.len();
@@ -175,5 +193,38 @@ impl ConsentClient {
             self.timeout,
         )
         .await
+    }
+}
+
+/// Asks the object store about records.
+#[derive(Clone)]
+pub struct RecordsClient {
+    bus: Arc<dyn Bus>,
+    timeout: Duration,
+}
+
+impl RecordsClient {
+    pub fn new(bus: Arc<dyn Bus>, timeout: Duration) -> Self {
+        Self { bus, timeout }
+    }
+
+    /// The decision attributes of those of `ids` that exist in the tenant.
+    pub async fn attributes(
+        &self,
+        tenant: &TenantId,
+        ids: Vec<RecordId>,
+    ) -> Result<Vec<caretrail_contracts::consent::RecordAttributes>, BusError> {
+        let out: AttributesOut = call_json(
+            self.bus.as_ref(),
+            records::SERVICE,
+            records::METHOD_ATTRIBUTES,
+            &AttributesIn {
+                tenant: tenant.clone(),
+                records: ids,
+            },
+            self.timeout,
+        )
+        .await?;
+        Ok(out.records)
     }
 }

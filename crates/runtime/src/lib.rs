@@ -144,6 +144,7 @@ impl Infra {
     }
 }
 
+pub mod anchoring;
 pub mod clients;
 #[cfg(feature = "testing")]
 pub mod testing;

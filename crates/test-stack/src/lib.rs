@@ -1,4 +1,6 @@
-//! A running identity + ledger + object store sharing one bus, with the demo tenants seeded.
+//! A running identity + ledger + object store (+ consent) sharing one bus, with the demo
+//! tenants seeded: what the integration tests of the object store and consent run against.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,12 @@ pub struct Stack {
     pub ledger: String,
     pub store: String,
     pub state: actix_web::web::Data<caretrail_object_store::State>,
+    /// The consent service, when started ([`Options::consent`]).
+    pub consent: Option<String>,
+    pub consent_state: Option<actix_web::web::Data<caretrail_consent::State>>,
+    /// Its settings, to start more replicas on the same database and bus.
+    pub consent_settings: Option<caretrail_runtime::ServiceSettings>,
+    jwks: String,
     pub demo: Value,
     pub objects_dir: PathBuf,
     pub store_db_file: Option<PathBuf>,
@@ -55,6 +63,8 @@ pub struct Options {
     /// Replaces the S3 endpoint (a proxy the test can cut).
     pub s3_endpoint: Option<String>,
     pub decisions: caretrail_object_store::DecisionSource,
+    /// Also run the consent service (and let it decide reads).
+    pub consent: bool,
 }
 
 impl Default for Options {
@@ -63,6 +73,7 @@ impl Default for Options {
             max_record_bytes: 64 * 1024 * 1024,
             s3_endpoint: None,
             decisions: caretrail_object_store::DecisionSource::OwnerOnly,
+            consent: false,
         }
     }
 }
@@ -140,13 +151,27 @@ impl Stack {
             Some(caretrail_object_store::keys::Keyring::generate_json().unwrap());
         store_settings.max_record_bytes = options.max_record_bytes;
         store_settings.decisions = options.decisions;
+        if options.consent {
+            store_settings.decisions = caretrail_object_store::DecisionSource::Consent;
+        }
         let mut store_config = caretrail_object_store::Config::new(store_service, store_settings);
-        store_config.auth.jwks_url = Some(jwks);
+        store_config.auth.jwks_url = Some(jwks.clone());
         let store_app = caretrail_object_store::Application::build(store_config)
             .await
             .expect("object store");
         let state = store_app.state();
         let store = run!(store_app);
+
+        let (mut consent, mut consent_state, mut consent_settings) = (None, None, None);
+        if options.consent {
+            let (mut service, d) = settings(backend, "consent").await;
+            dirs.extend(d);
+            service.bus.bus_prefix = bus_prefix.clone();
+            consent_settings = Some(service.clone());
+            let app = start_consent(service, &jwks).await;
+            consent_state = Some(app.state());
+            consent = Some(run!(app));
+        }
 
         let demo = serde_json::to_value(
             caretrail_identity::seed::demo(&identity_state, &identity)
@@ -162,6 +187,10 @@ impl Stack {
             ledger,
             store,
             state,
+            consent,
+            consent_state,
+            consent_settings,
+            jwks,
             demo,
             objects_dir,
             store_db_file,
@@ -172,6 +201,33 @@ impl Stack {
         };
         stack.wait_for_ledger_keys().await;
         stack
+    }
+
+    /// Starts another consent replica on the same database and bus; returns its URL and a
+    /// sender that stops it.
+    pub async fn consent_replica(
+        &self,
+    ) -> (
+        String,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let service = self
+            .consent_settings
+            .clone()
+            .expect("consent is not running");
+        let app = start_consent(service, &self.jwks).await;
+        let port = app.port();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        (format!("http://127.0.0.1:{port}"), tx, task)
+    }
+
+    /// The consent service's URL.
+    pub fn consent_url(&self) -> &str {
+        self.consent.as_deref().expect("consent is not running")
     }
 
     pub async fn stop(mut self) {
@@ -429,7 +485,7 @@ impl Stack {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let rows = anchor::Entity::find()
-                .filter(anchor::Column::RecordId.eq(record))
+                .filter(anchor::Column::SubjectId.eq(record))
                 .order_by_asc(anchor::Column::Id)
                 .all(&self.state.db)
                 .await
@@ -457,4 +513,16 @@ pub fn metadata(patient: &str, category: &str) -> Value {
         "encounter_date": "2026-11-01",
         "fhir_resource_type": "DiagnosticReport",
     })
+}
+
+async fn start_consent(
+    service: caretrail_runtime::ServiceSettings,
+    jwks: &str,
+) -> caretrail_consent::Application {
+    let mut config =
+        caretrail_consent::Config::new(service, caretrail_consent::ConsentSettings::default());
+    config.auth.jwks_url = Some(jwks.to_string());
+    caretrail_consent::Application::build(config)
+        .await
+        .expect("consent")
 }

@@ -235,7 +235,20 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         let token = stop_services.clone();
         running.spawn(async move { identity_app.run_until(token.cancelled_owned()).await });
     }
-    let consent = start!(caretrail_consent);
+    let consent = {
+        let mut consent_config = caretrail_consent::Config::new(
+            config.service(caretrail_consent::SERVICE),
+            caretrail_consent::ConsentSettings::default(),
+        );
+        consent_config.auth.jwks_url = Some(format!("{identity}/.well-known/jwks.json"));
+        let app = caretrail_consent::Application::build(consent_config)
+            .await
+            .context("starting consent")?;
+        let port = app.port();
+        let token = stop_services.clone();
+        running.spawn(async move { app.run_until(token.cancelled_owned()).await });
+        format!("http://127.0.0.1:{port}")
+    };
     let ledger = {
         let mut ledger_config = caretrail_ledger::Config::new(
             config.service(caretrail_ledger::SERVICE),

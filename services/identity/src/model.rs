@@ -8,36 +8,7 @@ use utoipa::ToSchema;
 use crate::IdentityError;
 use caretrail_platform::FieldError;
 
-/// An institution's level in the regional consortium.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    /// Community or township health centre.
-    Primary,
-    /// District hospital.
-    Secondary,
-    /// City or provincial hospital.
-    Tertiary,
-    /// Health bureau, auditors.
-    Regulator,
-    PublicHealth,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Primary => "primary",
-            Level::Secondary => "secondary",
-            Level::Tertiary => "tertiary",
-            Level::Regulator => "regulator",
-            Level::PublicHealth => "public_health",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-    }
-}
+pub use caretrail_contracts::identity::Level;
 
 fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
     if value.trim().is_empty() {

@@ -8,8 +8,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use caretrail_bus::{RemoteError, RpcRequest, rpc_fn};
 use caretrail_contracts::identity::{
-    INSTITUTION_KINDS, METHOD_PATIENT, METHOD_SIGN, METHOD_TENANT, PLATFORM_KINDS, PLATFORM_SIGNER,
-    PatientInfo, PatientQuery, SignIn, SignOut, SignResult, TenantInfo, TenantQuery, ToSign,
+    INSTITUTION_KINDS, InstitutionInfo, InstitutionsOut, Level, METHOD_INSTITUTIONS,
+    METHOD_PATIENT, METHOD_SIGN, METHOD_TENANT, PLATFORM_KINDS, PLATFORM_SIGNER, PatientInfo,
+    PatientQuery, SignIn, SignOut, SignResult, TenantInfo, TenantQuery, ToSign,
 };
 use caretrail_contracts::ledger::SubmissionIn;
 use caretrail_crypto::SigningKey;
@@ -61,6 +62,29 @@ async fn patient(state: &State, q: PatientQuery) -> Result<PatientInfo, RemoteEr
         patient: row.id,
         registered_by: row.registered_by,
     })
+}
+
+async fn institutions(state: &State, q: TenantQuery) -> Result<InstitutionsOut, RemoteError> {
+    let txn = caretrail_db::begin_tenant(&state.db, &q.tenant)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let rows = entities::institution::Entity::find()
+        .filter(entities::institution::Column::TenantId.eq(q.tenant.as_str()))
+        .all(&txn)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let mut institutions = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (Ok(institution), Some(level)) = (row.id.parse(), Level::parse(&row.level)) else {
+            return Err(internal(IdentityError::Corrupt("institution row")));
+        };
+        institutions.push(InstitutionInfo {
+            institution,
+            name: row.name,
+            level,
+        });
+    }
+    Ok(InstitutionsOut { institutions })
 }
 
 fn refused(code: &str, message: impl Into<String>) -> SignResult {
@@ -185,6 +209,9 @@ async fn handle(state: Arc<State>, request: RpcRequest) -> Result<serde_json::Va
         }
         METHOD_PATIENT => {
             reply(patient(&state, serde_json::from_value(request.body).map_err(bad)?).await?)
+        }
+        METHOD_INSTITUTIONS => {
+            reply(institutions(&state, serde_json::from_value(request.body).map_err(bad)?).await?)
         }
         METHOD_SIGN => {
             let input: SignIn = serde_json::from_value(request.body).map_err(bad)?;

@@ -148,6 +148,8 @@ pub async fn demo(state: &State, base_url: &str) -> Result<DemoCredentials, Iden
                     scopes::RECORDS_READ,
                     scopes::RECORDS_WRITE,
                     scopes::PATIENTS_WRITE,
+                    scopes::GRANTS_WRITE,
+                    scopes::GRANTS_READ,
                 ],
             )],
         ),

@@ -143,7 +143,7 @@ pub fn record_out(r: &record::Model) -> RecordOut {
     }
 }
 
-fn attributes(r: &record::Model) -> Result<RecordAttributes> {
+pub fn attributes(r: &record::Model) -> Result<RecordAttributes> {
     Ok(RecordAttributes {
         record: r
             .id
@@ -251,7 +251,7 @@ async fn log_access(
         &txn,
         NewAnchor {
             tenant: r.tenant_id.clone(),
-            record: r.id.clone(),
+            subject: r.id.clone(),
             kind,
             request_id: format!("access:{}", uuid::Uuid::now_v7().simple()),
             signer: PLATFORM_SIGNER.to_string(),
@@ -528,7 +528,7 @@ pub async fn upload(
             &txn,
             NewAnchor {
                 tenant: tenant.to_string(),
-                record: record_id.to_string(),
+                subject: record_id.to_string(),
                 kind: anchor::KIND_ANCHORED,
                 request_id: record_id.to_string(),
                 signer: institution.to_string(),
@@ -559,40 +559,33 @@ pub async fn upload(
     stored.keep();
 
     let wait = Duration::from_millis(state.settings.anchor_wait_ms);
-    let outcome = tokio::time::timeout(wait, state.anchorer.anchor_now(&[anchor_id])).await;
+    let outcome = state.anchorer.anchor_within(anchor_id, wait).await;
     let location = format!("/v1/records/{record_id}");
     match outcome {
-        Ok(Ok(mut outcomes)) => match outcomes.pop() {
-            Some(Outcome::Anchored(receipt)) => {
-                row.status = "active".into();
-                row.ledger_index = Some(receipt.index as i64);
-                row.leaf_hash = Some(receipt.leaf_hash.clone());
-                let receipt = ReceiptOut::new(&row.id, &row.content_hash, *receipt);
-                Ok(HttpResponse::Created()
-                    .insert_header((header::LOCATION, location))
-                    .json(UploadOut {
-                        record: record_out(&row),
-                        receipt: Some(receipt),
-                    }))
-            }
-            Some(Outcome::Refused(failure)) => {
-                refuse_upload(&state, &row, refused_later, failure).await
-            }
-            // A client-signed manifest naming a key the ledger does not know will not get
-            // better with retries (identity registers custodial keys before they sign).
-            Some(Outcome::Pending(failure))
-                if new.client_signature.is_some()
-                    && matches!(failure.code.as_str(), "unknown_key" | "unknown_institution") =>
-            {
-                refuse_upload(&state, &row, refused_later, failure).await
-            }
-            Some(Outcome::Pending(_)) | None => Ok(accepted(location, &row)),
-        },
-        Ok(Err(e)) => {
-            tracing::warn!(error = %caretrail_platform::problem::ErrorChain(&e), record = %row.id, "anchoring continues in the background");
-            Ok(accepted(location, &row))
+        Some(Outcome::Anchored(receipt)) => {
+            row.status = "active".into();
+            row.ledger_index = Some(receipt.index as i64);
+            row.leaf_hash = Some(receipt.leaf_hash.clone());
+            let receipt = ReceiptOut::new(&row.id, &row.content_hash, *receipt);
+            Ok(HttpResponse::Created()
+                .insert_header((header::LOCATION, location))
+                .json(UploadOut {
+                    record: record_out(&row),
+                    receipt: Some(receipt),
+                }))
         }
-        Err(_) => Ok(accepted(location, &row)),
+        Some(Outcome::Refused(failure)) => {
+            refuse_upload(&state, &row, refused_later, failure).await
+        }
+        // A client-signed manifest naming a key the ledger does not know will not get
+        // better with retries (identity registers custodial keys before they sign).
+        Some(Outcome::Pending(failure))
+            if new.client_signature.is_some()
+                && matches!(failure.code.as_str(), "unknown_key" | "unknown_institution") =>
+        {
+            refuse_upload(&state, &row, refused_later, failure).await
+        }
+        Some(Outcome::Pending(_)) | None => Ok(accepted(location, &row)),
     }
 }
 
@@ -673,7 +666,7 @@ async fn forget(state: &State, row: &record::Model) -> Result<()> {
     let txn = caretrail_db::begin_tenant(&state.db, &row.tenant_id).await?;
     anchor_row::Entity::delete_many()
         .filter(anchor_row::Column::TenantId.eq(row.tenant_id.as_str()))
-        .filter(anchor_row::Column::RecordId.eq(row.id.as_str()))
+        .filter(anchor_row::Column::SubjectId.eq(row.id.as_str()))
         .exec(&txn)
         .await?;
     record::Entity::delete_by_id(row.id.clone())
@@ -944,7 +937,7 @@ pub async fn receipt(
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let row = anchor_row::Entity::find()
         .filter(anchor_row::Column::TenantId.eq(tenant.as_str()))
-        .filter(anchor_row::Column::RecordId.eq(r.id.as_str()))
+        .filter(anchor_row::Column::SubjectId.eq(r.id.as_str()))
         .filter(anchor_row::Column::Kind.eq(anchor::KIND_ANCHORED))
         .one(&txn)
         .await?;
@@ -1106,7 +1099,7 @@ pub async fn erase(
         &txn,
         NewAnchor {
             tenant: tenant.to_string(),
-            record: r.id.clone(),
+            subject: r.id.clone(),
             kind: anchor::KIND_ERASED,
             request_id: format!("erase:{}", r.id),
             signer: PLATFORM_SIGNER.to_string(),

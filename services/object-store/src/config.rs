@@ -34,10 +34,10 @@ pub enum StorageKind {
 #[serde(rename_all = "snake_case")]
 pub enum DecisionSource {
     /// The consent service's decision RPC (`consent.decide`).
-    Consent,
-    /// Only the institution that created a record may read it (until the consent service
-    /// answers decisions).
     #[default]
+    Consent,
+    /// Only the institution that created a record may read it (deployments without the
+    /// consent service).
     OwnerOnly,
 }
 
@@ -123,7 +123,7 @@ impl Default for StoreSettings {
             max_record_bytes: default_max_record(),
             keyring_file: None,
             keyring: None,
-            decisions: DecisionSource::OwnerOnly,
+            decisions: DecisionSource::Consent,
             anchor_wait_ms: default_anchor_wait(),
             rpc_timeout_ms: default_rpc_timeout(),
         }

@@ -42,6 +42,8 @@ impl Decider {
                         action,
                         purpose,
                         resources,
+                        // A content read is the access itself: it counts against limited grants.
+                        enforce: action == Action::ReadContent,
                     })
                     .await
                     .map_err(|e| ObjectStoreError::Dependency("the consent service", e))?;

@@ -65,38 +65,5 @@ pub mod kek_version {
     no_relations!();
 }
 
-/// A ledger entry to append (ids and hashes only): the work queue of the anchorer.
-pub mod anchor {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "anchors")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i64,
-        pub tenant_id: String,
-        pub record_id: String,
-        pub kind: String,
-        /// Ledger request id, unique per signer: makes retries idempotent.
-        pub request_id: String,
-        /// Institution id or `registrar` (platform attestation).
-        pub signer: String,
-        /// Base64 canonical payload.
-        pub payload: String,
-        /// JSON `SubmissionIn` once signed.
-        pub submission: Option<String>,
-        /// `pending`, `done`, `failed`.
-        pub status: String,
-        pub attempts: i32,
-        pub next_attempt_at: DateTimeUtc,
-        pub last_error: Option<String>,
-        /// JSON of the domain event published once anchored (ledger fields added then).
-        pub event: String,
-        pub ledger_index: Option<i64>,
-        /// JSON ledger receipt.
-        pub receipt: Option<String>,
-        pub created_at: DateTimeUtc,
-        pub anchored_at: Option<DateTimeUtc>,
-    }
-    no_relations!();
-}
+/// The anchoring queue's rows (shared schema).
+pub use caretrail_runtime::anchoring::anchor;

@@ -74,6 +74,18 @@ impl ObjectStoreError {
     }
 }
 
+impl From<caretrail_runtime::anchoring::AnchorError> for ObjectStoreError {
+    fn from(e: caretrail_runtime::anchoring::AnchorError) -> Self {
+        use caretrail_runtime::anchoring::AnchorError;
+        match e {
+            AnchorError::Database(e) => Self::Database(e),
+            AnchorError::Db(e) => Self::Db(e),
+            AnchorError::Bus(e) => Self::Bus(e),
+            AnchorError::Corrupt(what) => Self::Corrupt(what),
+        }
+    }
+}
+
 impl From<StorageError> for ObjectStoreError {
     fn from(e: StorageError) -> Self {
         match e {

@@ -38,6 +38,7 @@ pub mod error;
 pub mod keys;
 pub mod model;
 pub mod rewrap;
+pub mod rpc;
 pub mod storage;
 
 pub use config::{Config, DecisionSource, StorageKind, StoreSettings};
@@ -94,10 +95,12 @@ impl Application {
         let rpc_timeout = Duration::from_millis(settings.rpc_timeout_ms);
         let identity = IdentityClient::new(infra.bus.clone(), rpc_timeout);
         let anchorer = Arc::new(anchor::Anchorer::new(
+            SERVICE,
             infra.db.clone(),
             identity.clone(),
             LedgerClient::new(infra.bus.clone(), rpc_timeout),
             infra.outbox.clone(),
+            Arc::new(anchor::RecordHooks),
         ));
         let decider = match settings.decisions {
             DecisionSource::Consent => {
@@ -133,6 +136,15 @@ impl Application {
             rewrap: rewrap::Rewrap::default(),
             settings,
         });
+        infra.add_consumer(
+            infra
+                .bus
+                .serve(
+                    caretrail_contracts::records::SERVICE,
+                    rpc::handler(state.clone().into_inner()),
+                )
+                .await?,
+        );
         let stop = tokio_util::sync::CancellationToken::new();
         let worker = tokio::spawn(anchorer.run(stop.clone()));
         let data = state.clone();

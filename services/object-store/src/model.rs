@@ -9,55 +9,7 @@ use utoipa::ToSchema;
 
 use crate::error::ObjectStoreError;
 
-/// What kind of medical record it is; the consent policy gives each a sensitivity level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    ExamReport,
-    LabResult,
-    Imaging,
-    Diagnosis,
-    Prescription,
-    DischargeSummary,
-    MentalHealth,
-    InfectiousDisease,
-    Genetic,
-    Other,
-}
-
-impl Category {
-    pub const ALL: [Category; 10] = [
-        Category::ExamReport,
-        Category::LabResult,
-        Category::Imaging,
-        Category::Diagnosis,
-        Category::Prescription,
-        Category::DischargeSummary,
-        Category::MentalHealth,
-        Category::InfectiousDisease,
-        Category::Genetic,
-        Category::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::ExamReport => "exam_report",
-            Category::LabResult => "lab_result",
-            Category::Imaging => "imaging",
-            Category::Diagnosis => "diagnosis",
-            Category::Prescription => "prescription",
-            Category::DischargeSummary => "discharge_summary",
-            Category::MentalHealth => "mental_health",
-            Category::InfectiousDisease => "infectious_disease",
-            Category::Genetic => "genetic",
-            Category::Other => "other",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-}
+pub use caretrail_contracts::records::Category;
 
 /// Media types a record may have (parameters such as `charset` are dropped).
 pub const MEDIA_TYPES: [&str; 14] = [

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod records;
-mod stack;
+mod stack {
+    pub use caretrail_test_stack::*;
+}
 
 caretrail_runtime::service_start_tests!(caretrail_object_store, "object_store", |service, dir| {
     caretrail_object_store::Config::new(

@@ -81,6 +81,12 @@ bench-ledger: ## Ledger append load test: 3-node cluster on loopback vs etcd 3.4
 	$(CARGO) build --release -p caretrail-ledger -p caretrail-ledger-bench
 	$(CARGO_TARGET_DIR)/release/caretrail-ledger-bench $(or $(BENCH_ARGS),--suite both --clients 1,16,64,256 --duration-secs 10)
 
+.PHONY: bench-consent
+bench-consent: ## Consent decision load run: 100k grants, in-process at 10k/s and over the bus (report on stdout)
+	$(MAKE) infra
+	$(CARGO) build --release -p caretrail-consent-bench
+	$(CARGO_TARGET_DIR)/release/caretrail-consent-bench $(or $(BENCH_ARGS),--real)
+
 .PHONY: bench-records
 bench-records: ## Record upload/download load test through the gateway, local directory and S3 (report on stdout)
 	./infra/start-s3.sh

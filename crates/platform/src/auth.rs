@@ -251,7 +251,7 @@ impl Verifier {
             .map_err(|_| AuthError::KeysUnavailable)
     }
 
-        fn key(&self, kid: &str) -> Option<DecodingKey> {
+    fn key(&self, kid: &str) -> Option<DecodingKey> {
         lock_err(self.inner.keys.read()).get(kid).cloned()
     }
 

@@ -750,6 +750,51 @@ async fn access_limits_referrals_break_glass_and_policy() {
     assert_eq!(p.audit_read().await, 403);
     let (_, versions) = p.get(&p.auditor, "/v1/policy/versions").await;
     assert_eq!(versions["items"].as_array().unwrap().len(), 2);
+
+    // The other tenant, on every consent endpoint: nothing of this tenant exists for it.
+    let o = &p.other_tenant;
+    let gid = grant["id"].as_str().unwrap();
+    for path in [
+        format!("/v1/grants/{gid}"),
+        format!("/v1/grants/{gid}/fhir"),
+        format!("/v1/referrals/{rid}"),
+    ] {
+        assert_eq!(p.get(o, &path).await.0, 404, "{path}");
+    }
+    for path in [
+        format!("/v1/grants/{gid}/revoke"),
+        format!("/v1/referrals/{rid}/accept"),
+        format!("/v1/referrals/{rid}/decline"),
+        format!("/v1/referrals/{rid}/complete"),
+        format!("/v1/referrals/{rid}/cancel"),
+    ] {
+        assert_eq!(
+            p.post(o, &path, json!({"reason": "x"})).await.0,
+            404,
+            "{path}"
+        );
+    }
+    for path in ["/v1/grants", "/v1/referrals", "/v1/break-glass"] {
+        let (status, list) = p.get(o, path).await;
+        assert_eq!(status, 200, "{path}: {list}");
+        assert_eq!(
+            list["items"].as_array().map(Vec::len),
+            Some(0),
+            "{path}: {list}"
+        );
+    }
+    let (_, theirs) = p.get(o, "/v1/policy").await;
+    assert_eq!(theirs["version"], 0, "policy versions are per tenant");
+    let (status, decided) = p
+        .post(
+            o,
+            "/v1/decisions",
+            json!({"action": "read_metadata", "records": [p.exam]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(decided["decisions"][0]["permit"], false);
+    assert_eq!(decided["decisions"][0]["reasons"][0], "no such record");
     p.stack.stop().await;
 }
 

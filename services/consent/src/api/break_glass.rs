@@ -43,7 +43,7 @@ fn out(row: &break_glass::Model, receipt: Option<ReceiptOut>) -> BreakGlassOut {
 #[utoipa::path(post, operation_id = "declare_break_glass", path = "/v1/break-glass", tag = "consent",
     request_body = BreakGlassIn,
     responses((status = 201, body = BreakGlassOut, description = "Emergency access is open until `expires_at`; anchored and flagged for audit review"),
-              (status = 400, body = caretrail_platform::Problem),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)"),
               (status = 403, body = caretrail_platform::Problem, description = "The policy does not let the caller's role declare an emergency")),
     security(("bearer" = [])))]
 /// Declare an emergency: time-boxed access to the patient's records for the caller alone.
@@ -176,7 +176,7 @@ pub struct BreakGlassQuery {
 
 #[utoipa::path(get, operation_id = "list_break_glass", path = "/v1/break-glass", tag = "consent",
     params(BreakGlassQuery),
-    responses((status = 200, body = BreakGlassListOut), (status = 400, body = caretrail_platform::Problem)),
+    responses((status = 200, body = BreakGlassListOut, description = "Break-glass declarations, most recent first"), (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)")),
     security(("bearer" = [])))]
 /// Break-glass declarations, most recent first: all of the tenant's for tenant admins and
 /// auditors (the review queue), the caller's institution's for everyone else.

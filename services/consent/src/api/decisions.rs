@@ -19,7 +19,7 @@ const MAX_RECORDS: usize = 1000;
 #[utoipa::path(post, operation_id = "decide", path = "/v1/decisions", tag = "consent",
     request_body = DecisionsIn,
     responses((status = 200, body = DecisionsOut, description = "One decision per record, in order: permit or deny, the reasons, the grant or rule that decided, obligations"),
-              (status = 400, body = caretrail_platform::Problem),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)"),
               (status = 403, body = caretrail_platform::Problem, description = "Asking about another subject needs tenant admin or auditor")),
     security(("bearer" = [])))]
 /// Decide whether a subject (the caller by default) may act on records for a purpose.

@@ -477,7 +477,7 @@ pub async fn respond_created(
 
 #[utoipa::path(get, operation_id = "get_grant", path = "/v1/grants/{grant_id}", tag = "consent",
     params(("grant_id" = String, Path)),
-    responses((status = 200, body = GrantOut),
+    responses((status = 200, body = GrantOut, description = "The grant"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found, or not the caller's institution's (also for other tenants)")),
     security(("bearer" = [])))]
 /// A grant, to its granting and receiving institutions, tenant admins and auditors.
@@ -508,8 +508,8 @@ pub struct GrantQuery {
 
 #[utoipa::path(get, operation_id = "list_grants", path = "/v1/grants", tag = "consent",
     params(GrantQuery),
-    responses((status = 200, body = GrantListOut),
-              (status = 400, body = caretrail_platform::Problem)),
+    responses((status = 200, body = GrantListOut, description = "A page of grants"),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)")),
     security(("bearer" = [])))]
 /// Search grants by patient, institution and status (oldest first). Physicians and apps see
 /// their institution's grants (given or received); tenant admins and auditors all.
@@ -707,9 +707,9 @@ pub async fn apply_revocation(
     params(("grant_id" = String, Path)),
     request_body = RevokeIn,
     responses((status = 200, body = GrantOut, description = "Revoked and in force on every decision from now on; `consent.revoked` is anchored (receipt when it committed in time)"),
-              (status = 400, body = caretrail_platform::Problem),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)"),
               (status = 403, body = caretrail_platform::Problem, description = "Not the granting institution or a tenant admin"),
-              (status = 404, body = caretrail_platform::Problem),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
               (status = 409, body = caretrail_platform::Problem, description = "The grant was never in force (refused by the ledger)")),
     security(("bearer" = [])))]
 /// Revoke a grant (the patient withdrew consent, the referral ended…): effective at once.
@@ -732,7 +732,7 @@ pub async fn revoke(
 #[utoipa::path(get, operation_id = "get_grant_fhir", path = "/v1/grants/{grant_id}/fhir", tag = "consent",
     params(("grant_id" = String, Path)),
     responses((status = 200, content_type = "application/fhir+json", description = "The grant as a FHIR R4 Consent resource"),
-              (status = 404, body = caretrail_platform::Problem)),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)")),
     security(("bearer" = [])))]
 /// The grant as a FHIR R4 `Consent` resource.
 pub async fn fhir(

@@ -121,8 +121,8 @@ async fn anchor_transition(
     request_body = ReferralIn,
     responses((status = 201, body = ReferralOut, description = "Referred; its grant is anchored and in force"),
               (status = 202, body = ReferralOut, description = "Referred; the grant is in force once anchoring completes"),
-              (status = 400, body = caretrail_platform::Problem),
-              (status = 403, body = caretrail_platform::Problem)),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not allowed for the caller")),
     security(("bearer" = [])))]
 /// Refer a patient to another institution (optionally one physician there), with the grant
 /// that lets it read what the referral needs.
@@ -286,7 +286,7 @@ async fn load(state: &State, caller: &Caller, id: &str) -> Result<referral::Mode
 
 #[utoipa::path(get, operation_id = "get_referral", path = "/v1/referrals/{referral_id}", tag = "consent",
     params(("referral_id" = String, Path)),
-    responses((status = 200, body = ReferralOut), (status = 404, body = caretrail_platform::Problem)),
+    responses((status = 200, body = ReferralOut, description = "The referral"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)")),
     security(("bearer" = [])))]
 /// A referral, to its two institutions, tenant admins and auditors.
 pub async fn get(
@@ -313,7 +313,7 @@ pub struct ReferralQuery {
 
 #[utoipa::path(get, operation_id = "list_referrals", path = "/v1/referrals", tag = "consent",
     params(ReferralQuery),
-    responses((status = 200, body = ReferralListOut), (status = 400, body = caretrail_platform::Problem)),
+    responses((status = 200, body = ReferralListOut, description = "A page of referrals"), (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)")),
     security(("bearer" = [])))]
 /// The caller's institution's referrals (incoming and outgoing), oldest first.
 pub async fn list(
@@ -488,9 +488,9 @@ macro_rules! transition_handler {
         #[utoipa::path(post, operation_id = $op, path = concat!("/v1/referrals/{referral_id}/", stringify!($name)), tag = "consent",
             params(("referral_id" = String, Path)),
             request_body = TransitionIn,
-            responses((status = 200, body = ReferralOut),
+            responses((status = 200, body = ReferralOut, description = "The referral"),
                       (status = 403, body = caretrail_platform::Problem, description = "Not this side of the referral"),
-                      (status = 404, body = caretrail_platform::Problem),
+                      (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
                       (status = 409, body = caretrail_platform::Problem, description = "Not possible from the referral's current state")),
             security(("bearer" = [])))]
         #[doc = $doc]

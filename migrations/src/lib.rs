@@ -6,6 +6,7 @@
 use sea_orm_migration::prelude::*;
 
 pub mod anchors;
+pub mod audit_tables;
 pub mod common;
 pub mod consent_tables;
 pub mod identity_certificates;
@@ -64,7 +65,11 @@ service_migrator!(
         crate::anchors::ObjectStoreAnchorSubject
     ]
 );
-service_migrator!(audit, "Audit service schema.", [crate::common::OutboxInbox]);
+service_migrator!(
+    audit,
+    "Audit service schema.",
+    [crate::common::OutboxInbox, crate::audit_tables::Tables]
+);
 
 /// Every service schema, by service name, for `caretrail migrate`.
 pub const SERVICES: [&str; 5] = ["identity", "consent", "ledger", "object-store", "audit"];

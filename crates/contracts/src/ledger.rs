@@ -12,6 +12,11 @@ pub const SERVICE: &str = "ledger";
 pub const METHOD_APPEND: &str = "append";
 /// RPC method: [`TenantIn`] → `{}` (idempotent).
 pub const METHOD_REGISTER_TENANT: &str = "register_tenant";
+/// RPC method: [`BundlesIn`] → [`BundlesOut`]: proof bundles of entries against the latest
+/// checkpoint (for auditors' trails).
+pub const METHOD_BUNDLES: &str = "bundles";
+/// Most entries one `bundles` call may name.
+pub const MAX_BUNDLES: usize = 200;
 
 /// Submitter name of a tenant's registrar (the identity service, signing with the tenant CA
 /// key): the only submitter of key entries.
@@ -144,4 +149,23 @@ pub enum AppendResultOut {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AppendOut {
     pub results: Vec<AppendResultOut>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundlesIn {
+    pub tenant: String,
+    pub indexes: Vec<u64>,
+}
+
+/// One bundle or the reason there is none (e.g. `not_found`), per requested index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BundleResult {
+    Bundle(Box<ProofBundle>),
+    Error(LedgerFailure),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundlesOut {
+    pub results: Vec<BundleResult>,
 }

@@ -13,7 +13,8 @@ use caretrail_contracts::identity::{
     TenantInfo, TenantQuery, ToSign,
 };
 use caretrail_contracts::ledger::{
-    self, AppendIn, AppendOut, AppendResultOut, LedgerFailure, Receipt, SubmissionIn,
+    self, AppendIn, AppendOut, AppendResultOut, BundleResult, BundlesIn, BundlesOut, LedgerFailure,
+    Receipt, SubmissionIn,
 };
 use caretrail_contracts::records::{self, AttributesIn, AttributesOut};
 use caretrail_contracts::{RecordId, TenantId};
@@ -59,6 +60,32 @@ impl LedgerClient {
             })
             .collect();
         results.resize_with(n, || Err(LedgerFailure::unavailable("missing result")));
+        Ok(results)
+    }
+
+    /// Proof bundles of the tenant's entries against its latest checkpoint, one result per
+    /// index (at most [`ledger::MAX_BUNDLES`] per call).
+    pub async fn bundles(
+        &self,
+        tenant: &str,
+        indexes: Vec<u64>,
+    ) -> Result<Vec<BundleResult>, BusError> {
+        let n = indexes.len();
+        let out: BundlesOut = call_json(
+            self.bus.as_ref(),
+            ledger::SERVICE,
+            ledger::METHOD_BUNDLES,
+            &BundlesIn {
+                tenant: tenant.to_string(),
+                indexes,
+            },
+            self.timeout,
+        )
+        .await?;
+        let mut results = out.results;
+        results.resize_with(n, || {
+            BundleResult::Error(LedgerFailure::unavailable("missing result"))
+        });
         Ok(results)
     }
 }

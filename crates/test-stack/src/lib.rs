@@ -25,6 +25,9 @@ pub struct Stack {
     pub consent_state: Option<actix_web::web::Data<caretrail_consent::State>>,
     /// Its settings, to start more replicas on the same database and bus.
     pub consent_settings: Option<caretrail_runtime::ServiceSettings>,
+    /// The audit service, when started ([`Options::audit`]).
+    pub audit: Option<String>,
+    pub audit_state: Option<actix_web::web::Data<caretrail_audit::State>>,
     jwks: String,
     pub demo: Value,
     pub objects_dir: PathBuf,
@@ -65,6 +68,8 @@ pub struct Options {
     pub decisions: caretrail_object_store::DecisionSource,
     /// Also run the consent service (and let it decide reads).
     pub consent: bool,
+    /// Also run the audit service.
+    pub audit: bool,
 }
 
 impl Default for Options {
@@ -74,6 +79,7 @@ impl Default for Options {
             s3_endpoint: None,
             decisions: caretrail_object_store::DecisionSource::OwnerOnly,
             consent: false,
+            audit: false,
         }
     }
 }
@@ -172,6 +178,19 @@ impl Stack {
             consent_state = Some(app.state());
             consent = Some(run!(app));
         }
+        let (mut audit, mut audit_state) = (None, None);
+        if options.audit {
+            let (mut service, d) = settings(backend, "audit").await;
+            dirs.extend(d);
+            service.bus.bus_prefix = bus_prefix.clone();
+            let mut config = caretrail_audit::Config::new(service);
+            config.auth.jwks_url = Some(jwks.clone());
+            let app = caretrail_audit::Application::build(config)
+                .await
+                .expect("audit");
+            audit_state = Some(app.state());
+            audit = Some(run!(app));
+        }
 
         let demo = serde_json::to_value(
             caretrail_identity::seed::demo(&identity_state, &identity)
@@ -190,6 +209,8 @@ impl Stack {
             consent,
             consent_state,
             consent_settings,
+            audit,
+            audit_state,
             jwks,
             demo,
             objects_dir,
@@ -223,6 +244,26 @@ impl Stack {
             let _ = rx.await;
         }));
         (format!("http://127.0.0.1:{port}"), tx, task)
+    }
+
+    /// The audit service's URL.
+    pub fn audit_url(&self) -> &str {
+        self.audit.as_deref().expect("audit is not running")
+    }
+
+    /// A bus connection on this stack's prefix (tests publish and consume with it).
+    pub async fn bus(&self) -> std::sync::Arc<dyn caretrail_bus::Bus> {
+        let settings = caretrail_bus::BusSettings {
+            bus_url: if self.real {
+                caretrail_runtime::testing::amqp_url()
+            } else {
+                "inprocess".to_string()
+            }
+            .into(),
+            bus_prefix: self.prefix.clone(),
+            bus_quorum_queues: false,
+        };
+        caretrail_bus::connect(&settings).await.unwrap()
     }
 
     /// The consent service's URL.

@@ -1,33 +1,59 @@
-//! Audit service. The queryable index of everything anchored: lifecycles, access histories, regulator reports and exports.
+//! Audit service: the queryable index of everything anchored — record lifecycles, access
+//! histories, grants and their use, break-glass uses — for regulators, each event linked to
+//! its ledger entry and served with a proof that verifies offline.
 //!
 //! A library exposing [`Application::build`]; `main.rs` only loads config and runs it.
 
 use std::future::Future;
+use std::time::Duration;
 
 use actix_web::web;
 use caretrail_platform::{
+    auth::{AuthSettings, Verifier},
     config::{ConfigError, Validate},
-    http::Runner,
+    http::{Runner, resource},
 };
+use caretrail_runtime::clients::LedgerClient;
 use caretrail_runtime::{Infra, ServiceSettings};
+use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use utoipa::OpenApi;
 
+pub mod api;
+pub mod entities;
 pub mod error;
+pub mod indexer;
+pub mod model;
 
 pub use error::AuditError;
 
 pub const SERVICE: &str = "audit";
 
+/// Where the service finds the identity service's keys when `jwks_url` is not set.
+const DEFAULT_JWKS_URL: &str = "http://127.0.0.1:8080/.well-known/jwks.json";
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     #[serde(flatten)]
     pub service: ServiceSettings,
+    #[serde(flatten)]
+    pub auth: AuthSettings,
+    /// Timeout of calls to the ledger (proof bundles).
+    #[serde(default = "default_rpc_timeout")]
+    pub rpc_timeout_ms: u64,
+}
+
+fn default_rpc_timeout() -> u64 {
+    10_000
 }
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.service.validate()
+        self.service.validate()?;
+        if self.rpc_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("rpc_timeout_ms must be > 0".into()));
+        }
+        Ok(())
     }
 }
 
@@ -36,25 +62,70 @@ impl Config {
     pub fn load() -> Result<Self, ConfigError> {
         caretrail_platform::config::load(None)
     }
+
+    /// Defaults around the given settings (tests, the all-in-one binary).
+    pub fn new(service: ServiceSettings) -> Self {
+        Self {
+            service,
+            auth: AuthSettings::default(),
+            rpc_timeout_ms: default_rpc_timeout(),
+        }
+    }
+}
+
+/// What every handler gets.
+pub struct State {
+    pub db: DatabaseConnection,
+    pub ledger: LedgerClient,
 }
 
 pub struct Application {
     runner: Runner,
+    state: web::Data<State>,
 }
 
 impl Application {
-    /// Connects and migrates the database, connects the bus and binds the HTTP port
-    /// (`http_port = 0` picks a free one).
+    /// Connects and migrates the database, connects the bus, starts the indexer and binds
+    /// the HTTP port (`http_port = 0` picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let infra =
+        config.validate()?;
+        let mut infra =
             Infra::prepare::<caretrail_migrations::audit::Migrator>(SERVICE, &config.service)
                 .await?;
-        let runner = infra.serve(config.service.http.clone(), routes)?;
-        Ok(Self { runner })
+        infra.add_consumer(indexer::start(infra.bus.as_ref(), infra.db.clone()).await?);
+        let jwks = config
+            .auth
+            .jwks_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_JWKS_URL.to_string());
+        let verifier = Verifier::from_settings(&config.auth, jwks);
+        infra.add_consumer(
+            caretrail_runtime::revocations::follow(infra.bus.as_ref(), SERVICE, verifier.clone())
+                .await?,
+        );
+        let state = web::Data::new(State {
+            db: infra.db.clone(),
+            ledger: LedgerClient::new(
+                infra.bus.clone(),
+                Duration::from_millis(config.rpc_timeout_ms),
+            ),
+        });
+        let data = state.clone();
+        let verifier_data = web::Data::new(verifier);
+        let runner = infra.serve(config.service.http.clone(), move |cfg| {
+            cfg.app_data(data.clone()).app_data(verifier_data.clone());
+            routes(cfg);
+        })?;
+        Ok(Self { runner, state })
     }
 
     pub fn port(&self) -> u16 {
         self.runner.port()
+    }
+
+    /// Shared state (tests inspect the index through it).
+    pub fn state(&self) -> web::Data<State> {
+        self.state.clone()
     }
 
     /// Serves until SIGTERM/SIGINT, then drains requests and consumers.
@@ -68,13 +139,36 @@ impl Application {
     }
 }
 
-/// The service's public routes (none yet beyond the operational endpoints).
-fn routes(_cfg: &mut web::ServiceConfig) {}
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v1/audit/records/{record_id}/trail").get(api::trail))
+        .service(resource("/v1/audit/events").get(api::events))
+        .service(resource("/v1/audit/reports/access-summary").get(api::access_summary));
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
-    tags((name = "audit", description = "The queryable index of everything anchored: lifecycles, access histories, regulator reports and exports.")),
-    components(schemas(caretrail_platform::Problem, caretrail_platform::FieldError))
+    paths(api::trail, api::events, api::access_summary),
+    components(schemas(caretrail_platform::Problem, caretrail_platform::FieldError)),
+    modifiers(&BearerAuth),
+    tags((name = "audit", description = "The regulator's view: record trails with ledger proofs, event search, access reports")),
 )]
 struct ApiDoc;
 

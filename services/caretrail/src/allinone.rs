@@ -210,20 +210,6 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
     let stop_services = CancellationToken::new();
     let mut running = tokio::task::JoinSet::new();
 
-    macro_rules! start {
-        ($krate:ident) => {{
-            let app = $krate::Application::build($krate::Config {
-                service: config.service($krate::SERVICE),
-            })
-            .await
-            .with_context(|| format!("starting {}", $krate::SERVICE))?;
-            let port = app.port();
-            let token = stop_services.clone();
-            running.spawn(async move { app.run_until(token.cancelled_owned()).await });
-            format!("http://127.0.0.1:{port}")
-        }};
-    }
-
     let identity_app = caretrail_identity::Application::build(
         config.identity(&public_base(&config, config.http_port))?,
     )
@@ -280,7 +266,18 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         running.spawn(async move { app.run_until(token.cancelled_owned()).await });
         format!("http://127.0.0.1:{port}")
     };
-    let audit = start!(caretrail_audit);
+    let audit = {
+        let mut audit_config =
+            caretrail_audit::Config::new(config.service(caretrail_audit::SERVICE));
+        audit_config.auth.jwks_url = Some(format!("{identity}/.well-known/jwks.json"));
+        let app = caretrail_audit::Application::build(audit_config)
+            .await
+            .context("starting audit")?;
+        let port = app.port();
+        let token = stop_services.clone();
+        running.spawn(async move { app.run_until(token.cancelled_owned()).await });
+        format!("http://127.0.0.1:{port}")
+    };
 
     let gateway = caretrail_gateway::Application::build(caretrail_gateway::Config {
         http: HttpSettings {

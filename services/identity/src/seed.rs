@@ -150,6 +150,7 @@ pub async fn demo(state: &State, base_url: &str) -> Result<DemoCredentials, Iden
                     scopes::PATIENTS_WRITE,
                     scopes::GRANTS_WRITE,
                     scopes::GRANTS_READ,
+                    scopes::AUDIT_READ,
                 ],
             )],
         ),

@@ -529,10 +529,20 @@ pub async fn bundle(
     q: web::Query<BundleQuery>,
 ) -> Result<HttpResponse, LedgerError> {
     let tenant = caller_tenant(&p)?;
-    let index = index.into_inner();
-    let since = q.since;
-    caught_up(&node, &tenant, index.saturating_add(1)).await;
-    let out: ProofBundle = with_tree(&node, tenant, move |tree, node| {
+    let out = proof_bundle(&node, tenant, index.into_inner(), q.since).await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// The proof bundle of entry `index` against the tenant's latest checkpoint (with a
+/// consistency proof from `since` if given): for the HTTP API and the `bundles` RPC.
+pub async fn proof_bundle(
+    node: &Node,
+    tenant: String,
+    index: u64,
+    since: Option<u64>,
+) -> Result<ProofBundle, LedgerError> {
+    caught_up(node, &tenant, index.saturating_add(1)).await;
+    with_tree(node, tenant, move |tree, node| {
         let signed = sign_at(tree, node, tree.size())?;
         let vkey = node
             .checkpoints
@@ -562,8 +572,7 @@ pub async fn bundle(
         }
         Ok(bundle)
     })
-    .await?;
-    Ok(HttpResponse::Ok().json(out))
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------

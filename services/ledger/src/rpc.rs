@@ -4,19 +4,24 @@
 //! |---|---|---|
 //! | `append` | [`AppendIn`] | [`AppendOut`]: one receipt or error per submission, after commit |
 //! | `register_tenant` | [`TenantIn`] | `{}` |
+//! | `bundles` | [`BundlesIn`] | [`BundlesOut`]: a proof bundle or error per index |
 //!
 //! Every node serves the queue; a node that does not lead forwards to the leader.
 
 use std::sync::Arc;
 
 use caretrail_bus::{RemoteError, RpcRequest, rpc_fn};
+use caretrail_contracts::ledger::{
+    BundleResult, BundlesIn, BundlesOut, LedgerFailure, MAX_BUNDLES,
+};
+use caretrail_platform::problem::ApiError;
 
 use crate::api::{
     AppendIn, AppendOut, MAX_SUBMISSIONS, TenantIn, append_submissions, register_tenant,
 };
 use crate::node::LedgerNode;
 
-pub use caretrail_contracts::ledger::{METHOD_APPEND, METHOD_REGISTER_TENANT};
+pub use caretrail_contracts::ledger::{METHOD_APPEND, METHOD_BUNDLES, METHOD_REGISTER_TENANT};
 
 fn bad(e: impl std::fmt::Display) -> RemoteError {
     RemoteError::new("invalid_request", e.to_string())
@@ -43,6 +48,24 @@ async fn handle(
                 .await
                 .map_err(|e| RemoteError::new(e.code, e.message))?;
             Ok(serde_json::json!({}))
+        }
+        METHOD_BUNDLES => {
+            let input: BundlesIn = serde_json::from_value(request.body).map_err(bad)?;
+            if input.indexes.len() > MAX_BUNDLES {
+                return Err(bad(format!("at most {MAX_BUNDLES} indexes")));
+            }
+            let data = actix_web::web::Data::new(node.clone());
+            let mut results = Vec::with_capacity(input.indexes.len());
+            for index in input.indexes {
+                results.push(
+                    match crate::api::proof_bundle(&data, input.tenant.clone(), index, None).await {
+                        Ok(bundle) => BundleResult::Bundle(Box::new(bundle)),
+                        Err(e) => BundleResult::Error(LedgerFailure::new(e.code(), e.to_string())),
+                    },
+                );
+            }
+            serde_json::to_value(BundlesOut { results })
+                .map_err(|e| RemoteError::new("internal_error", e.to_string()))
         }
         other => Err(RemoteError::new(
             "unknown_method",

@@ -1,0 +1,408 @@
+//! The regulator API (auditors and tenant admins; apps with `audit:read`), tenant-scoped by
+//! the caller's token: a record's trail with ledger proofs, an event search and an access
+//! summary.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use caretrail_contracts::auth::{PrincipalKind, Role, scopes};
+use caretrail_contracts::ledger::{BundleResult, MAX_BUNDLES};
+use caretrail_contracts::{InstitutionId, PatientId, RecordId, TenantId};
+use caretrail_platform::auth::Principal;
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::IntoParams;
+
+use crate::State;
+use crate::entities::audit_event;
+use crate::error::AuditError;
+use crate::model::{
+    AccessCountOut, AccessSummaryOut, ActorOut, AuditEventListOut, AuditEventOut, DecidedByOut,
+    TrailOut,
+};
+
+type Result<T> = std::result::Result<T, AuditError>;
+
+/// Auditors and tenant admins of a tenant, or its apps holding `audit:read`.
+fn auditor_tenant(p: &Principal) -> Result<TenantId> {
+    let tenant =
+        p.0.tenant
+            .clone()
+            .ok_or_else(|| AuditError::Forbidden("this needs a tenant's token".into()))?;
+    let ok = if p.0.kind == PrincipalKind::App {
+        p.0.has_scope(scopes::AUDIT_READ)
+    } else {
+        p.0.has_role(Role::Auditor) || p.0.has_role(Role::TenantAdmin)
+    };
+    if ok {
+        Ok(tenant)
+    } else {
+        Err(AuditError::Forbidden(
+            "the audit trail is for auditors and tenant admins (apps: audit:read)".into(),
+        ))
+    }
+}
+
+fn scope_of(row: &audit_event::Model) -> Option<Value> {
+    if !row.kind.starts_with("consent.") {
+        return None;
+    }
+    let p: Value = serde_json::from_str(&row.payload).ok()?;
+    Some(serde_json::json!({
+        "records": p["records"],
+        "categories": p["categories"],
+        "data_from": p["data_from"],
+        "data_until": p["data_until"],
+        "valid_from": p["valid_from"],
+        "valid_until": p["valid_until"],
+        "max_accesses": p["max_accesses"],
+        "recipient_user": p["recipient_user"],
+    }))
+}
+
+fn event_out(row: &audit_event::Model) -> AuditEventOut {
+    AuditEventOut {
+        id: row.id.clone(),
+        kind: row.kind.clone(),
+        at: row.occurred_at,
+        actor: ActorOut {
+            subject: row.actor_subject.clone(),
+            institution: row.actor_institution.clone(),
+        },
+        record: row.record_id.clone(),
+        patient: row.patient_id.clone(),
+        grant: row.grant_id.clone(),
+        referral: row.referral_id.clone(),
+        category: row.category.clone(),
+        owner_institution: row.owner_institution.clone(),
+        recipient_institution: row.recipient_institution.clone(),
+        purpose: row.purpose.clone(),
+        action: row.action.clone(),
+        permit: row.permit,
+        decided_by: match (&row.decided_by_kind, &row.decided_by_id) {
+            (Some(kind), Some(id)) => Some(DecidedByOut {
+                kind: kind.clone(),
+                id: id.clone(),
+            }),
+            _ => None,
+        },
+        scope: scope_of(row),
+        ledger_index: row.ledger_index,
+        leaf_hash: row.leaf_hash.clone(),
+        proof: None,
+    }
+}
+
+/// Whether a grant event's scope covers the record.
+fn covers(
+    grant: &audit_event::Model,
+    record: &str,
+    category: Option<&str>,
+    owner: Option<&str>,
+) -> bool {
+    let Ok(p) = serde_json::from_str::<Value>(&grant.payload) else {
+        return false;
+    };
+    if owner.is_some() && p["grantor"].as_str() != owner {
+        return false;
+    }
+    let listed = |field: &str, value: &str| {
+        p[field]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(value)))
+    };
+    listed("records", record) || category.is_some_and(|c| listed("categories", c))
+}
+
+/// Attaches proof bundles from the ledger (batched).
+async fn attach_proofs(
+    state: &State,
+    tenant: &TenantId,
+    events: &mut [AuditEventOut],
+) -> Result<()> {
+    let wanted: Vec<(usize, u64)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.ledger_index.map(|x| (i, x.max(0) as u64)))
+        .collect();
+    for chunk in wanted.chunks(MAX_BUNDLES) {
+        let results = state
+            .ledger
+            .bundles(tenant.as_str(), chunk.iter().map(|(_, x)| *x).collect())
+            .await
+            .map_err(|e| AuditError::Dependency("the ledger", e))?;
+        for ((i, _), result) in chunk.iter().zip(results) {
+            if let BundleResult::Bundle(bundle) = result {
+                events[*i].proof = Some(*bundle);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TrailQuery {
+    /// Attach a ledger proof bundle to every event (default true).
+    pub proofs: Option<bool>,
+}
+
+#[utoipa::path(get, operation_id = "record_trail", path = "/v1/audit/records/{record_id}/trail", tag = "audit",
+    params(("record_id" = String, Path), TrailQuery),
+    responses((status = 200, body = TrailOut, description = "Every event of the record in ledger order — anchoring, the grants that covered it, accesses and refusals, revocations, erasure — each with its ledger proof"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin"),
+              (status = 404, body = caretrail_platform::Problem, description = "No such record in the caller's tenant")),
+    security(("bearer" = [])))]
+/// A record's whole lifecycle, each event with its inclusion proof and signed checkpoint.
+pub async fn trail(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<String>,
+    q: web::Query<TrailQuery>,
+) -> Result<HttpResponse> {
+    let tenant = auditor_tenant(&p)?;
+    let record: RecordId = path.parse().map_err(|_| AuditError::NotFound)?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let own = audit_event::Entity::find()
+        .filter(audit_event::Column::TenantId.eq(tenant.as_str()))
+        .filter(audit_event::Column::RecordId.eq(record.as_str()))
+        .all(&txn)
+        .await?;
+    let Some(anchored) = own.iter().find(|r| r.kind == "record.anchored").cloned() else {
+        txn.commit().await?;
+        return Err(AuditError::NotFound);
+    };
+    let grants = match &anchored.patient_id {
+        Some(patient) => {
+            audit_event::Entity::find()
+                .filter(audit_event::Column::TenantId.eq(tenant.as_str()))
+                .filter(audit_event::Column::PatientId.eq(patient.as_str()))
+                .filter(audit_event::Column::Kind.is_in(["consent.granted", "consent.revoked"]))
+                .all(&txn)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    txn.commit().await?;
+    let mut rows = own;
+    rows.extend(grants.into_iter().filter(|g| {
+        covers(
+            g,
+            record.as_str(),
+            anchored.category.as_deref(),
+            anchored.owner_institution.as_deref(),
+        )
+    }));
+    rows.sort_by(|a, b| {
+        (a.ledger_index.unwrap_or(i64::MAX), a.occurred_at, &a.id).cmp(&(
+            b.ledger_index.unwrap_or(i64::MAX),
+            b.occurred_at,
+            &b.id,
+        ))
+    });
+    let mut events: Vec<AuditEventOut> = rows.iter().map(event_out).collect();
+    if q.proofs.unwrap_or(true) {
+        attach_proofs(&state, &tenant, &mut events).await?;
+    }
+    Ok(HttpResponse::Ok().json(TrailOut {
+        record: record.to_string(),
+        patient: anchored.patient_id,
+        category: anchored.category,
+        owner_institution: anchored.owner_institution,
+        events,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventQuery {
+    pub patient: Option<String>,
+    /// Acting, owning or receiving institution.
+    pub institution: Option<String>,
+    pub record: Option<String>,
+    /// E.g. `record.accessed`; a trailing `*` matches a prefix (`consent.*`).
+    pub kind: Option<String>,
+    /// RFC 3339, inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// RFC 3339, exclusive.
+    pub to: Option<DateTime<Utc>>,
+    /// Attach ledger proof bundles (default false).
+    pub proofs: Option<bool>,
+    pub cursor: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<u64>,
+}
+
+#[utoipa::path(get, operation_id = "audit_events", path = "/v1/audit/events", tag = "audit",
+    params(EventQuery),
+    responses((status = 200, body = AuditEventListOut, description = "Matching events, oldest first"),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not allowed for the caller")),
+    security(("bearer" = [])))]
+/// Search the tenant's audit events by patient, institution, record, kind and time.
+pub async fn events(
+    state: web::Data<State>,
+    p: Principal,
+    q: web::Query<EventQuery>,
+) -> Result<HttpResponse> {
+    let tenant = auditor_tenant(&p)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(AuditError::field("limit", "1..=200"));
+    }
+    let mut query =
+        audit_event::Entity::find().filter(audit_event::Column::TenantId.eq(tenant.as_str()));
+    if let Some(patient) = &q.patient {
+        let patient: PatientId = patient.parse().map_err(|e: caretrail_contracts::IdError| {
+            AuditError::field("patient", e.to_string())
+        })?;
+        query = query.filter(audit_event::Column::PatientId.eq(patient.as_str()));
+    }
+    if let Some(record) = &q.record {
+        let record: RecordId = record.parse().map_err(|e: caretrail_contracts::IdError| {
+            AuditError::field("record", e.to_string())
+        })?;
+        query = query.filter(audit_event::Column::RecordId.eq(record.as_str()));
+    }
+    if let Some(institution) = &q.institution {
+        let i: InstitutionId = institution
+            .parse()
+            .map_err(|e: caretrail_contracts::IdError| {
+                AuditError::field("institution", e.to_string())
+            })?;
+        query = query.filter(
+            Condition::any()
+                .add(audit_event::Column::ActorInstitution.eq(i.as_str()))
+                .add(audit_event::Column::OwnerInstitution.eq(i.as_str()))
+                .add(audit_event::Column::RecipientInstitution.eq(i.as_str())),
+        );
+    }
+    if let Some(kind) = &q.kind {
+        let valid = !kind.is_empty()
+            && kind.len() <= 64
+            && kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_' || b == b'*');
+        if !valid {
+            return Err(AuditError::field(
+                "kind",
+                "an event kind such as record.accessed or consent.*",
+            ));
+        }
+        query = match kind.strip_suffix('*') {
+            Some(prefix) => query.filter(audit_event::Column::Kind.starts_with(prefix)),
+            None => query.filter(audit_event::Column::Kind.eq(kind.as_str())),
+        };
+    }
+    if let Some(from) = q.from {
+        query = query.filter(audit_event::Column::OccurredAt.gte(from));
+    }
+    if let Some(to) = q.to {
+        query = query.filter(audit_event::Column::OccurredAt.lt(to));
+    }
+    if let Some(cursor) = &q.cursor {
+        let valid =
+            cursor.len() == 36 && cursor.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if !valid {
+            return Err(AuditError::field("cursor", "not a cursor from this API"));
+        }
+        query = query.filter(audit_event::Column::Id.gt(cursor.as_str()));
+    }
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let mut rows = query
+        .order_by_asc(audit_event::Column::Id)
+        .limit(limit + 1)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
+    let mut items: Vec<AuditEventOut> = rows.iter().map(event_out).collect();
+    if q.proofs.unwrap_or(false) {
+        attach_proofs(&state, &tenant, &mut items).await?;
+    }
+    Ok(HttpResponse::Ok().json(AuditEventListOut { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PeriodQuery {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[utoipa::path(get, operation_id = "access_summary", path = "/v1/audit/reports/access-summary", tag = "audit",
+    params(PeriodQuery),
+    responses((status = 200, body = AccessSummaryOut, description = "The period's counts"), (status = 403, body = caretrail_platform::Problem, description = "Not allowed for the caller")),
+    security(("bearer" = [])))]
+/// Accesses per institution and category, refusals, break-glass uses, grants created and
+/// revoked, in a period.
+pub async fn access_summary(
+    state: web::Data<State>,
+    p: Principal,
+    q: web::Query<PeriodQuery>,
+) -> Result<HttpResponse> {
+    let tenant = auditor_tenant(&p)?;
+    let mut query = audit_event::Entity::find()
+        .select_only()
+        .column(audit_event::Column::Kind)
+        .column(audit_event::Column::ActorInstitution)
+        .column(audit_event::Column::Category)
+        .column_as(audit_event::Column::Id.count(), "n")
+        .filter(audit_event::Column::TenantId.eq(tenant.as_str()))
+        .group_by(audit_event::Column::Kind)
+        .group_by(audit_event::Column::ActorInstitution)
+        .group_by(audit_event::Column::Category);
+    if let Some(from) = q.from {
+        query = query.filter(audit_event::Column::OccurredAt.gte(from));
+    }
+    if let Some(to) = q.to {
+        query = query.filter(audit_event::Column::OccurredAt.lt(to));
+    }
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let groups: Vec<(String, Option<String>, Option<String>, i64)> =
+        query.into_tuple().all(&txn).await?;
+    txn.commit().await?;
+    let mut out = AccessSummaryOut {
+        from: q.from,
+        to: q.to,
+        accesses: Vec::new(),
+        refusals_total: 0,
+        break_glass: 0,
+        grants_created: 0,
+        grants_revoked: 0,
+        records_anchored: 0,
+        records_erased: 0,
+    };
+    let mut per: HashMap<(Option<String>, Option<String>), (u64, u64)> = HashMap::new();
+    for (kind, institution, category, n) in groups {
+        let n = n.max(0) as u64;
+        match kind.as_str() {
+            "record.accessed" => per.entry((institution, category)).or_default().0 += n,
+            "record.access_denied" => {
+                per.entry((institution, category)).or_default().1 += n;
+                out.refusals_total += n;
+            }
+            "break_glass.declared" => out.break_glass += n,
+            "consent.granted" => out.grants_created += n,
+            "consent.revoked" => out.grants_revoked += n,
+            "record.anchored" => out.records_anchored += n,
+            "record.erased" => out.records_erased += n,
+            _ => {}
+        }
+    }
+    out.accesses = per
+        .into_iter()
+        .map(
+            |((institution, category), (accesses, refusals))| AccessCountOut {
+                institution,
+                category,
+                accesses,
+                refusals,
+            },
+        )
+        .collect();
+    out.accesses
+        .sort_by(|a, b| (&a.institution, &a.category).cmp(&(&b.institution, &b.category)));
+    Ok(HttpResponse::Ok().json(out))
+}

@@ -1,0 +1,43 @@
+//! Database rows (sea-orm entities) of the audit schema.
+
+/// One indexed domain event, linked to its ledger entry.
+pub mod audit_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        /// The bus event id (time-ordered).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub service: String,
+        pub kind: String,
+        pub occurred_at: DateTimeUtc,
+        pub ledger_index: Option<i64>,
+        pub leaf_hash: Option<String>,
+        pub record_id: Option<String>,
+        pub patient_id: Option<String>,
+        pub grant_id: Option<String>,
+        pub referral_id: Option<String>,
+        pub break_glass_id: Option<String>,
+        pub category: Option<String>,
+        /// The record's creator, the grant's grantor, the referral's sender.
+        pub owner_institution: Option<String>,
+        pub actor_subject: Option<String>,
+        pub actor_institution: Option<String>,
+        pub recipient_institution: Option<String>,
+        pub purpose: Option<String>,
+        pub action: Option<String>,
+        pub permit: Option<bool>,
+        pub decided_by_kind: Option<String>,
+        pub decided_by_id: Option<String>,
+        /// The event's JSON payload.
+        pub payload: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,114 @@
+//! Consumes every anchored domain event (records, grants, referrals, break-glass, policy)
+//! from the bus into `audit_events`, idempotently: the inbox claim and the row commit
+//! together, so a redelivered event changes nothing.
+
+use std::sync::Arc;
+
+use caretrail_bus::{Bus, ConsumerHandle, Delivery, Event, HandlerError, Subscription, handler_fn};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel};
+use serde_json::Value;
+
+use crate::entities::audit_event;
+
+/// The consumer's inbox name and queue.
+pub const CONSUMER: &str = "audit.index";
+
+/// What the audit index follows.
+pub const BINDINGS: [&str; 5] = [
+    "*.object-store.record.*",
+    "*.consent.consent.*",
+    "*.consent.referral.*",
+    "*.consent.break_glass.*",
+    "*.consent.policy.*",
+];
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// The row of an event (fields by the producing service's payload shape).
+pub fn row_of(event: &Event) -> audit_event::Model {
+    let p = &event.payload;
+    let kind = event.name.clone();
+    let actor = &p["actor"];
+    let mut row = audit_event::Model {
+        id: event.id.to_string(),
+        tenant_id: event.tenant.clone(),
+        service: event.service.clone(),
+        kind: kind.clone(),
+        occurred_at: event.occurred_at,
+        ledger_index: p["ledger_index"].as_i64(),
+        leaf_hash: text(&p["leaf_hash"]),
+        record_id: text(&p["record"]),
+        patient_id: text(&p["patient"]),
+        grant_id: text(&p["grant"]),
+        referral_id: text(&p["referral"]),
+        break_glass_id: text(&p["break_glass"]),
+        category: text(&p["category"]),
+        owner_institution: text(&p["owner"]),
+        actor_subject: text(&actor["subject"]),
+        actor_institution: text(&actor["institution"]),
+        recipient_institution: text(&p["recipient_institution"]),
+        purpose: text(&p["purpose"]),
+        action: text(&p["action"]),
+        permit: None,
+        decided_by_kind: text(&p["decided_by"]["kind"]),
+        decided_by_id: text(&p["decided_by"]["id"]),
+        payload: p.to_string(),
+    };
+    match kind.as_str() {
+        "record.accessed" => row.permit = Some(true),
+        "record.access_denied" => row.permit = Some(false),
+        "consent.granted" | "consent.revoked" => row.owner_institution = text(&p["grantor"]),
+        k if k.starts_with("referral.") => {
+            row.owner_institution = text(&p["from_institution"]);
+            row.recipient_institution = text(&p["to_institution"]);
+        }
+        "break_glass.declared" => {
+            row.actor_subject = text(&p["user"]);
+            row.actor_institution = text(&p["institution"]);
+        }
+        "policy.changed" => row.actor_subject = text(&p["changed_by"]),
+        _ => {}
+    }
+    row
+}
+
+async fn index(db: &DatabaseConnection, delivery: Delivery) -> Result<(), HandlerError> {
+    let event = delivery.event;
+    let retry = |e: &dyn std::fmt::Display| HandlerError::Retry(e.to_string());
+    let txn = caretrail_db::begin_tenant(db, &event.tenant)
+        .await
+        .map_err(|e| retry(&e))?;
+    if !caretrail_bus::inbox::claim(&txn, CONSUMER, event.id)
+        .await
+        .map_err(|e| retry(&e))?
+    {
+        return Ok(());
+    }
+    row_of(&event)
+        .into_active_model()
+        .insert(&txn)
+        .await
+        .map_err(|e| retry(&e))?;
+    txn.commit().await.map_err(|e| retry(&e))
+}
+
+pub async fn start(
+    bus: &dyn Bus,
+    db: DatabaseConnection,
+) -> Result<ConsumerHandle, caretrail_bus::BusError> {
+    let db = Arc::new(db);
+    let mut subscription = Subscription::new(CONSUMER).prefetch(64);
+    for binding in BINDINGS {
+        subscription = subscription.bind(binding);
+    }
+    bus.subscribe(
+        subscription,
+        handler_fn(move |delivery| {
+            let db = db.clone();
+            async move { index(&db, delivery).await }
+        }),
+    )
+    .await
+}

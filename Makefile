@@ -24,6 +24,11 @@ run: ## Run the all-in-one server on the embedded defaults (SQLite, in-process b
 	$(CARGO) build -p caretrail
 	$(BIN) serve --seed-demo
 
+.PHONY: demo
+demo: ## Narrate the pilot's story against the server `make run` started (another terminal)
+	$(CARGO) build -p caretrail
+	$(BIN) demo --url $(or $(DEMO_URL),http://127.0.0.1:8080) --credentials $(or $(DEMO_CREDENTIALS),data/dev-credentials.json)
+
 .PHONY: infra
 infra: ## Start PostgreSQL, RabbitMQ and the S3 server (Garage) for the tests (idempotent; installs Garage on first use)
 	./infra/start-postgres.sh

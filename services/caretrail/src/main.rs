@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod allinone;
 mod crypto_cli;
+mod demo;
 mod verify_cli;
 
 #[derive(Parser)]
@@ -48,6 +49,8 @@ enum Command {
     /// Verify ledger receipts offline: proof bundles, signed checkpoints, consistency proofs.
     #[command(subcommand)]
     Verify(verify_cli::VerifyCommand),
+    /// Run the pilot's story against a running server (`make run`) and narrate it.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,26 @@ fn main() -> ExitCode {
     }
     if let Command::Verify(cmd) = command {
         return verify_cli::run(cmd);
+    }
+    if let Command::Demo(args) = &command {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match runtime.block_on(demo::run(args)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     if let Command::Openapi = command {
         return match allinone::openapi_json() {
@@ -97,7 +120,7 @@ fn main() -> ExitCode {
             }
             Command::Bootstrap { name } => allinone::bootstrap(&config, &name).await,
             Command::Migrate => allinone::migrate(&config).await,
-            Command::Openapi | Command::Crypto(_) | Command::Verify(_) => Ok(()),
+            Command::Openapi | Command::Crypto(_) | Command::Verify(_) | Command::Demo(_) => Ok(()),
         }
     });
     match result {

@@ -175,10 +175,17 @@ struct Server {
 }
 
 async fn start(data: &Path, seed: bool) -> Server {
+    start_with_env(data, seed, &[]).await
+}
+
+async fn start_with_env(data: &Path, seed: bool, env: &[(&str, String)]) -> Server {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve");
     if seed {
         cmd.arg("--seed-demo");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = cmd
         .env("CARETRAIL_HTTP_PORT", "0")
@@ -1037,4 +1044,117 @@ fn verify_consistency_and_checkpoint_in_both_suites() {
             "tampered checkpoint size",
         );
     }
+}
+
+/// The pilot's story (`caretrail demo`) against a freshly seeded server; every check passes.
+async fn story(env: &[(&str, String)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_env(dir.path(), true, env).await;
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking({
+        let base = server.base.clone();
+        let creds = dir.path().join("dev-credentials.json");
+        move || {
+            Command::new(BIN)
+                .args(["demo", "--url", &base, "--credentials"])
+                .arg(creds)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let narrative = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "{narrative}\nstory wall time: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.status.success(),
+        "{narrative}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!narrative.contains('✗'), "{narrative}");
+    assert!(narrative.contains("STORY VERIFIED"), "{narrative}");
+    assert!(narrative.matches('✓').count() >= 15, "{narrative}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_pilot_story_embedded() {
+    story(&[]).await;
+}
+
+/// The same story with every service on PostgreSQL (a fresh database), RabbitMQ and the S3
+/// server; the ledger is the all-in-one's single node.
+#[tokio::test]
+async fn the_pilot_story_on_postgres_rabbitmq_and_s3() {
+    let suffix = format!("{}", std::process::id())
+        + &format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                % 0xffff_ffff
+        );
+    let database = format!("caretrail_story_{suffix}");
+    let pg = std::env::var("CARETRAIL_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let created = Command::new("psql")
+        .args([
+            pg.as_str(),
+            "-q",
+            "-c",
+            &format!("CREATE DATABASE {database}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(created.success(), "creating {database}");
+    let base_url = pg.rsplit_once('/').unwrap().0.to_string();
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    story(&[
+        ("CARETRAIL_DATABASE_URL", format!("{base_url}/{database}")),
+        (
+            "CARETRAIL_BUS_URL",
+            env(
+                "CARETRAIL_TEST_AMQP_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            ),
+        ),
+        ("CARETRAIL_BUS_PREFIX", format!("story-{suffix}")),
+        ("CARETRAIL_STORAGE", "s3".into()),
+        (
+            "CARETRAIL_S3_ENDPOINT",
+            env("CARETRAIL_TEST_S3_ENDPOINT", "http://127.0.0.1:3900"),
+        ),
+        (
+            "CARETRAIL_S3_REGION",
+            env("CARETRAIL_TEST_S3_REGION", "garage"),
+        ),
+        (
+            "CARETRAIL_S3_BUCKET",
+            env("CARETRAIL_TEST_S3_BUCKET", "caretrail-test"),
+        ),
+        (
+            "CARETRAIL_S3_ACCESS_KEY_ID",
+            env("CARETRAIL_S3_ACCESS_KEY", "GK31c2f218a2e44f485b94239e"),
+        ),
+        (
+            "CARETRAIL_S3_SECRET_ACCESS_KEY",
+            env(
+                "CARETRAIL_S3_SECRET_KEY",
+                "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835",
+            ),
+        ),
+    ])
+    .await;
+    let _ = Command::new("psql")
+        .args([
+            pg.as_str(),
+            "-q",
+            "-c",
+            &format!("DROP DATABASE {database} WITH (FORCE)"),
+        ])
+        .status();
 }

@@ -6,6 +6,7 @@ CARGO ?= cargo
 # Reuse a warm build directory outside the clone when there is one.
 export CARGO_TARGET_DIR ?= $(if $(wildcard $(HOME)/.cache/caretrail/target),$(HOME)/.cache/caretrail/target,$(CURDIR)/target)
 BIN := $(CARGO_TARGET_DIR)/debug/caretrail
+export FHIR_VENV ?= $(HOME)/.cache/caretrail/fhir-venv
 
 CARETRAIL_HTTP_PORT ?= 8080
 CARETRAIL_DATA_DIR ?= ./data
@@ -29,6 +30,11 @@ demo: ## Narrate the pilot's story against the server `make run` started (anothe
 	$(CARGO) build -p caretrail
 	$(BIN) demo --url $(or $(DEMO_URL),http://127.0.0.1:8080) --credentials $(or $(DEMO_CREDENTIALS),data/dev-credentials.json)
 
+.PHONY: fhir-validator
+fhir-validator: ## Python venv with the FHIR R4 models the FHIR export tests validate against
+	@test -x $(FHIR_VENV)/bin/python || python3 -m venv $(FHIR_VENV)
+	@$(FHIR_VENV)/bin/python -c 'import fhir.resources' 2>/dev/null || $(FHIR_VENV)/bin/pip install -q 'fhir.resources==6.1.0' 'pydantic<2'
+
 .PHONY: infra
 infra: ## Start PostgreSQL, RabbitMQ and the S3 server (Garage) for the tests (idempotent; installs Garage on first use)
 	./infra/start-postgres.sh
@@ -40,7 +46,7 @@ s3: ## Start a local S3 server (Garage; installs it on first use, ~10 min)
 	./infra/start-s3.sh
 
 .PHONY: test
-test: infra ## Run every test, on the embedded adapters and on real PostgreSQL, RabbitMQ and S3
+test: infra fhir-validator ## Run every test, on the embedded adapters and on real PostgreSQL, RabbitMQ and S3
 	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
 	$(CARGO) nextest run --workspace --no-fail-fast -E 'not test(/broker_restart/)'
 	@# This one stops and starts RabbitMQ, so it runs alone.

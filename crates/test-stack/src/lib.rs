@@ -567,3 +567,31 @@ async fn start_consent(
         .await
         .expect("consent")
 }
+
+/// Runs `infra/validate-fhir.py` (the FHIR R4 models of `make fhir-validator`) on a
+/// resource; `Ok` with its report when valid, `Err` with the validator's complaints.
+pub fn validate_fhir(resource: &Value) -> Result<String, String> {
+    let python = std::env::var("FHIR_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/caretrail/fhir-venv")
+        })
+        .join("bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/validate-fhir.py");
+    let dir = caretrail_runtime::testing::tempfile::tempdir().unwrap();
+    let file = dir.path().join("resource.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(resource).unwrap()).unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("running {} (make fhir-validator): {e}", python.display()));
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(report)
+    } else {
+        Err(report)
+    }
+}

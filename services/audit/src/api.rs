@@ -162,7 +162,32 @@ pub async fn trail(
     q: web::Query<TrailQuery>,
 ) -> Result<HttpResponse> {
     let tenant = auditor_tenant(&p)?;
-    let record: RecordId = path.parse().map_err(|_| AuditError::NotFound)?;
+    let trail = build_trail(&state, &tenant, &path, q.proofs.unwrap_or(true)).await?;
+    Ok(HttpResponse::Ok().json(trail))
+}
+
+#[utoipa::path(get, operation_id = "record_trail_fhir", path = "/v1/audit/records/{record_id}/trail/fhir", tag = "audit",
+    params(("record_id" = String, Path)),
+    responses((status = 200, content_type = "application/fhir+json", description = "The trail as a FHIR R4 collection Bundle: an AuditEvent per event (with its ledger entry as an entity) and a Provenance carrying the SM2/Ed25519 signature of every signed entry"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin"),
+              (status = 404, body = caretrail_platform::Problem, description = "No such record in the caller's tenant")),
+    security(("bearer" = [])))]
+/// A record's trail as FHIR R4 `AuditEvent` and `Provenance` resources.
+pub async fn trail_fhir(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let tenant = auditor_tenant(&p)?;
+    let trail = build_trail(&state, &tenant, &path, true).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(crate::fhir::trail_bundle(tenant.as_str(), &trail)))
+}
+
+/// The record's own events plus the grant events covering it, in ledger order.
+async fn build_trail(state: &State, tenant: &TenantId, id: &str, proofs: bool) -> Result<TrailOut> {
+    let record: RecordId = id.parse().map_err(|_| AuditError::NotFound)?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let own = audit_event::Entity::find()
         .filter(audit_event::Column::TenantId.eq(tenant.as_str()))
@@ -202,16 +227,16 @@ pub async fn trail(
         ))
     });
     let mut events: Vec<AuditEventOut> = rows.iter().map(event_out).collect();
-    if q.proofs.unwrap_or(true) {
-        attach_proofs(&state, &tenant, &mut events).await?;
+    if proofs {
+        attach_proofs(state, tenant, &mut events).await?;
     }
-    Ok(HttpResponse::Ok().json(TrailOut {
+    Ok(TrailOut {
         record: record.to_string(),
         patient: anchored.patient_id,
         category: anchored.category,
         owner_institution: anchored.owner_institution,
         events,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -226,8 +251,10 @@ pub struct EventQuery {
     pub from: Option<DateTime<Utc>>,
     /// RFC 3339, exclusive.
     pub to: Option<DateTime<Utc>>,
-    /// Attach ledger proof bundles (default false).
+    /// Attach ledger proof bundles (default false; not with csv).
     pub proofs: Option<bool>,
+    /// `json` (default) or `csv` (one row per event, for spreadsheets).
+    pub format: Option<String>,
     pub cursor: Option<String>,
     /// 1..=200, default 50.
     pub limit: Option<u64>,
@@ -319,10 +346,73 @@ pub async fn events(
     rows.truncate(limit as usize);
     let next_cursor = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
     let mut items: Vec<AuditEventOut> = rows.iter().map(event_out).collect();
+    match q.format.as_deref() {
+        None | Some("json") => {}
+        Some("csv") => {
+            let mut response = HttpResponse::Ok();
+            response.content_type("text/csv; charset=utf-8");
+            if let Some(cursor) = &next_cursor {
+                response.insert_header(("caretrail-next-cursor", cursor.as_str()));
+            }
+            return Ok(response.body(csv(&items)));
+        }
+        Some(_) => return Err(AuditError::field("format", "json or csv")),
+    }
     if q.proofs.unwrap_or(false) {
         attach_proofs(&state, &tenant, &mut items).await?;
     }
     Ok(HttpResponse::Ok().json(AuditEventListOut { items, next_cursor }))
+}
+
+/// RFC 4180 CSV of events (fields quoted when needed; formula-leading cells neutralised so
+/// spreadsheets do not execute them).
+fn csv(items: &[AuditEventOut]) -> String {
+    fn cell(v: Option<&str>) -> String {
+        let v = v.unwrap_or("");
+        let v = if v.starts_with(['=', '+', '-', '@']) {
+            format!("'{v}")
+        } else {
+            v.to_string()
+        };
+        if v.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", v.replace('"', "\"\""))
+        } else {
+            v
+        }
+    }
+    let mut out = String::from(
+        "id,at,kind,record,patient,grant,category,actor,actor_institution,owner_institution,recipient_institution,purpose,permit,decided_by,ledger_index,leaf_hash\r\n",
+    );
+    for e in items {
+        let at = e.at.to_rfc3339();
+        let permit = e.permit.map(|p| p.to_string());
+        let decided = e
+            .decided_by
+            .as_ref()
+            .map(|d| format!("{}:{}", d.kind, d.id));
+        let index = e.ledger_index.map(|i| i.to_string());
+        let row = [
+            Some(e.id.as_str()),
+            Some(at.as_str()),
+            Some(e.kind.as_str()),
+            e.record.as_deref(),
+            e.patient.as_deref(),
+            e.grant.as_deref(),
+            e.category.as_deref(),
+            e.actor.subject.as_deref(),
+            e.actor.institution.as_deref(),
+            e.owner_institution.as_deref(),
+            e.recipient_institution.as_deref(),
+            e.purpose.as_deref(),
+            permit.as_deref(),
+            decided.as_deref(),
+            index.as_deref(),
+            e.leaf_hash.as_deref(),
+        ];
+        out.push_str(&row.into_iter().map(cell).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -22,6 +22,7 @@ use utoipa::OpenApi;
 pub mod api;
 pub mod entities;
 pub mod error;
+pub mod fhir;
 pub mod indexer;
 pub mod model;
 
@@ -141,6 +142,7 @@ impl Application {
 
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/audit/records/{record_id}/trail").get(api::trail))
+        .service(resource("/v1/audit/records/{record_id}/trail/fhir").get(api::trail_fhir))
         .service(resource("/v1/audit/events").get(api::events))
         .service(resource("/v1/audit/reports/access-summary").get(api::access_summary));
 }
@@ -165,7 +167,7 @@ impl utoipa::Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(api::trail, api::events, api::access_summary),
+    paths(api::trail, api::trail_fhir, api::events, api::access_summary),
     components(schemas(caretrail_platform::Problem, caretrail_platform::FieldError)),
     modifiers(&BearerAuth),
     tags((name = "audit", description = "The regulator's view: record trails with ledger proofs, event search, access reports")),

@@ -424,6 +424,26 @@ pub async fn run(args: &DemoArgs) -> Result<bool> {
         s.check(ok, &line);
     }
 
+    let (status, fhir) = s
+        .get(&format!("/v1/audit/records/{exam_id}/trail/fhir"), &auditor)
+        .await?;
+    let count = |kind: &str| {
+        fhir["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["resource"]["resourceType"] == kind)
+            .count()
+    };
+    s.check(
+        status == 200 && count("AuditEvent") == want.len() && count("Provenance") == want.len(),
+        &format!(
+            "FHIR R4 export: {} AuditEvent and {} Provenance (with the entries' signatures)",
+            count("AuditEvent"),
+            count("Provenance")
+        ),
+    );
+
     s.step(6, "The other tenant's credentials see none of it");
     let other = s.app_token(1, 0).await?;
     let (status, _) = s.get(&format!("/v1/records/{exam_id}"), &other).await?;

@@ -1076,7 +1076,7 @@ async fn story(env: &[(&str, String)]) {
     );
     assert!(!narrative.contains('✗'), "{narrative}");
     assert!(narrative.contains("STORY VERIFIED"), "{narrative}");
-    assert!(narrative.matches('✓').count() >= 15, "{narrative}");
+    assert!(narrative.matches('✓').count() >= 17, "{narrative}");
     server.stop().await;
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use caretrail_ledger_proofs::{ProofBundle, TrustAnchors, VerifierKey, verify_bundle};
 use caretrail_runtime::testing::Backend;
-use caretrail_test_stack::{Options, Stack, metadata};
+use caretrail_test_stack::{Options, Stack, metadata, validate_fhir};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
@@ -161,6 +161,65 @@ async fn trail_with_proofs(backend: Backend) {
             "a changed entry must not verify"
         );
     }
+
+    // The FHIR export validates against the R4 models; a broken one would not.
+    let (status, fhir) = get(
+        &stack,
+        &auditor,
+        &format!("/v1/audit/records/{record}/trail/fhir"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(fhir["resourceType"], "Bundle");
+    let resources: Vec<&str> = fhir["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources.iter().filter(|r| **r == "AuditEvent").count(),
+        want.len()
+    );
+    // Every entry here is signed (manifests and grants by institutions, accesses by the
+    // platform), so each has its Provenance with the signature.
+    assert_eq!(
+        resources.iter().filter(|r| **r == "Provenance").count(),
+        want.len(),
+        "{fhir}"
+    );
+    validate_fhir(&fhir).unwrap_or_else(|report| panic!("{report}"));
+    let mut broken = fhir.clone();
+    broken["entry"][0]["resource"]
+        .as_object_mut()
+        .unwrap()
+        .remove("recorded");
+    assert!(
+        validate_fhir(&broken).is_err(),
+        "the validator must catch a missing AuditEvent.recorded"
+    );
+    // CSV for spreadsheets.
+    let resp = stack
+        .http
+        .get(format!(
+            "{}/v1/audit/events?patient={patient}&format=csv",
+            stack.audit_url()
+        ))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + want.len(), "{csv}");
+    assert!(lines[0].starts_with("id,at,kind,record"));
+    assert!(lines.iter().any(|l| l.contains(",consent.granted,")));
 
     // The search: filters, pages, proofs on request.
     let (_, all) = get(

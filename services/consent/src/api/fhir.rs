@@ -76,7 +76,9 @@ pub fn consent(g: &GrantOut) -> Value {
     }
     json!({
         "resourceType": "Consent",
-        "id": g.id,
+        // FHIR ids allow no underscore; the grant id itself is the identifier.
+        "id": g.id.replace('_', "-"),
+        "identifier": [{"system": "urn:caretrail:grant", "value": g.id}],
         "status": status,
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}]}],

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use caretrail_runtime::testing::Backend;
-use caretrail_test_stack::{Options, Stack, metadata};
+use caretrail_test_stack::{Options, Stack, metadata, validate_fhir};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
@@ -270,6 +270,7 @@ async fn grant_read_revoke(backend: Backend) {
     assert_eq!(fhir["status"], "active");
     assert_eq!(fhir["provision"]["type"], "permit");
     assert_eq!(fhir["patient"]["identifier"]["value"], p.patient.as_str());
+    validate_fhir(&fhir).unwrap_or_else(|report| panic!("{report}"));
 
     // Revocation: refused from the moment it is acknowledged.
     let (status, revoked) = p

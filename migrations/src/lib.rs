@@ -6,6 +6,7 @@
 use sea_orm_migration::prelude::*;
 
 pub mod anchors;
+pub mod audit_anomalies;
 pub mod audit_tables;
 pub mod common;
 pub mod consent_tables;
@@ -68,7 +69,11 @@ service_migrator!(
 service_migrator!(
     audit,
     "Audit service schema.",
-    [crate::common::OutboxInbox, crate::audit_tables::Tables]
+    [
+        crate::common::OutboxInbox,
+        crate::audit_tables::Tables,
+        crate::audit_anomalies::Anomalies
+    ]
 );
 
 /// Every service schema, by service name, for `caretrail migrate`.

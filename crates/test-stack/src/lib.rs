@@ -70,6 +70,8 @@ pub struct Options {
     pub consent: bool,
     /// Also run the audit service.
     pub audit: bool,
+    /// Its unusual-volume threshold (accesses per hour), when not the default.
+    pub audit_access_min_per_hour: Option<u64>,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             decisions: caretrail_object_store::DecisionSource::OwnerOnly,
             consent: false,
             audit: false,
+            audit_access_min_per_hour: None,
         }
     }
 }
@@ -185,6 +188,9 @@ impl Stack {
             service.bus.bus_prefix = bus_prefix.clone();
             let mut config = caretrail_audit::Config::new(service);
             config.auth.jwks_url = Some(jwks.clone());
+            if let Some(n) = options.audit_access_min_per_hour {
+                config.anomaly_access_min_per_hour = n;
+            }
             let app = caretrail_audit::Application::build(config)
                 .await
                 .expect("audit");

@@ -19,8 +19,8 @@ use crate::State;
 use crate::entities::audit_event;
 use crate::error::AuditError;
 use crate::model::{
-    AccessCountOut, AccessSummaryOut, ActorOut, AuditEventListOut, AuditEventOut, DecidedByOut,
-    TrailOut,
+    AccessCountOut, AccessSummaryOut, ActorOut, AnomalyListOut, AnomalyOut, AuditEventListOut,
+    AuditEventOut, DecidedByOut, TrailOut,
 };
 
 type Result<T> = std::result::Result<T, AuditError>;
@@ -495,4 +495,74 @@ pub async fn access_summary(
     out.accesses
         .sort_by(|a, b| (&a.institution, &a.category).cmp(&(&b.institution, &b.category)));
     Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AnomalyQuery {
+    /// `break_glass_used`, `access_refused` or `access_volume`.
+    pub kind: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Most recent first; 1..=200, default 50.
+    pub limit: Option<u64>,
+}
+
+#[utoipa::path(get, operation_id = "audit_anomalies", path = "/v1/audit/anomalies", tag = "audit",
+    params(AnomalyQuery),
+    responses((status = 200, body = AnomalyListOut, description = "Flags, most recent first"),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid filter"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin")),
+    security(("bearer" = [])))]
+/// Anomalies flagged while indexing: break-glass uses, refused access attempts, unusual
+/// access volume. Each was also published (`audit.anomaly.flagged`) and counted
+/// (`caretrail_audit_anomalies_total`).
+pub async fn anomalies(
+    state: web::Data<State>,
+    p: Principal,
+    q: web::Query<AnomalyQuery>,
+) -> Result<HttpResponse> {
+    use crate::entities::anomaly;
+    let tenant = auditor_tenant(&p)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(AuditError::field("limit", "1..=200"));
+    }
+    let mut query = anomaly::Entity::find().filter(anomaly::Column::TenantId.eq(tenant.as_str()));
+    if let Some(kind) = &q.kind {
+        if !["break_glass_used", "access_refused", "access_volume"].contains(&kind.as_str()) {
+            return Err(AuditError::field(
+                "kind",
+                "break_glass_used, access_refused or access_volume",
+            ));
+        }
+        query = query.filter(anomaly::Column::Kind.eq(kind.as_str()));
+    }
+    if let Some(from) = q.from {
+        query = query.filter(anomaly::Column::FlaggedAt.gte(from));
+    }
+    if let Some(to) = q.to {
+        query = query.filter(anomaly::Column::FlaggedAt.lt(to));
+    }
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let rows = query
+        .order_by_desc(anomaly::Column::FlaggedAt)
+        .limit(limit)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    let items = rows
+        .into_iter()
+        .map(|r| AnomalyOut {
+            detail: serde_json::from_str(&r.detail).unwrap_or(Value::Null),
+            id: r.id,
+            kind: r.kind,
+            subject: r.subject,
+            institution: r.institution,
+            patient: r.patient_id,
+            record: r.record_id,
+            event: r.event_id,
+            flagged_at: r.flagged_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(AnomalyListOut { items }))
 }

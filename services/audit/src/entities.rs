@@ -41,3 +41,33 @@ pub mod audit_event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A flagged anomaly (one per kind and dedupe key).
+pub mod anomaly {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_anomalies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        /// `break_glass_used`, `access_refused`, `access_volume`.
+        pub kind: String,
+        pub dedupe_key: String,
+        pub subject: Option<String>,
+        pub institution: Option<String>,
+        pub patient_id: Option<String>,
+        pub record_id: Option<String>,
+        /// The audit event that raised it.
+        pub event_id: String,
+        /// JSON detail (e.g. the counts behind a volume flag).
+        pub detail: String,
+        pub flagged_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

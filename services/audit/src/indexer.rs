@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use caretrail_bus::{Bus, ConsumerHandle, Delivery, Event, HandlerError, Subscription, handler_fn};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel};
+
 use serde_json::Value;
 
 use crate::entities::audit_event;
@@ -74,7 +75,16 @@ pub fn row_of(event: &Event) -> audit_event::Model {
     row
 }
 
-async fn index(db: &DatabaseConnection, delivery: Delivery) -> Result<(), HandlerError> {
+/// What the indexer needs besides the event.
+pub struct Indexer {
+    pub db: DatabaseConnection,
+    pub rule: crate::anomalies::VolumeRule,
+    pub flags: prometheus::IntCounterVec,
+    pub outbox: Arc<tokio::sync::Notify>,
+}
+
+async fn index(ix: &Indexer, delivery: Delivery) -> Result<(), HandlerError> {
+    let db = &ix.db;
     let event = delivery.event;
     let retry = |e: &dyn std::fmt::Display| HandlerError::Retry(e.to_string());
     let txn = caretrail_db::begin_tenant(db, &event.tenant)
@@ -86,19 +96,30 @@ async fn index(db: &DatabaseConnection, delivery: Delivery) -> Result<(), Handle
     {
         return Ok(());
     }
-    row_of(&event)
+    let row = row_of(&event);
+    row.clone()
         .into_active_model()
         .insert(&txn)
         .await
         .map_err(|e| retry(&e))?;
-    txn.commit().await.map_err(|e| retry(&e))
+    let flagged = crate::anomalies::check(&txn, &row, ix.rule)
+        .await
+        .map_err(|e| retry(&e))?;
+    txn.commit().await.map_err(|e| retry(&e))?;
+    for kind in &flagged {
+        ix.flags.with_label_values(&[kind]).inc();
+    }
+    if !flagged.is_empty() {
+        ix.outbox.notify_one();
+    }
+    Ok(())
 }
 
 pub async fn start(
     bus: &dyn Bus,
-    db: DatabaseConnection,
+    indexer: Indexer,
 ) -> Result<ConsumerHandle, caretrail_bus::BusError> {
-    let db = Arc::new(db);
+    let ix = Arc::new(indexer);
     let mut subscription = Subscription::new(CONSUMER).prefetch(64);
     for binding in BINDINGS {
         subscription = subscription.bind(binding);
@@ -106,8 +127,8 @@ pub async fn start(
     bus.subscribe(
         subscription,
         handler_fn(move |delivery| {
-            let db = db.clone();
-            async move { index(&db, delivery).await }
+            let ix = ix.clone();
+            async move { index(&ix, delivery).await }
         }),
     )
     .await

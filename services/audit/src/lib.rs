@@ -19,6 +19,7 @@ use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use utoipa::OpenApi;
 
+pub mod anomalies;
 pub mod api;
 pub mod entities;
 pub mod error;
@@ -42,6 +43,19 @@ pub struct Config {
     /// Timeout of calls to the ledger (proof bundles).
     #[serde(default = "default_rpc_timeout")]
     pub rpc_timeout_ms: u64,
+    /// A user's accesses in an hour are flagged above this many…
+    #[serde(default = "default_burst")]
+    pub anomaly_access_min_per_hour: u64,
+    /// …and above this multiple of their hourly average over the previous week.
+    #[serde(default = "default_factor")]
+    pub anomaly_access_factor: f64,
+}
+
+fn default_burst() -> u64 {
+    50
+}
+fn default_factor() -> f64 {
+    5.0
 }
 
 fn default_rpc_timeout() -> u64 {
@@ -51,6 +65,11 @@ fn default_rpc_timeout() -> u64 {
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
+        if self.anomaly_access_factor.is_nan() || self.anomaly_access_factor <= 1.0 {
+            return Err(ConfigError::Invalid(
+                "anomaly_access_factor must be > 1".into(),
+            ));
+        }
         if self.rpc_timeout_ms == 0 {
             return Err(ConfigError::Invalid("rpc_timeout_ms must be > 0".into()));
         }
@@ -70,6 +89,8 @@ impl Config {
             service,
             auth: AuthSettings::default(),
             rpc_timeout_ms: default_rpc_timeout(),
+            anomaly_access_min_per_hour: default_burst(),
+            anomaly_access_factor: default_factor(),
         }
     }
 }
@@ -93,7 +114,29 @@ impl Application {
         let mut infra =
             Infra::prepare::<caretrail_migrations::audit::Migrator>(SERVICE, &config.service)
                 .await?;
-        infra.add_consumer(indexer::start(infra.bus.as_ref(), infra.db.clone()).await?);
+        let flags = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "audit_anomalies_total",
+                "Anomalies flagged by the audit service",
+            ),
+            &["kind"],
+        )?;
+        infra.metrics.registry().register(Box::new(flags.clone()))?;
+        infra.add_consumer(
+            indexer::start(
+                infra.bus.as_ref(),
+                indexer::Indexer {
+                    db: infra.db.clone(),
+                    rule: anomalies::VolumeRule {
+                        min_per_hour: config.anomaly_access_min_per_hour,
+                        factor: config.anomaly_access_factor,
+                    },
+                    flags,
+                    outbox: infra.outbox.clone(),
+                },
+            )
+            .await?,
+        );
         let jwks = config
             .auth
             .jwks_url
@@ -141,7 +184,8 @@ impl Application {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/v1/audit/records/{record_id}/trail").get(api::trail))
+    cfg.service(resource("/v1/audit/anomalies").get(api::anomalies))
+        .service(resource("/v1/audit/records/{record_id}/trail").get(api::trail))
         .service(resource("/v1/audit/records/{record_id}/trail/fhir").get(api::trail_fhir))
         .service(resource("/v1/audit/events").get(api::events))
         .service(resource("/v1/audit/reports/access-summary").get(api::access_summary));
@@ -167,7 +211,7 @@ impl utoipa::Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(api::trail, api::trail_fhir, api::events, api::access_summary),
+    paths(api::trail, api::trail_fhir, api::events, api::access_summary, api::anomalies),
     components(schemas(caretrail_platform::Problem, caretrail_platform::FieldError)),
     modifiers(&BearerAuth),
     tags((name = "audit", description = "The regulator's view: record trails with ledger proofs, event search, access reports")),

@@ -91,3 +91,24 @@ pub struct AccessSummaryOut {
     pub records_anchored: u64,
     pub records_erased: u64,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AnomalyOut {
+    pub id: String,
+    /// `break_glass_used`, `access_refused` or `access_volume`.
+    pub kind: String,
+    pub subject: Option<String>,
+    pub institution: Option<String>,
+    pub patient: Option<String>,
+    pub record: Option<String>,
+    /// The audit event that raised it.
+    pub event: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub flagged_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AnomalyListOut {
+    pub items: Vec<AnomalyOut>,
+}

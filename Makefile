@@ -98,6 +98,12 @@ bench-consent: ## Consent decision load run: 100k grants, in-process at 10k/s an
 	$(CARGO) build --release -p caretrail-consent-bench
 	$(CARGO_TARGET_DIR)/release/caretrail-consent-bench $(or $(BENCH_ARGS),--real)
 
+.PHONY: bench-audit
+bench-audit: ## Audit query latency with 1M indexed events on SQLite and PostgreSQL (report on stdout)
+	$(MAKE) infra
+	$(CARGO) build --release -p caretrail-audit-bench
+	$(CARGO_TARGET_DIR)/release/caretrail-audit-bench $(or $(BENCH_ARGS),--real)
+
 .PHONY: bench-records
 bench-records: ## Record upload/download load test through the gateway, local directory and S3 (report on stdout)
 	./infra/start-s3.sh

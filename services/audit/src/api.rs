@@ -186,7 +186,12 @@ pub async fn trail_fhir(
 }
 
 /// The record's own events plus the grant events covering it, in ledger order.
-async fn build_trail(state: &State, tenant: &TenantId, id: &str, proofs: bool) -> Result<TrailOut> {
+pub async fn build_trail(
+    state: &State,
+    tenant: &TenantId,
+    id: &str,
+    proofs: bool,
+) -> Result<TrailOut> {
     let record: RecordId = id.parse().map_err(|_| AuditError::NotFound)?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let own = audit_event::Entity::find()

@@ -5,7 +5,7 @@
 //! hash) in this process; prints a Markdown report. See `loadtests/README.md`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -82,7 +82,8 @@ async fn start(bin: &PathBuf, s3: Option<&Args>) -> Result<Server> {
         .env("CARETRAIL_MAX_RECORD_BYTES", (8u64 << 30).to_string())
         .env("RUST_LOG", "warn,caretrail_platform::http=info")
         .env("CARETRAIL_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
+        // Logs go to stdout (the `listening` lines name each service's port).
+        .stdout(std::fs::File::create(dir.path().join("serve.out"))?)
         .stderr(std::fs::File::create(dir.path().join("serve.log"))?);
     if let Some(a) = s3 {
         let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
@@ -124,7 +125,7 @@ async fn start(bin: &PathBuf, s3: Option<&Args>) -> Result<Server> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let credentials = serde_json::from_str(&std::fs::read_to_string(&creds)?)?;
-    let store = std::fs::read_to_string(dir.path().join("serve.log"))?
+    let store = std::fs::read_to_string(dir.path().join("serve.out"))?
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|l| l["message"] == "listening" && l["service"] == "object-store")

@@ -15,7 +15,7 @@ use caretrail_contracts::consent::{Action, Decision, Purpose, RecordAttributes, 
 use caretrail_contracts::identity::{PLATFORM_SIGNER, SignResult, ToSign};
 use caretrail_contracts::ledger::{Receipt, SubmissionIn};
 use caretrail_contracts::{InstitutionId, PatientId, RecordId, TenantId};
-use caretrail_crypto::{DataKey, Hasher, StreamEncryptor, Suite, WrapBinding, WrappedKey};
+use caretrail_crypto::{DataKey, StreamEncryptor, Suite, WrapBinding, WrappedKey};
 use caretrail_ledger_proofs::canonical_json;
 use caretrail_platform::auth::Principal;
 use chrono::Utc;
@@ -384,7 +384,8 @@ pub async fn upload(
     let data_key = DataKey::generate(suite)?;
     let mut encryptor =
         StreamEncryptor::new(&data_key, &content_aad(tenant.as_str(), record_id.as_str()))?;
-    let mut hasher = Hasher::new(suite);
+    // Hashing runs on its own thread, overlapping encryption.
+    let hashing = content::ParallelHash::start(suite);
     let mut writer = state.storage.create(&storage_key).await?;
     let mut pending: Vec<u8> = Vec::with_capacity(WRITE_SIZE + 64 * 1024);
     pending.extend_from_slice(encryptor.header());
@@ -396,7 +397,9 @@ pub async fn upload(
             if size > max {
                 return Err(ObjectStoreError::TooLarge(max));
             }
-            hasher.update(&chunk);
+            if !hashing.update(&chunk).await {
+                return Err(ObjectStoreError::Corrupt("the content hasher stopped"));
+            }
             encryptor.update(&chunk, &mut pending)?;
             if pending.len() >= WRITE_SIZE {
                 let full =
@@ -432,7 +435,11 @@ pub async fn upload(
             &data_key,
             &WrapBinding::new(tenant.as_str(), kek_version as u32, record_id.as_str()),
         )?;
-        let content_hash = hasher.finalize().to_hex();
+        let content_hash = hashing
+            .finalize()
+            .await
+            .ok_or(ObjectStoreError::Corrupt("the content hasher stopped"))?
+            .to_hex();
         let title_hash = caretrail_crypto::hash(suite, new.title.as_bytes()).to_hex();
         let manifest = canonical(json!({
             "v": 1,

@@ -12,10 +12,43 @@ use crate::storage::{ByteStream, StorageError};
 struct Decrypting {
     source: ByteStream,
     decryptor: Option<StreamDecryptor>,
-    hasher: Option<Hasher>,
+    /// Plaintext goes to a hashing thread, so hashing overlaps decryption.
+    hashing: Option<ParallelHash>,
     expected: HashValue,
     held: Option<Bytes>,
     record: String,
+}
+
+/// A hasher on a blocking thread, fed through a bounded channel (a slow hasher makes the
+/// stream wait instead of buffering).
+pub struct ParallelHash {
+    feed: tokio::sync::mpsc::Sender<Bytes>,
+    done: tokio::sync::oneshot::Receiver<HashValue>,
+}
+
+impl ParallelHash {
+    pub fn start(suite: caretrail_crypto::Suite) -> Self {
+        let (feed, mut pieces) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let (finished, done) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let mut hasher = Hasher::new(suite);
+            while let Some(piece) = pieces.blocking_recv() {
+                hasher.update(&piece);
+            }
+            let _ = finished.send(hasher.finalize());
+        });
+        Self { feed, done }
+    }
+
+    /// Hands a piece over (a cheap reference-counted clone); false if the thread is gone.
+    pub async fn update(&self, piece: &Bytes) -> bool {
+        self.feed.send(piece.clone()).await.is_ok()
+    }
+
+    pub async fn finalize(self) -> Option<HashValue> {
+        drop(self.feed);
+        self.done.await.ok()
+    }
 }
 
 fn integrity(record: &str, what: impl std::fmt::Display) -> StorageError {
@@ -36,7 +69,7 @@ pub fn decrypting(
     let state = Decrypting {
         source,
         decryptor: Some(StreamDecryptor::new(key, &aad)),
-        hasher: Some(Hasher::new(expected.suite())),
+        hashing: Some(ParallelHash::start(expected.suite())),
         expected,
         held: None,
         record,
@@ -46,7 +79,7 @@ pub fn decrypting(
         loop {
             match s.source.next().await {
                 Some(Ok(cipher)) => {
-                    let mut plain = Vec::new();
+                    let mut plain = Vec::with_capacity(cipher.len());
                     let decrypted = match s.decryptor.as_mut() {
                         Some(d) => d.update(&cipher, &mut plain),
                         None => return None,
@@ -58,10 +91,16 @@ pub fn decrypting(
                     if plain.is_empty() {
                         continue;
                     }
-                    if let Some(h) = s.hasher.as_mut() {
-                        h.update(&plain);
+                    let plain = Bytes::from(plain);
+                    let hashed = match s.hashing.as_ref() {
+                        Some(h) => h.update(&plain).await,
+                        None => false,
+                    };
+                    if !hashed {
+                        let err = integrity(&s.record, "the content hasher stopped");
+                        return Some((Err(err), None));
                     }
-                    let previous = s.held.replace(Bytes::from(plain));
+                    let previous = s.held.replace(plain);
                     if let Some(out) = previous {
                         return Some((Ok(out), Some(s)));
                     }
@@ -73,7 +112,10 @@ pub fn decrypting(
                         let err = integrity(&s.record, e);
                         return Some((Err(err), None));
                     }
-                    let hash = s.hasher.take().map(Hasher::finalize);
+                    let hash = match s.hashing.take() {
+                        Some(h) => h.finalize().await,
+                        None => None,
+                    };
                     if hash.as_ref() != Some(&s.expected) {
                         let err =
                             integrity(&s.record, "the content hash differs from the anchored one");

@@ -365,3 +365,24 @@ impl FromRequest for Principal {
         })
     }
 }
+
+/// Adds the `bearer` security scheme (JWT access tokens) to a service's OpenAPI document;
+/// every service's `#[openapi(modifiers(&BearerAuth))]` uses it.
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from POST /v1/oauth/token"))
+                    .build(),
+            ),
+        );
+    }
+}

@@ -292,24 +292,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/internal/revoked-tokens").get(wellknown::revoked));
 }
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("Access token from POST /v1/oauth/token"))
-                    .build(),
-            ),
-        );
-    }
-}
+use caretrail_platform::auth::BearerAuth;
 
 #[derive(OpenApi)]
 #[openapi(

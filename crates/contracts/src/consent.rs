@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{PrincipalKind, Role};
+use crate::auth::{Claims, PrincipalKind, Role};
 use crate::{InstitutionId, PatientId, RecordId, TenantId};
 
 /// Bus RPC service name of consent.
@@ -23,6 +23,24 @@ pub struct Subject {
     pub roles: Vec<Role>,
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+impl Subject {
+    /// The subject a token speaks for.
+    pub fn of(claims: &Claims) -> Self {
+        Self {
+            kind: claims.kind,
+            id: claims.sub.clone(),
+            institution: claims.institution.clone(),
+            roles: claims.roles.clone(),
+            scopes: claims
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
 }
 
 /// What the subject wants to do.
@@ -76,6 +94,21 @@ impl Purpose {
             Purpose::Insurance => "insurance",
             Purpose::Audit => "audit",
             Purpose::PublicHealth => "public_health",
+        }
+    }
+}
+
+impl Purpose {
+    /// The HL7 v3-ActReason code of this purpose of use (FHIR `purposeOfEvent`, Consent
+    /// `provision.purpose`).
+    pub fn act_reason(self) -> &'static str {
+        match self {
+            Purpose::Treatment | Purpose::Referral => "TREAT",
+            Purpose::Emergency => "ETREAT",
+            Purpose::Research => "HRESCH",
+            Purpose::Insurance => "HPAYMT",
+            Purpose::Audit => "HOPERAT",
+            Purpose::PublicHealth => "PUBHLTH",
         }
     }
 }

@@ -101,7 +101,7 @@ async fn flag(
     detail: serde_json::Value,
 ) -> Result<bool, FlagError> {
     let flag = anomaly::ActiveModel {
-        id: sea_orm::ActiveValue::Set(uuid_like(&row.id, kind)),
+        id: sea_orm::ActiveValue::Set(flag_id(&row.id, kind)),
         tenant_id: sea_orm::ActiveValue::Set(row.tenant_id.clone()),
         kind: sea_orm::ActiveValue::Set(kind.into()),
         dedupe_key: sea_orm::ActiveValue::Set(key.chars().take(200).collect()),
@@ -150,6 +150,6 @@ async fn flag(
 }
 
 /// A stable id per (event, kind).
-fn uuid_like(event: &str, kind: &str) -> String {
+fn flag_id(event: &str, kind: &str) -> String {
     format!("{kind}:{event}").chars().take(64).collect()
 }

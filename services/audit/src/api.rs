@@ -45,6 +45,16 @@ fn auditor_tenant(p: &Principal) -> Result<TenantId> {
     }
 }
 
+/// Page size from a query (default 50, at most 200).
+fn page_size(limit: Option<u64>) -> Result<u64> {
+    let limit = limit.unwrap_or(50);
+    if (1..=200).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(AuditError::field("limit", "1..=200"))
+    }
+}
+
 fn scope_of(row: &audit_event::Model) -> Option<Value> {
     if !row.kind.starts_with("consent.") {
         return None;
@@ -278,10 +288,7 @@ pub async fn events(
     q: web::Query<EventQuery>,
 ) -> Result<HttpResponse> {
     let tenant = auditor_tenant(&p)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AuditError::field("limit", "1..=200"));
-    }
+    let limit = page_size(q.limit)?;
     let mut query =
         audit_event::Entity::find().filter(audit_event::Column::TenantId.eq(tenant.as_str()));
     if let Some(patient) = &q.patient {
@@ -528,10 +535,7 @@ pub async fn anomalies(
 ) -> Result<HttpResponse> {
     use crate::entities::anomaly;
     let tenant = auditor_tenant(&p)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AuditError::field("limit", "1..=200"));
-    }
+    let limit = page_size(q.limit)?;
     let mut query = anomaly::Entity::find().filter(anomaly::Column::TenantId.eq(tenant.as_str()));
     if let Some(kind) = &q.kind {
         if !["break_glass_used", "access_refused", "access_volume"].contains(&kind.as_str()) {

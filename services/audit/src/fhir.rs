@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use caretrail_contracts::consent::Purpose;
 use caretrail_ledger_proofs::Entry;
 use serde_json::{Value, json};
 
@@ -23,19 +24,6 @@ fn type_of(kind: &str) -> (&'static str, &'static str, &'static str) {
             ("110110", "Patient Record", "U")
         }
         _ => ("110110", "Patient Record", "C"),
-    }
-}
-
-/// v3-ActReason code of a purpose of use.
-fn purpose_code(purpose: &str) -> &'static str {
-    match purpose {
-        "treatment" | "referral" => "TREAT",
-        "emergency" => "ETREAT",
-        "research" => "HRESCH",
-        "insurance" => "HPAYMT",
-        "audit" => "HOPERAT",
-        "public_health" => "PUBHLTH",
-        _ => "HOPERAT",
     }
 }
 
@@ -122,8 +110,8 @@ fn audit_event(tenant: &str, e: &AuditEventOut) -> Value {
     if e.permit == Some(false) {
         event["outcomeDesc"] = "access refused by the consent decision".into();
     }
-    if let Some(purpose) = &e.purpose {
-        event["purposeOfEvent"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": purpose_code(purpose)}]}]);
+    if let Some(purpose) = e.purpose.as_deref().and_then(|p| p.parse::<Purpose>().ok()) {
+        event["purposeOfEvent"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": purpose.act_reason()}]}]);
     }
     event
 }

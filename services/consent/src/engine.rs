@@ -40,23 +40,38 @@ pub struct IndexChanged {
     pub id: String,
 }
 
+impl IndexChanged {
+    pub const GRANT: &'static str = "grant";
+    pub const POLICY: &'static str = "policy";
+    pub const BREAK_GLASS: &'static str = "break_glass";
+
+    fn new(kind: &str, id: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            id: id.into(),
+        }
+    }
+
+    pub fn grant(id: &str) -> Self {
+        Self::new(Self::GRANT, id)
+    }
+
+    pub fn policy(version: i32) -> Self {
+        Self::new(Self::POLICY, &version.to_string())
+    }
+
+    pub fn break_glass(id: &str) -> Self {
+        Self::new(Self::BREAK_GLASS, id)
+    }
+}
+
 /// Queues the change event in the transaction that makes the change.
 pub async fn publish_change<C: ConnectionTrait>(
     conn: &C,
     tenant: &str,
-    kind: &str,
-    id: &str,
+    change: &IndexChanged,
 ) -> Result<(), caretrail_bus::BusError> {
-    let event = Event::new(
-        tenant,
-        crate::SERVICE,
-        INDEX_CHANGED,
-        1,
-        &IndexChanged {
-            kind: kind.into(),
-            id: id.into(),
-        },
-    )?;
+    let event = Event::new(tenant, crate::SERVICE, INDEX_CHANGED, 1, change)?;
     outbox::enqueue(conn, &event).await?;
     Ok(())
 }
@@ -234,7 +249,7 @@ impl Engine {
         let txn = caretrail_db::begin_tenant(&self.db, tenant).await?;
         let now = Utc::now();
         let update: Box<dyn FnOnce(&mut TenantIndex) + Send> = match change.kind.as_str() {
-            "grant" => {
+            IndexChanged::GRANT => {
                 let row = grant::Entity::find_by_id(change.id.clone())
                     .filter(grant::Column::TenantId.eq(tenant))
                     .one(&txn)
@@ -248,7 +263,7 @@ impl Engine {
                     _ => Box::new(move |i| i.remove_grant(&id)),
                 }
             }
-            "break_glass" => {
+            IndexChanged::BREAK_GLASS => {
                 let row = break_glass::Entity::find_by_id(change.id.clone())
                     .filter(break_glass::Column::TenantId.eq(tenant))
                     .one(&txn)
@@ -260,7 +275,7 @@ impl Engine {
                     None => Box::new(|_| {}),
                 }
             }
-            "policy" => {
+            IndexChanged::POLICY => {
                 let (policy, version) = Self::current_policy(&txn, tenant).await?;
                 let policy = Arc::new(policy);
                 Box::new(move |i| {
@@ -423,14 +438,7 @@ impl Engine {
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        self.apply(
-            tenant,
-            &IndexChanged {
-                kind: "grant".into(),
-                id: id.into(),
-            },
-        )
-        .await?;
+        self.apply(tenant, &IndexChanged::grant(id)).await?;
         Ok(counted.rows_affected == 1)
     }
 }

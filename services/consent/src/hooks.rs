@@ -35,8 +35,12 @@ impl AnchorHooks for ConsentHooks {
                     .exec(txn)
                     .await?;
                 if activated.rows_affected == 1 {
-                    crate::engine::publish_change(txn, &row.tenant_id, "grant", &row.subject_id)
-                        .await?;
+                    crate::engine::publish_change(
+                        txn,
+                        &row.tenant_id,
+                        &crate::engine::IndexChanged::grant(&row.subject_id),
+                    )
+                    .await?;
                 }
             }
             KIND_DECLARED => {

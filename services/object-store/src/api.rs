@@ -50,19 +50,7 @@ fn caller_tenant(p: &Principal) -> Result<TenantId> {
 }
 
 fn subject(p: &Principal) -> Subject {
-    Subject {
-        kind: p.0.kind,
-        id: p.0.sub.clone(),
-        institution: p.0.institution.clone(),
-        roles: p.0.roles.clone(),
-        scopes: p
-            .0
-            .scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-    }
+    Subject::of(&p.0)
 }
 
 fn is_app(p: &Principal) -> bool {

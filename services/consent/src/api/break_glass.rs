@@ -126,7 +126,12 @@ pub async fn declare(
     });
     let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
     let row = row.into_active_model().insert(&txn).await?;
-    publish_change(&txn, caller.tenant.as_str(), "break_glass", &row.id).await?;
+    publish_change(
+        &txn,
+        caller.tenant.as_str(),
+        &IndexChanged::break_glass(&row.id),
+    )
+    .await?;
     let anchor = queue_anchor(
         &txn,
         NewAnchor {
@@ -149,13 +154,7 @@ pub async fn declare(
     // as the ledger answers.
     state
         .engine
-        .apply(
-            caller.tenant.as_str(),
-            &IndexChanged {
-                kind: "break_glass".into(),
-                id: row.id.clone(),
-            },
-        )
+        .apply(caller.tenant.as_str(), &IndexChanged::break_glass(&row.id))
         .await?;
     tracing::warn!(break_glass = %row.id, tenant = %row.tenant_id, user = %row.user_id, "break-glass access declared");
     let receipt = settle(&state, anchor).await.unwrap_or(None);

@@ -8,18 +8,6 @@ fn identifier(system: &str, value: &str) -> Value {
     json!({"identifier": {"system": system, "value": value}})
 }
 
-/// v3-ActReason code of a purpose of use.
-fn purpose_code(purpose: &str) -> (&'static str, &'static str) {
-    match purpose {
-        "treatment" => ("TREAT", "treatment"),
-        "referral" => ("TREAT", "treatment"),
-        "emergency" => ("ETREAT", "emergency treatment"),
-        "research" => ("HRESCH", "healthcare research"),
-        "insurance" => ("HPAYMT", "healthcare payment"),
-        _ => ("HOPERAT", "healthcare operations"),
-    }
-}
-
 /// A grant as a FHIR R4 `Consent` (scope patient-privacy, an opt-in permit provision).
 pub fn consent(g: &GrantOut) -> Value {
     let status = match g.status.as_str() {
@@ -28,7 +16,7 @@ pub fn consent(g: &GrantOut) -> Value {
         "rejected" => "rejected",
         _ => "inactive",
     };
-    let (code, display) = purpose_code(g.purpose.as_str());
+    let code = g.purpose.act_reason();
     let mut actors = vec![json!({
         "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}]},
         "reference": identifier("urn:caretrail:institution", &g.recipient_institution),
@@ -44,7 +32,7 @@ pub fn consent(g: &GrantOut) -> Value {
         "period": {"start": g.valid_from.to_rfc3339(), "end": g.valid_until.to_rfc3339()},
         "actor": actors,
         "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "access"}]}],
-        "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": code, "display": display}],
+        "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": code, "display": g.purpose.as_str()}],
     });
     if !g.scope.categories.is_empty() {
         provision["code"] = Value::Array(

@@ -399,16 +399,7 @@ pub async fn insert(
 
 /// After the grant's anchoring settled: this replica's index knows it before the reply.
 pub async fn activate_here(state: &State, tenant: &str, id: &str) -> Result<()> {
-    state
-        .engine
-        .apply(
-            tenant,
-            &IndexChanged {
-                kind: "grant".into(),
-                id: id.into(),
-            },
-        )
-        .await
+    state.engine.apply(tenant, &IndexChanged::grant(id)).await
 }
 
 pub async fn load(state: &State, caller: &Caller, id: &str) -> Result<grant::Model> {
@@ -661,7 +652,7 @@ pub async fn apply_revocation(
         txn.rollback().await?;
         return Ok((load(state, caller, id).await?, None));
     }
-    publish_change(&txn, caller.tenant.as_str(), "grant", &row.id).await?;
+    publish_change(&txn, caller.tenant.as_str(), &IndexChanged::grant(&row.id)).await?;
     let signer = row.grantor_institution.clone();
     let payload = canonical(json!({
         "v": 1,

@@ -27,12 +27,12 @@ pub type Result<T> = std::result::Result<T, ConsentError>;
 
 /// Who calls, from their token.
 pub struct Caller {
+    claims: caretrail_contracts::auth::Claims,
     pub tenant: TenantId,
     pub id: String,
     pub kind: PrincipalKind,
     pub institution: Option<InstitutionId>,
     pub roles: Vec<Role>,
-    scope: String,
 }
 
 impl Caller {
@@ -41,12 +41,12 @@ impl Caller {
             ConsentError::Forbidden("this operation needs a tenant's token".into())
         })?;
         Ok(Self {
+            claims: p.0.clone(),
             tenant,
             id: p.0.sub.clone(),
             kind: p.0.kind,
             institution: p.0.institution.clone(),
             roles: p.0.roles.clone(),
-            scope: p.0.scope.clone(),
         })
     }
 
@@ -59,7 +59,7 @@ impl Caller {
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scope.split(' ').any(|s| s == scope)
+        self.claims.has_scope(scope)
     }
 
     /// Tenant admins and auditors see everything of their tenant.
@@ -106,18 +106,7 @@ impl Caller {
     }
 
     pub fn subject(&self) -> Subject {
-        Subject {
-            kind: self.kind,
-            id: self.id.clone(),
-            institution: self.institution.clone(),
-            roles: self.roles.clone(),
-            scopes: self
-                .scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-        }
+        Subject::of(&self.claims)
     }
 
     /// Whether the caller's institution is one of `institutions`.

@@ -134,7 +134,7 @@ pub async fn put(
             e.into()
         }
     })?;
-    publish_change(&txn, caller.tenant.as_str(), "policy", &version.to_string()).await?;
+    publish_change(&txn, caller.tenant.as_str(), &IndexChanged::policy(version)).await?;
     let payload = canonical(serde_json::json!({
         "v": 1,
         "version": version,
@@ -162,13 +162,7 @@ pub async fn put(
     state.outbox.notify_one();
     state
         .engine
-        .apply(
-            caller.tenant.as_str(),
-            &IndexChanged {
-                kind: "policy".into(),
-                id: version.to_string(),
-            },
-        )
+        .apply(caller.tenant.as_str(), &IndexChanged::policy(version))
         .await?;
     let mut reply = out(&row)?;
     reply.receipt = settle(&state, anchor).await?;

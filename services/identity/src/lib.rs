@@ -54,6 +54,10 @@ pub struct Config {
     /// identity without a ledger).
     #[serde(default = "default_true")]
     pub ledger_sync: bool,
+    /// Demo and acceptance deployments only: on a start where this file does not exist,
+    /// create the demo tenants and write their credentials to it (`caretrail demo` reads it).
+    #[serde(default)]
+    pub seed_demo_file: Option<std::path::PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -112,6 +116,7 @@ impl Config {
             token_key_activation_secs: default_activation(),
             public_base_url: default_public_url(),
             ledger_sync: true,
+            seed_demo_file: None,
         }
     }
 }
@@ -183,6 +188,13 @@ impl Application {
             infra.add_consumer(
                 ledger_sync::start(state.clone().into_inner(), infra.bus.clone()).await?,
             );
+        }
+        if let Some(path) = &config.seed_demo_file
+            && !path.exists()
+        {
+            let demo = seed::demo(&state, &config.public_base_url).await?;
+            write_private(path, serde_json::to_string_pretty(&demo)?.as_bytes())?;
+            tracing::info!(path = %path.display(), "created the demo tenants");
         }
         let verifier_data = web::Data::new(verifier.clone());
         let data = state.clone();
@@ -325,4 +337,16 @@ struct ApiDoc;
 /// This service's part of the public OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// Writes a file only its owner can read (credentials).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 pub mod anchors;
 pub mod audit_anomalies;
 pub mod audit_tables;
+pub mod audit_witness;
 pub mod common;
 pub mod consent_tables;
 pub mod identity_certificates;
@@ -72,7 +73,8 @@ service_migrator!(
     [
         crate::common::OutboxInbox,
         crate::audit_tables::Tables,
-        crate::audit_anomalies::Anomalies
+        crate::audit_anomalies::Anomalies,
+        crate::audit_witness::Witness
     ]
 );
 

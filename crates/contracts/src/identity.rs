@@ -7,11 +7,15 @@
 //! | [`METHOD_PATIENT`] | [`PatientQuery`] | [`PatientInfo`] (error `not_found`) |
 //! | [`METHOD_SIGN`] | [`SignIn`] | [`SignOut`]: one signed submission or error per item |
 //! | [`METHOD_INSTITUTIONS`] | [`TenantQuery`] | [`InstitutionsOut`]: the tenant's institutions and levels |
+//! | [`METHOD_TENANTS`] | `{}` | [`TenantsOut`]: every tenant with its suite and status |
+//! | [`METHOD_COSIGN`] | [`CosignIn`] | [`CosignOut`]: a witness cosignature line (error `forbidden_witness`, …) |
 //!
 //! Signing is limited to ledger submissions (the signed bytes start with the ledger's
 //! `CTLS` domain separator), so the RPC cannot be used as a general-purpose signing oracle;
 //! each signer signs only its own kinds ([`PLATFORM_KINDS`], [`INSTITUTION_KINDS`]), never
-//! key registrations or revocations, and only for active tenants. Who may call it is the
+//! key registrations or revocations, and only for active tenants. Cosigning is limited to
+//! the tenant's own checkpoints (`cosignature/v1` messages over a parsed checkpoint body whose
+//! origin names the tenant), by a regulator-level institution's custodial key. Who may call it is the
 //! broker's business: in production only the services' own RabbitMQ users may publish to
 //! the RPC queue.
 
@@ -26,6 +30,8 @@ pub const METHOD_TENANT: &str = "tenant";
 pub const METHOD_PATIENT: &str = "patient";
 pub const METHOD_SIGN: &str = "sign";
 pub const METHOD_INSTITUTIONS: &str = "institutions";
+pub const METHOD_TENANTS: &str = "tenants";
+pub const METHOD_COSIGN: &str = "cosign";
 
 /// Signer name for statements the platform attests (the tenant's registrar, i.e. its CA
 /// key), such as who accessed a record.
@@ -110,6 +116,30 @@ pub struct InstitutionInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstitutionsOut {
     pub institutions: Vec<InstitutionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantsOut {
+    pub tenants: Vec<TenantInfo>,
+}
+
+/// Asks a regulator institution's custodial key to cosign one of the tenant's checkpoints
+/// (c2sp.org/tlog-cosignature) — for the audit service's built-in witness, which has
+/// already checked the checkpoint's consistency with the last one it accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignIn {
+    pub tenant: String,
+    /// The witnessing institution (level `regulator`).
+    pub witness: String,
+    /// The checkpoint body (origin, size, root, extension lines), without signatures.
+    pub checkpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CosignOut {
+    /// The cosignature line, `— <institution id> <base64(key id ‖ timestamp ‖ signature)>`.
+    pub line: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

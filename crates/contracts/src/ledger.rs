@@ -17,6 +17,12 @@ pub const METHOD_REGISTER_TENANT: &str = "register_tenant";
 pub const METHOD_BUNDLES: &str = "bundles";
 /// Most entries one `bundles` call may name.
 pub const MAX_BUNDLES: usize = 200;
+/// RPC method: [`WitnessViewIn`] → [`WitnessViewOut`]: the latest signed checkpoint and a
+/// consistency proof from the size the witness last accepted.
+pub const METHOD_WITNESS_VIEW: &str = "witness_view";
+/// RPC method: [`CosignatureIn`] → `{}`: records a witness cosignature (checked against the
+/// witness's registered keys).
+pub const METHOD_COSIGN: &str = "cosign";
 
 /// Submitter name of a tenant's registrar (the identity service, signing with the tenant CA
 /// key): the only submitter of key entries.
@@ -168,4 +174,36 @@ pub enum BundleResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BundlesOut {
     pub results: Vec<BundleResult>,
+}
+
+/// What a witness asks for: the tenant's latest checkpoint, proven to extend the one of
+/// `since` entries it accepted before (0 on first contact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessViewIn {
+    pub tenant: String,
+    pub since: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessViewOut {
+    pub tree_size: u64,
+    /// The signed checkpoint note (c2sp.org/tlog-checkpoint), with any cosignature lines.
+    pub checkpoint: String,
+    /// The ledger's checkpoint verifier key for the tenant (signed-note `vkey`).
+    pub ledger_key: String,
+    /// Hex consistency proof from `since` to `tree_size` (empty when `since` is 0, equal to
+    /// `tree_size`, or beyond it — the last is for the witness to flag).
+    pub consistency: Vec<String>,
+}
+
+/// A witness cosignature over the tenant's checkpoint of `tree_size` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignatureIn {
+    pub tenant: String,
+    /// The witnessing institution (the line's key name).
+    pub witness: String,
+    pub tree_size: u64,
+    pub line: String,
 }

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use caretrail_bus::{Bus, BusError, call_json};
 use caretrail_contracts::consent::{self, DecideIn, DecideOut};
 use caretrail_contracts::identity::{
-    self, InstitutionInfo, InstitutionsOut, PatientInfo, PatientQuery, SignIn, SignOut, SignResult,
-    TenantInfo, TenantQuery, ToSign,
+    self, CosignIn, CosignOut, InstitutionInfo, InstitutionsOut, PatientInfo, PatientQuery, SignIn,
+    SignOut, SignResult, TenantInfo, TenantQuery, TenantsOut, ToSign,
 };
 use caretrail_contracts::ledger::{
-    self, AppendIn, AppendOut, AppendResultOut, BundleResult, BundlesIn, BundlesOut, LedgerFailure,
-    Receipt, SubmissionIn,
+    self, AppendIn, AppendOut, AppendResultOut, BundleResult, BundlesIn, BundlesOut, CosignatureIn,
+    LedgerFailure, Receipt, SubmissionIn, WitnessViewIn, WitnessViewOut,
 };
 use caretrail_contracts::records::{self, AttributesIn, AttributesOut};
 use caretrail_contracts::{RecordId, TenantId};
@@ -87,6 +87,36 @@ impl LedgerClient {
             BundleResult::Error(LedgerFailure::unavailable("missing result"))
         });
         Ok(results)
+    }
+}
+
+impl LedgerClient {
+    /// The tenant's latest checkpoint with a consistency proof from `since`.
+    pub async fn witness_view(&self, tenant: &str, since: u64) -> Result<WitnessViewOut, BusError> {
+        call_json(
+            self.bus.as_ref(),
+            ledger::SERVICE,
+            ledger::METHOD_WITNESS_VIEW,
+            &WitnessViewIn {
+                tenant: tenant.to_string(),
+                since,
+            },
+            self.timeout,
+        )
+        .await
+    }
+
+    /// Records a witness cosignature line over the checkpoint of `tree_size` entries.
+    pub async fn cosign(&self, input: &CosignatureIn) -> Result<(), BusError> {
+        let _: serde_json::Value = call_json(
+            self.bus.as_ref(),
+            ledger::SERVICE,
+            ledger::METHOD_COSIGN,
+            input,
+            self.timeout,
+        )
+        .await?;
+        Ok(())
     }
 }
 
@@ -177,6 +207,32 @@ impl IdentityClient {
         )
         .await?;
         Ok(out.institutions)
+    }
+
+    /// Every tenant identity knows, with its suite and status.
+    pub async fn tenants(&self) -> Result<Vec<TenantInfo>, BusError> {
+        let out: TenantsOut = call_json(
+            self.bus.as_ref(),
+            identity::SERVICE,
+            identity::METHOD_TENANTS,
+            &serde_json::json!({}),
+            self.timeout,
+        )
+        .await?;
+        Ok(out.tenants)
+    }
+
+    /// A cosignature line by the witness institution's custodial key over a checkpoint body.
+    pub async fn cosign(&self, input: &CosignIn) -> Result<String, BusError> {
+        let out: CosignOut = call_json(
+            self.bus.as_ref(),
+            identity::SERVICE,
+            identity::METHOD_COSIGN,
+            input,
+            self.timeout,
+        )
+        .await?;
+        Ok(out.line)
     }
 
     /// Signs ledger submissions with the signers' custodial keys; one result per item.

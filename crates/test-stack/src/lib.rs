@@ -31,6 +31,8 @@ pub struct Stack {
     jwks: String,
     pub demo: Value,
     pub objects_dir: PathBuf,
+    /// The one-node ledger's data directory (checkpoint keys, Raft log).
+    pub ledger_dir: PathBuf,
     pub store_db_file: Option<PathBuf>,
     pub http: reqwest::Client,
     stops: Vec<oneshot::Sender<()>>,
@@ -72,6 +74,10 @@ pub struct Options {
     pub audit: bool,
     /// Its unusual-volume threshold (accesses per hour), when not the default.
     pub audit_access_min_per_hour: Option<u64>,
+    /// Its built-in witness (off unless a test wants the loop; tests may also run rounds
+    /// themselves) and how often it checks.
+    pub witness: caretrail_audit::witness::WitnessMode,
+    pub witness_interval_ms: u64,
 }
 
 impl Default for Options {
@@ -83,6 +89,8 @@ impl Default for Options {
             consent: false,
             audit: false,
             audit_access_min_per_hour: None,
+            witness: caretrail_audit::witness::WitnessMode::Off,
+            witness_interval_ms: 200,
         }
     }
 }
@@ -126,13 +134,14 @@ impl Stack {
         let identity = run!(identity_app);
         let jwks = format!("{identity}/.well-known/jwks.json");
 
+        let ledger_dir = scratch.path().join("ledger");
         let (mut ledger_settings, d) = settings(backend, "ledger").await;
         dirs.extend(d);
         ledger_settings.bus.bus_prefix = prefix.clone();
         let mut ledger_config = caretrail_ledger::Config::new(
             ledger_settings,
             caretrail_ledger::LedgerSettings {
-                ledger_data_dir: scratch.path().join("ledger"),
+                ledger_data_dir: ledger_dir.clone(),
                 ..Default::default()
             },
         );
@@ -191,6 +200,8 @@ impl Stack {
             if let Some(n) = options.audit_access_min_per_hour {
                 config.anomaly_access_min_per_hour = n;
             }
+            config.witness = options.witness;
+            config.witness_interval_ms = options.witness_interval_ms;
             let app = caretrail_audit::Application::build(config)
                 .await
                 .expect("audit");
@@ -220,6 +231,7 @@ impl Stack {
             jwks,
             demo,
             objects_dir,
+            ledger_dir,
             store_db_file,
             http: reqwest::Client::new(),
             stops,

@@ -121,6 +121,7 @@ async fn run(backend: Backend, args: &Args) -> Result<()> {
             std::sync::Arc::new(caretrail_bus::InProcessBus::new()),
             Duration::from_secs(1),
         ),
+        witness: caretrail_audit::witness::WitnessMode::Off,
     };
     let mut rng = rand::thread_rng();
     let mut trail = Vec::with_capacity(args.queries);

@@ -100,20 +100,57 @@ async fn flag(
     key: &str,
     detail: serde_json::Value,
 ) -> Result<bool, FlagError> {
-    let flag = anomaly::ActiveModel {
-        id: sea_orm::ActiveValue::Set(flag_id(&row.id, kind)),
-        tenant_id: sea_orm::ActiveValue::Set(row.tenant_id.clone()),
-        kind: sea_orm::ActiveValue::Set(kind.into()),
-        dedupe_key: sea_orm::ActiveValue::Set(key.chars().take(200).collect()),
-        subject: sea_orm::ActiveValue::Set(row.actor_subject.clone()),
-        institution: sea_orm::ActiveValue::Set(row.actor_institution.clone()),
-        patient_id: sea_orm::ActiveValue::Set(row.patient_id.clone()),
-        record_id: sea_orm::ActiveValue::Set(row.record_id.clone()),
-        event_id: sea_orm::ActiveValue::Set(row.id.clone()),
-        detail: sea_orm::ActiveValue::Set(detail.to_string()),
+    raise(
+        txn,
+        Flag {
+            tenant: row.tenant_id.clone(),
+            kind,
+            key: key.to_string(),
+            event_id: row.id.clone(),
+            subject: row.actor_subject.clone(),
+            institution: row.actor_institution.clone(),
+            patient: row.patient_id.clone(),
+            record: row.record_id.clone(),
+            ledger_index: row.ledger_index,
+            detail,
+        },
+    )
+    .await
+}
+
+/// One anomaly to flag (once per tenant, kind and key).
+#[derive(Debug, Clone)]
+pub struct Flag {
+    pub tenant: String,
+    pub kind: &'static str,
+    pub key: String,
+    /// What raised it: an audit event id, or e.g. `checkpoint:<size>` for the witness.
+    pub event_id: String,
+    pub subject: Option<String>,
+    pub institution: Option<String>,
+    pub patient: Option<String>,
+    pub record: Option<String>,
+    pub ledger_index: Option<i64>,
+    pub detail: serde_json::Value,
+}
+
+/// Inserts the flag unless it exists and publishes its `audit.anomaly.flagged` event through
+/// the outbox, in `txn`. True when it is new.
+pub async fn raise(txn: &DatabaseTransaction, flag: Flag) -> Result<bool, FlagError> {
+    let row = anomaly::ActiveModel {
+        id: sea_orm::ActiveValue::Set(flag_id(&flag.event_id, flag.kind)),
+        tenant_id: sea_orm::ActiveValue::Set(flag.tenant.clone()),
+        kind: sea_orm::ActiveValue::Set(flag.kind.into()),
+        dedupe_key: sea_orm::ActiveValue::Set(flag.key.chars().take(200).collect()),
+        subject: sea_orm::ActiveValue::Set(flag.subject.clone()),
+        institution: sea_orm::ActiveValue::Set(flag.institution.clone()),
+        patient_id: sea_orm::ActiveValue::Set(flag.patient.clone()),
+        record_id: sea_orm::ActiveValue::Set(flag.record.clone()),
+        event_id: sea_orm::ActiveValue::Set(flag.event_id.chars().take(64).collect()),
+        detail: sea_orm::ActiveValue::Set(flag.detail.to_string()),
         flagged_at: sea_orm::ActiveValue::Set(chrono::Utc::now()),
     };
-    let inserted = anomaly::Entity::insert(flag)
+    let inserted = anomaly::Entity::insert(row)
         .on_conflict(
             OnConflict::columns([
                 anomaly::Column::TenantId,
@@ -129,23 +166,23 @@ async fn flag(
         return Ok(false);
     }
     let event = Event::new(
-        &row.tenant_id,
+        &flag.tenant,
         crate::SERVICE,
         "anomaly.flagged",
         1,
         &json!({
-            "kind": kind,
-            "subject": row.actor_subject,
-            "institution": row.actor_institution,
-            "patient": row.patient_id,
-            "record": row.record_id,
-            "event": row.id,
-            "ledger_index": row.ledger_index,
-            "detail": detail,
+            "kind": flag.kind,
+            "subject": flag.subject,
+            "institution": flag.institution,
+            "patient": flag.patient,
+            "record": flag.record,
+            "event": flag.event_id,
+            "ledger_index": flag.ledger_index,
+            "detail": flag.detail,
         }),
     )?;
     outbox::enqueue(txn, &event).await?;
-    tracing::warn!(tenant = %row.tenant_id, kind, subject = ?row.actor_subject, "audit anomaly flagged");
+    tracing::warn!(tenant = %flag.tenant, kind = flag.kind, subject = ?flag.subject, "audit anomaly flagged");
     Ok(true)
 }
 

@@ -19,8 +19,9 @@ use crate::State;
 use crate::entities::audit_event;
 use crate::error::AuditError;
 use crate::model::{
-    AccessCountOut, AccessSummaryOut, ActorOut, AnomalyListOut, AnomalyOut, AuditEventListOut,
-    AuditEventOut, DecidedByOut, TrailOut,
+    AcceptedCheckpointOut, AccessCountOut, AccessSummaryOut, ActorOut, AnomalyListOut, AnomalyOut,
+    AuditEventListOut, AuditEventOut, DecidedByOut, TRAIL_BUNDLE_FORMAT, TrailBundleOut, TrailOut,
+    WitnessOut,
 };
 
 type Result<T> = std::result::Result<T, AuditError>;
@@ -174,6 +175,35 @@ pub async fn trail(
     let tenant = auditor_tenant(&p)?;
     let trail = build_trail(&state, &tenant, &path, q.proofs.unwrap_or(true)).await?;
     Ok(HttpResponse::Ok().json(trail))
+}
+
+#[utoipa::path(get, operation_id = "record_trail_bundle", path = "/v1/audit/records/{record_id}/trail/bundle", tag = "audit",
+    params(("record_id" = String, Path)),
+    responses((status = 200, body = TrailBundleOut, description = "The trail with every event's proof bundle, as one file (attachment) for `caretrail verify trail`"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin"),
+              (status = 404, body = caretrail_platform::Problem, description = "No such record in the caller's tenant")),
+    security(("bearer" = [])))]
+/// The record's trail as one downloadable proof file (`caretrail-trail-bundle/v1`): verify
+/// it offline with `caretrail verify trail FILE --ledger-key <vkey>`.
+pub async fn trail_bundle(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let tenant = auditor_tenant(&p)?;
+    let trail = build_trail(&state, &tenant, &path, true).await?;
+    let filename = format!("trail-{}.json", trail.record);
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .json(TrailBundleOut {
+            format: TRAIL_BUNDLE_FORMAT.to_string(),
+            tenant: tenant.to_string(),
+            generated_at: Utc::now(),
+            trail,
+        }))
 }
 
 #[utoipa::path(get, operation_id = "record_trail_fhir", path = "/v1/audit/records/{record_id}/trail/fhir", tag = "audit",
@@ -509,9 +539,18 @@ pub async fn access_summary(
     Ok(HttpResponse::Ok().json(out))
 }
 
+const ANOMALY_KINDS: [&str; 5] = [
+    "break_glass_used",
+    "access_refused",
+    "access_volume",
+    "checkpoint_inconsistent",
+    "checkpoint_invalid",
+];
+
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AnomalyQuery {
-    /// `break_glass_used`, `access_refused` or `access_volume`.
+    /// `break_glass_used`, `access_refused`, `access_volume`, `checkpoint_inconsistent` or
+    /// `checkpoint_invalid`.
     pub kind: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -525,8 +564,8 @@ pub struct AnomalyQuery {
               (status = 400, body = caretrail_platform::Problem, description = "Invalid filter"),
               (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin")),
     security(("bearer" = [])))]
-/// Anomalies flagged while indexing: break-glass uses, refused access attempts, unusual
-/// access volume. Each was also published (`audit.anomaly.flagged`) and counted
+/// Anomalies: break-glass uses, refused access attempts and unusual access volume (flagged
+/// while indexing), and checkpoints the built-in witness refused. Each was also published (`audit.anomaly.flagged`) and counted
 /// (`caretrail_audit_anomalies_total`).
 pub async fn anomalies(
     state: web::Data<State>,
@@ -538,10 +577,10 @@ pub async fn anomalies(
     let limit = page_size(q.limit)?;
     let mut query = anomaly::Entity::find().filter(anomaly::Column::TenantId.eq(tenant.as_str()));
     if let Some(kind) = &q.kind {
-        if !["break_glass_used", "access_refused", "access_volume"].contains(&kind.as_str()) {
+        if !ANOMALY_KINDS.contains(&kind.as_str()) {
             return Err(AuditError::field(
                 "kind",
-                "break_glass_used, access_refused or access_volume",
+                "break_glass_used, access_refused, access_volume, checkpoint_inconsistent or checkpoint_invalid",
             ));
         }
         query = query.filter(anomaly::Column::Kind.eq(kind.as_str()));
@@ -574,4 +613,33 @@ pub async fn anomalies(
         })
         .collect();
     Ok(HttpResponse::Ok().json(AnomalyListOut { items }))
+}
+
+#[utoipa::path(get, operation_id = "audit_witness", path = "/v1/audit/witness", tag = "audit",
+    responses((status = 200, body = WitnessOut, description = "The witness's mode and last accepted checkpoint"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin")),
+    security(("bearer" = [])))]
+/// The built-in witness's view of the caller's tenant log: the last checkpoint it verified as
+/// consistent with everything it accepted before, and how far it has cosigned. Refused
+/// checkpoints show up as `checkpoint_inconsistent` / `checkpoint_invalid` anomalies.
+pub async fn witness(state: web::Data<State>, p: Principal) -> Result<HttpResponse> {
+    use crate::entities::witness_state;
+    let tenant = auditor_tenant(&p)?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let row = witness_state::Entity::find_by_id(tenant.to_string())
+        .one(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(WitnessOut {
+        mode: state.witness.as_str().to_string(),
+        accepted: row.map(|r| AcceptedCheckpointOut {
+            tree_size: r.tree_size.max(0) as u64,
+            root: r.root,
+            checkpoint: r.checkpoint,
+            ledger_key: r.ledger_key,
+            cosigned_size: r.cosigned_size.max(0) as u64,
+            accepted_at: r.accepted_at,
+            checked_at: r.checked_at,
+        }),
+    }))
 }

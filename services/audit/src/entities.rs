@@ -52,7 +52,8 @@ pub mod anomaly {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         pub tenant_id: String,
-        /// `break_glass_used`, `access_refused`, `access_volume`.
+        /// `break_glass_used`, `access_refused`, `access_volume`, `checkpoint_inconsistent`,
+        /// `checkpoint_invalid`.
         pub kind: String,
         pub dedupe_key: String,
         pub subject: Option<String>,
@@ -64,6 +65,34 @@ pub mod anomaly {
         /// JSON detail (e.g. the counts behind a volume flag).
         pub detail: String,
         pub flagged_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The built-in witness's last accepted checkpoint of a tenant's log.
+pub mod witness_state {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_witness")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        /// The ledger's checkpoint verifier key, pinned at first contact.
+        pub ledger_key: String,
+        pub tree_size: i64,
+        /// Hex root hash at `tree_size`.
+        pub root: String,
+        /// The signed checkpoint note as accepted.
+        pub checkpoint: String,
+        /// The largest size the witness has cosigned (0: none).
+        pub cosigned_size: i64,
+        pub accepted_at: DateTimeUtc,
+        pub checked_at: DateTimeUtc,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

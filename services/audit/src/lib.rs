@@ -13,7 +13,7 @@ use caretrail_platform::{
     config::{ConfigError, Validate},
     http::{Runner, resource},
 };
-use caretrail_runtime::clients::LedgerClient;
+use caretrail_runtime::clients::{IdentityClient, LedgerClient};
 use caretrail_runtime::{Infra, ServiceSettings};
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
@@ -26,6 +26,7 @@ pub mod error;
 pub mod fhir;
 pub mod indexer;
 pub mod model;
+pub mod witness;
 
 pub use error::AuditError;
 
@@ -49,6 +50,20 @@ pub struct Config {
     /// …and above this multiple of their hourly average over the previous week.
     #[serde(default = "default_factor")]
     pub anomaly_access_factor: f64,
+    /// The built-in witness: `cosign` (check every tenant's checkpoints and cosign them as
+    /// the tenant's regulator), `verify` (check and alert only) or `off`.
+    #[serde(default = "default_witness")]
+    pub witness: witness::WitnessMode,
+    /// How often the witness checks the ledger's checkpoints.
+    #[serde(default = "default_witness_interval")]
+    pub witness_interval_ms: u64,
+}
+
+fn default_witness() -> witness::WitnessMode {
+    witness::WitnessMode::Cosign
+}
+fn default_witness_interval() -> u64 {
+    10_000
 }
 
 fn default_burst() -> u64 {
@@ -68,6 +83,11 @@ impl Validate for Config {
         if self.anomaly_access_factor.is_nan() || self.anomaly_access_factor <= 1.0 {
             return Err(ConfigError::Invalid(
                 "anomaly_access_factor must be > 1".into(),
+            ));
+        }
+        if self.witness_interval_ms < 100 {
+            return Err(ConfigError::Invalid(
+                "witness_interval_ms must be ≥ 100".into(),
             ));
         }
         if self.rpc_timeout_ms == 0 {
@@ -91,6 +111,8 @@ impl Config {
             rpc_timeout_ms: default_rpc_timeout(),
             anomaly_access_min_per_hour: default_burst(),
             anomaly_access_factor: default_factor(),
+            witness: default_witness(),
+            witness_interval_ms: default_witness_interval(),
         }
     }
 }
@@ -99,6 +121,7 @@ impl Config {
 pub struct State {
     pub db: DatabaseConnection,
     pub ledger: LedgerClient,
+    pub witness: witness::WitnessMode,
 }
 
 pub struct Application {
@@ -122,6 +145,30 @@ impl Application {
             &["kind"],
         )?;
         infra.metrics.registry().register(Box::new(flags.clone()))?;
+        let checks = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "audit_witness_checks_total",
+                "Checkpoint checks by the built-in witness, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        infra
+            .metrics
+            .registry()
+            .register(Box::new(checks.clone()))?;
+        let rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
+        let witness = witness::Witness {
+            db: infra.db.clone(),
+            port: std::sync::Arc::new(witness::BusPort {
+                ledger: LedgerClient::new(infra.bus.clone(), rpc_timeout),
+                identity: IdentityClient::new(infra.bus.clone(), rpc_timeout),
+            }),
+            mode: config.witness,
+            metrics: witness::WitnessMetrics {
+                checks,
+                flags: flags.clone(),
+            },
+        };
         infra.add_consumer(
             indexer::start(
                 infra.bus.as_ref(),
@@ -149,17 +196,28 @@ impl Application {
         );
         let state = web::Data::new(State {
             db: infra.db.clone(),
-            ledger: LedgerClient::new(
-                infra.bus.clone(),
-                Duration::from_millis(config.rpc_timeout_ms),
-            ),
+            ledger: LedgerClient::new(infra.bus.clone(), rpc_timeout),
+            witness: config.witness,
+        });
+        let stop = tokio_util::sync::CancellationToken::new();
+        let witnessing = (config.witness != witness::WitnessMode::Off).then(|| {
+            tokio::spawn(witness.run(
+                Duration::from_millis(config.witness_interval_ms),
+                stop.clone(),
+            ))
         });
         let data = state.clone();
         let verifier_data = web::Data::new(verifier);
-        let runner = infra.serve(config.service.http.clone(), move |cfg| {
+        let mut runner = infra.serve(config.service.http.clone(), move |cfg| {
             cfg.app_data(data.clone()).app_data(verifier_data.clone());
             routes(cfg);
         })?;
+        runner.on_shutdown(move || async move {
+            stop.cancel();
+            if let Some(task) = witnessing {
+                let _ = task.await;
+            }
+        });
         Ok(Self { runner, state })
     }
 
@@ -187,15 +245,17 @@ fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/audit/anomalies").get(api::anomalies))
         .service(resource("/v1/audit/records/{record_id}/trail").get(api::trail))
         .service(resource("/v1/audit/records/{record_id}/trail/fhir").get(api::trail_fhir))
+        .service(resource("/v1/audit/records/{record_id}/trail/bundle").get(api::trail_bundle))
         .service(resource("/v1/audit/events").get(api::events))
-        .service(resource("/v1/audit/reports/access-summary").get(api::access_summary));
+        .service(resource("/v1/audit/reports/access-summary").get(api::access_summary))
+        .service(resource("/v1/audit/witness").get(api::witness));
 }
 
 use caretrail_platform::auth::BearerAuth;
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(api::trail, api::trail_fhir, api::events, api::access_summary, api::anomalies),
+    paths(api::trail, api::trail_fhir, api::trail_bundle, api::events, api::access_summary, api::anomalies, api::witness),
     components(schemas(caretrail_platform::Problem, caretrail_platform::FieldError)),
     modifiers(&BearerAuth),
     tags((name = "audit", description = "The regulator's view: record trails with ledger proofs, event search, access reports")),

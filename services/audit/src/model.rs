@@ -62,6 +62,20 @@ pub struct TrailOut {
     pub events: Vec<AuditEventOut>,
 }
 
+/// Format marker of a downloaded trail.
+pub const TRAIL_BUNDLE_FORMAT: &str = "caretrail-trail-bundle/v1";
+
+/// A record's trail as one file: every event with its proof bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TrailBundleOut {
+    /// `caretrail-trail-bundle/v1`.
+    pub format: String,
+    pub tenant: String,
+    pub generated_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub trail: TrailOut,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditEventListOut {
     pub items: Vec<AuditEventOut>,
@@ -111,4 +125,28 @@ pub struct AnomalyOut {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AnomalyListOut {
     pub items: Vec<AnomalyOut>,
+}
+
+/// What the built-in witness last accepted for the caller's tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WitnessOut {
+    /// `cosign`, `verify` or `off`.
+    pub mode: String,
+    /// The last accepted checkpoint; absent before the first check.
+    pub accepted: Option<AcceptedCheckpointOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedCheckpointOut {
+    pub tree_size: u64,
+    /// Hex root hash.
+    pub root: String,
+    /// The signed checkpoint note as accepted (with the cosignatures it then carried).
+    pub checkpoint: String,
+    /// The ledger's verifier key, pinned at first contact.
+    pub ledger_key: String,
+    /// The largest tree size the witness cosigned (0: none yet).
+    pub cosigned_size: u64,
+    pub accepted_at: DateTime<Utc>,
+    pub checked_at: DateTime<Utc>,
 }

@@ -270,6 +270,9 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         let mut audit_config =
             caretrail_audit::Config::new(config.service(caretrail_audit::SERVICE));
         audit_config.auth.jwks_url = Some(format!("{identity}/.well-known/jwks.json"));
+        // One machine, few tenants: the witness can look often, so a demo sees its
+        // cosignature within seconds.
+        audit_config.witness_interval_ms = 2_000;
         let app = caretrail_audit::Application::build(audit_config)
             .await
             .context("starting audit")?;

@@ -10,14 +10,18 @@
 //!    downloads the report (same bytes); the lab result is refused.
 //! 4. The grant is revoked; the specialist's next read is refused within a second.
 //! 5. The bureau's auditor fetches the record's trail: anchoring, grant, access, revocation,
-//!    refusal, in ledger order, each proof verifying offline.
+//!    refusal, in ledger order, each proof verifying offline; downloads it as one proof file
+//!    (`caretrail verify trail`); sees the bureau's witness cosignature on the ledger's
+//!    checkpoint; the FHIR R4 export.
 //! 6. The second tenant's credentials see none of it.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use caretrail_ledger_proofs::{ProofBundle, TrustAnchors, VerifierKey, verify_bundle};
+use caretrail_ledger_proofs::{
+    Checkpoint, NoteKeyType, ProofBundle, Suite, TrustAnchors, VerifierKey, verify_bundle,
+};
 use serde_json::{Value, json};
 
 #[derive(clap::Args)]
@@ -168,6 +172,48 @@ impl Story {
             ledger_keys: vec![VerifierKey::parse(key)?],
             ..TrustAnchors::default()
         })
+    }
+}
+
+impl Story {
+    /// Waits for the built-in witness's cosignature (it checks every few seconds) and
+    /// verifies it offline with the regulator's key as registered on the ledger; the
+    /// cosigned tree size.
+    async fn witnessed(&self, token: &str, anchors: &TrustAnchors) -> Result<Option<u64>> {
+        let (_, keys) = self.get("/v1/ledger/keys", token).await?;
+        let regulator = self.institution(0, 2)["id"].as_str().unwrap_or_default();
+        let witness_keys: Vec<VerifierKey> = keys["institution_keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|k| k["institution"] == regulator && k["revoked_index"].is_null())
+            .filter_map(|k| {
+                let public =
+                    caretrail_crypto::VerifyingKey::from_spki_pem(k["public_key_pem"].as_str()?)
+                        .ok()?;
+                let key_type = NoteKeyType::for_algorithm(public.algorithm(), true).ok()?;
+                VerifierKey::new(regulator, key_type, public).ok()
+            })
+            .collect();
+        let suite = if keys["suite"] == "gm" {
+            Suite::Gm
+        } else {
+            Suite::Intl
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let (status, cp) = self.get("/v1/ledger/cosigned-checkpoint", token).await?;
+            if status == 200
+                && let Some(note) = cp["checkpoint"].as_str()
+                && let Ok(opened) =
+                    Checkpoint::open(note.as_bytes(), suite, &anchors.ledger_keys, &witness_keys)
+                && !opened.cosignatures.is_empty()
+            {
+                return Ok(Some(opened.checkpoint.size()));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(None)
     }
 }
 
@@ -423,6 +469,42 @@ pub async fn run(args: &DemoArgs) -> Result<bool> {
         );
         s.check(ok, &line);
     }
+
+    let (status, download) = s
+        .get(
+            &format!("/v1/audit/records/{exam_id}/trail/bundle"),
+            &auditor,
+        )
+        .await?;
+    let events = download["events"].as_array().cloned().unwrap_or_default();
+    let all_verify = !events.is_empty() && events.iter().all(|e| verifies(&e["proof"], &anchors));
+    let saved = std::env::temp_dir().join(format!("caretrail-trail-{exam_id}.json"));
+    let written = serde_json::to_vec_pretty(&download)
+        .ok()
+        .and_then(|bytes| std::fs::write(&saved, bytes).ok())
+        .is_some();
+    s.check(
+        status == 200 && download["format"] == "caretrail-trail-bundle/v1" && all_verify,
+        &format!(
+            "the trail downloads as one proof file{} (check it with `caretrail verify trail`)",
+            if written {
+                format!(", saved to {}", saved.display())
+            } else {
+                String::new()
+            }
+        ),
+    );
+    let witnessed = s.witnessed(&auditor, &anchors).await?;
+    s.check(
+        witnessed.is_some(),
+        &match witnessed {
+            Some(size) => format!(
+                "the bureau's witness cosigned checkpoint {size} after checking it extends every \
+                 earlier one; the cosignature verifies offline"
+            ),
+            None => "the bureau's witness cosigned a checkpoint within 30 s".into(),
+        },
+    );
 
     let (status, fhir) = s
         .get(&format!("/v1/audit/records/{exam_id}/trail/fhir"), &auditor)

@@ -55,6 +55,14 @@ pub enum VerifyCommand {
     ///
     /// Exit 0 verified, 1 a check failed, 2 usage/I/O/parse error.
     Checkpoint(CheckpointArgs),
+    /// Verify a record's trail downloaded from the audit API (`GET
+    /// /v1/audit/records/{id}/trail/bundle`, the trail itself, or an event page fetched with
+    /// `proofs=true`): every event's proof bundle, and that each bundle proves the entry the
+    /// event names (same index and kind).
+    ///
+    /// Pin the ledger key with --ledger-key as for `bundle`. Exit 0 every event verified, 1 a
+    /// check failed, 2 usage/I/O/parse error.
+    Trail(TrailArgs),
 }
 
 impl VerifyCommand {
@@ -63,6 +71,7 @@ impl VerifyCommand {
             Self::Bundle(a) => a.json,
             Self::Consistency(a) => a.json,
             Self::Checkpoint(a) => a.json,
+            Self::Trail(a) => a.json,
         }
     }
 }
@@ -86,6 +95,28 @@ pub struct BundleArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub min_cosignatures: usize,
     /// Required checkpoint origin (e.g. caretrail.cn/<tenant id>).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrailArgs {
+    /// The trail (JSON with `events`, or an event page with `items`).
+    #[arg(value_name = "TRAIL.json")]
+    pub trail: PathBuf,
+    /// Pinned ledger checkpoint key (vkey); repeatable.
+    #[arg(long = "ledger-key", value_name = "VKEY", value_parser = parse_vkey)]
+    pub ledger_keys: Vec<VerifierKey>,
+    /// Pinned witness cosigner key (vkey); repeatable. Their cosignatures must verify.
+    #[arg(long = "witness-key", value_name = "VKEY", value_parser = parse_vkey)]
+    pub witness_keys: Vec<VerifierKey>,
+    /// Valid cosignatures by pinned witnesses required on every event's checkpoint.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub min_cosignatures: usize,
+    /// Required checkpoint origin.
     #[arg(long)]
     pub origin: Option<String>,
     /// Print the report as JSON.
@@ -177,6 +208,7 @@ fn execute(cmd: VerifyCommand) -> Result<Report, String> {
         VerifyCommand::Bundle(args) => bundle(args),
         VerifyCommand::Consistency(args) => consistency(args),
         VerifyCommand::Checkpoint(args) => checkpoint(args),
+        VerifyCommand::Trail(args) => trail(args),
     }
 }
 
@@ -667,6 +699,158 @@ fn failed_bundle(failure: BundleFailure) -> Report {
         verification_failure: failure.error.is_verification_failure(),
         details: serde_json::Value::Null,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify trail
+// ---------------------------------------------------------------------------------------------
+
+/// Largest trail file read (a trail of a few thousand events with their proofs).
+const MAX_TRAIL_LEN: usize = 64 * 1024 * 1024;
+
+fn trail(args: TrailArgs) -> Result<Report, String> {
+    let path = args.trail.display().to_string();
+    let bytes = read_limited(&args.trail, MAX_TRAIL_LEN, "trail")?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{path}: not JSON: {e}"))?;
+    let events = doc
+        .get("events")
+        .or_else(|| doc.get("items"))
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| format!("{path}: no `events` (trail) or `items` (event page) array"))?;
+    let pinned = !args.ledger_keys.is_empty();
+    let mut checks = Vec::with_capacity(events.len());
+    let mut failure = None;
+    for (n, event) in events.iter().enumerate() {
+        let kind = event["kind"].as_str().unwrap_or("?").to_string();
+        let title = format!("{kind} at {}", event["at"].as_str().unwrap_or("?"));
+        let outcome = trail_event(event, &args, pinned);
+        let line = match outcome {
+            Ok(detail) => Line {
+                check: format!("event-{}", n + 1),
+                title,
+                status: Status::Passed,
+                detail,
+            },
+            Err(detail) => {
+                failure.get_or_insert_with(|| format!("event {} ({kind}): {detail}", n + 1));
+                Line {
+                    check: format!("event-{}", n + 1),
+                    title,
+                    status: Status::Failed,
+                    detail,
+                }
+            }
+        };
+        checks.push(line);
+    }
+    if events.is_empty() {
+        failure = Some("the trail holds no events".into());
+    }
+    let verified = failure.is_none();
+    let mut warnings = Vec::new();
+    if !pinned {
+        warnings.push(
+            "WARNING: keys not pinned: no --ledger-key given, so each bundle's own keys are \
+             trusted. This only shows that the trail is internally consistent, not that your \
+             tenant's ledger signed it: pass --ledger-key with the ledger key obtained out of \
+             band."
+                .to_string(),
+        );
+    }
+    let record = doc["record"].as_str().map(str::to_string);
+    let summary = if verified {
+        format!(
+            "VERIFIED: {} event{}{} each proven in the ledger ({}){}",
+            events.len(),
+            if events.len() == 1 { "" } else { "s" },
+            record
+                .as_deref()
+                .map(|r| format!(" of record {r}"))
+                .unwrap_or_default(),
+            counts(&checks),
+            if pinned {
+                ""
+            } else {
+                " — against keys taken from the bundles, NOT pinned"
+            }
+        )
+    } else {
+        failed_summary(&checks)
+    };
+    Ok(Report {
+        command: "trail",
+        verified,
+        keys_pinned: pinned,
+        warnings,
+        checks,
+        info: record
+            .map(|r| vec![("record".to_string(), r)])
+            .unwrap_or_default(),
+        summary,
+        error: failure,
+        verification_failure: true,
+        details: serde_json::Value::Null,
+    })
+}
+
+/// Verifies one event's bundle and that it proves the entry the event names.
+fn trail_event(
+    event: &serde_json::Value,
+    args: &TrailArgs,
+    pinned: bool,
+) -> Result<String, String> {
+    let proof = event
+        .get("proof")
+        .filter(|p| !p.is_null())
+        .ok_or("no proof bundle (was the event anchored? fetch with proofs)")?;
+    let bytes = serde_json::to_vec(proof).map_err(|e| e.to_string())?;
+    let bundle = ProofBundle::from_json(&bytes).map_err(|e| format!("proof bundle: {e}"))?;
+    let mut anchors = if pinned {
+        TrustAnchors {
+            ledger_keys: args.ledger_keys.clone(),
+            ..TrustAnchors::default()
+        }
+    } else {
+        TrustAnchors::from_bundle(&bundle).map_err(|e| format!("the bundle's keys: {e}"))?
+    };
+    if !args.witness_keys.is_empty() {
+        anchors.witness_keys = args.witness_keys.clone();
+    }
+    anchors.min_cosignatures = args.min_cosignatures;
+    anchors.origin = args.origin.clone();
+    let verified = verify_bundle(&bundle, &anchors).map_err(|f| f.to_string())?;
+    let index = event["ledger_index"].as_u64();
+    if index != Some(verified.entry.index) {
+        return Err(format!(
+            "the event names ledger entry {index:?} but its bundle proves entry #{}",
+            verified.entry.index
+        ));
+    }
+    if event["kind"].as_str() != Some(verified.entry.kind.as_str()) {
+        return Err(format!(
+            "the event is {:?} but its ledger entry is {:?}",
+            event["kind"], verified.entry.kind
+        ));
+    }
+    if let Some(leaf) = event["leaf_hash"].as_str()
+        && leaf != verified.leaf_hash.to_hex()
+    {
+        return Err("the event's leaf hash differs from the proven entry's".into());
+    }
+    Ok(format!(
+        "entry #{} by {} in checkpoint {} (size {}, {} cosignature{})",
+        verified.entry.index,
+        verified.entry.submitter,
+        verified.checkpoint.origin(),
+        verified.checkpoint.size(),
+        verified.cosignatures.len(),
+        if verified.cosignatures.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------

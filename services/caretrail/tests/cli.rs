@@ -1076,8 +1076,35 @@ async fn story(env: &[(&str, String)]) {
     );
     assert!(!narrative.contains('✗'), "{narrative}");
     assert!(narrative.contains("STORY VERIFIED"), "{narrative}");
-    assert!(narrative.matches('✓').count() >= 17, "{narrative}");
+    assert!(narrative.matches('✓').count() >= 19, "{narrative}");
+    verify_downloaded_trail(&narrative, dir.path());
     server.stop().await;
+}
+
+/// The trail file the story saved verifies with `caretrail verify trail`; an event relabelled
+/// or given another event's proof does not.
+fn verify_downloaded_trail(narrative: &str, dir: &Path) {
+    let saved = narrative
+        .split("saved to ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (check it").next())
+        .expect("the story names the saved trail file");
+    let (code, out, err) = run(&["verify", "trail", saved], dir);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("VERIFIED: 5 events"), "{out}");
+    let trail: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    let mut relabelled = trail.clone();
+    relabelled["events"][2]["kind"] = "record.access_denied".into();
+    let mut swapped = trail.clone();
+    swapped["events"][1]["proof"] = trail["events"][2]["proof"].clone();
+    for (name, doc) in [("relabelled.json", relabelled), ("swapped.json", swapped)] {
+        std::fs::write(dir.join(name), doc.to_string()).unwrap();
+        let (code, out, err) = run(&["verify", "trail", name], dir);
+        assert_eq!(code, 1, "{name}: {out}{err}");
+        assert!(out.contains('✗'), "{name}: {out}");
+    }
+    let _ = std::fs::remove_file(saved);
 }
 
 #[tokio::test]

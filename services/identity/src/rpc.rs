@@ -8,13 +8,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use caretrail_bus::{RemoteError, RpcRequest, rpc_fn};
 use caretrail_contracts::identity::{
-    INSTITUTION_KINDS, InstitutionInfo, InstitutionsOut, Level, METHOD_INSTITUTIONS,
-    METHOD_PATIENT, METHOD_SIGN, METHOD_TENANT, PLATFORM_KINDS, PLATFORM_SIGNER, PatientInfo,
-    PatientQuery, SignIn, SignOut, SignResult, TenantInfo, TenantQuery, ToSign,
+    CosignIn, CosignOut, INSTITUTION_KINDS, InstitutionInfo, InstitutionsOut, Level, METHOD_COSIGN,
+    METHOD_INSTITUTIONS, METHOD_PATIENT, METHOD_SIGN, METHOD_TENANT, METHOD_TENANTS,
+    PLATFORM_KINDS, PLATFORM_SIGNER, PatientInfo, PatientQuery, SignIn, SignOut, SignResult,
+    TenantInfo, TenantQuery, TenantsOut, ToSign,
 };
 use caretrail_contracts::ledger::SubmissionIn;
 use caretrail_crypto::SigningKey;
-use caretrail_ledger_proofs::Submission;
+use caretrail_crypto::Suite;
+use caretrail_ledger_proofs::{Checkpoint, Cosigner, Submission};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::{IdentityError, State, entities};
@@ -45,6 +47,85 @@ async fn tenant(state: &State, q: TenantQuery) -> Result<TenantInfo, RemoteError
         tenant: t.id,
         suite: t.suite,
         status: t.status,
+    })
+}
+
+async fn tenants(state: &State) -> Result<TenantsOut, RemoteError> {
+    let rows = entities::tenant::Entity::find()
+        .all(&state.db)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    Ok(TenantsOut {
+        tenants: rows
+            .into_iter()
+            .map(|t| TenantInfo {
+                tenant: t.id,
+                suite: t.suite,
+                status: t.status,
+            })
+            .collect(),
+    })
+}
+
+/// Cosigns one of the tenant's checkpoints with a regulator institution's custodial key.
+/// Only checkpoint bodies of this tenant's log are signed, under the `cosignature/v1`
+/// message format, so the key cannot be made to sign anything else.
+async fn cosign(state: &State, q: CosignIn) -> Result<CosignOut, RemoteError> {
+    let refuse = |code: &str, message: String| RemoteError::new(code, message);
+    let tenant = entities::tenant::Entity::find_by_id(q.tenant.clone())
+        .one(&state.db)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or_else(|| not_found("tenant"))?;
+    let suite: Suite = tenant
+        .suite
+        .parse()
+        .map_err(|_| internal(IdentityError::Corrupt("tenant suite")))?;
+    let checkpoint = Checkpoint::parse_body(&q.checkpoint, suite)
+        .map_err(|e| refuse("invalid_request", format!("checkpoint: {e}")))?;
+    let own_origin = checkpoint
+        .origin()
+        .rsplit_once('/')
+        .is_some_and(|(_, id)| id == q.tenant);
+    if !own_origin {
+        return Err(refuse(
+            "invalid_request",
+            format!("{:?} is not this tenant's log", checkpoint.origin()),
+        ));
+    }
+    let txn = caretrail_db::begin_tenant(&state.db, &q.tenant)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let institution = entities::institution::Entity::find_by_id(q.witness.clone())
+        .filter(entities::institution::Column::TenantId.eq(q.tenant.as_str()))
+        .one(&txn)
+        .await
+        .map_err(|e| internal(e.into()))?
+        .ok_or_else(|| not_found("institution"))?;
+    drop(txn);
+    if Level::parse(&institution.level) != Some(Level::Regulator) {
+        return Err(refuse(
+            "forbidden_witness",
+            format!("{} is not a regulator: only regulators witness", q.witness),
+        ));
+    }
+    let key = signing_key(state, &q.tenant, &q.witness)
+        .await
+        .map_err(|refusal| match refusal {
+            SignResult::Error { code, message } => RemoteError::new(&code, message),
+            SignResult::Signed(_) => RemoteError::new("unavailable", "no key"),
+        })?;
+    let cosigner = Cosigner::new(q.witness.clone(), key)
+        .map_err(|e| refuse("invalid_request", e.to_string()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let cosignature = cosigner
+        .cosign(&checkpoint, now)
+        .map_err(|e| refuse("invalid_request", e.to_string()))?;
+    Ok(CosignOut {
+        line: cosignature.line().trim_end().to_string(),
     })
 }
 
@@ -212,6 +293,10 @@ async fn handle(state: Arc<State>, request: RpcRequest) -> Result<serde_json::Va
         }
         METHOD_INSTITUTIONS => {
             reply(institutions(&state, serde_json::from_value(request.body).map_err(bad)?).await?)
+        }
+        METHOD_TENANTS => reply(tenants(&state).await?),
+        METHOD_COSIGN => {
+            reply(cosign(&state, serde_json::from_value(request.body).map_err(bad)?).await?)
         }
         METHOD_SIGN => {
             let input: SignIn = serde_json::from_value(request.body).map_err(bad)?;

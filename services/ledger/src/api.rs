@@ -266,6 +266,45 @@ pub async fn cosign(
     Ok(HttpResponse::Created().json(out))
 }
 
+/// The latest checkpoint with a consistency proof from `since`, for the audit service's
+/// witness (bus RPC). A follower that has not yet applied `since` entries says so rather than
+/// show an older tree, which the witness would take for a rewritten history; the leader
+/// answers with whatever it holds.
+pub async fn witness_view(
+    node: &Node,
+    input: caretrail_contracts::ledger::WitnessViewIn,
+) -> Result<caretrail_contracts::ledger::WitnessViewOut, LedgerError> {
+    caught_up(node, &input.tenant, input.since).await;
+    let leader = node.is_leader();
+    with_tree(node, input.tenant, move |tree, node| {
+        let size = tree.size();
+        if size < input.since && !leader {
+            return Err(LedgerFailure::unavailable(format!(
+                "this node holds {size} entries, fewer than the {} asked about",
+                input.since
+            )));
+        }
+        let signed = sign_at(tree, node, size)?;
+        let out = checkpoint_out(tree, node, &signed)?;
+        let consistency = if input.since > 0 && input.since < size {
+            tree.consistency_proof(input.since, size)
+                .map_err(storage_failure)?
+                .iter()
+                .map(HashValue::to_hex)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(caretrail_contracts::ledger::WitnessViewOut {
+            tree_size: size,
+            checkpoint: out.checkpoint,
+            ledger_key: out.ledger_key,
+            consistency,
+        })
+    })
+    .await
+}
+
 // ---------------------------------------------------------------------------------------------
 // entries
 

@@ -5,14 +5,18 @@
 //! | `append` | [`AppendIn`] | [`AppendOut`]: one receipt or error per submission, after commit |
 //! | `register_tenant` | [`TenantIn`] | `{}` |
 //! | `bundles` | [`BundlesIn`] | [`BundlesOut`]: a proof bundle or error per index |
+//! | `witness_view` | [`WitnessViewIn`] | [`WitnessViewOut`]: latest checkpoint + consistency proof |
+//! | `cosign` | [`CosignatureIn`] | `{}`: a witness cosignature, checked and recorded |
 //!
 //! Every node serves the queue; a node that does not lead forwards to the leader.
 
 use std::sync::Arc;
 
 use caretrail_bus::{RemoteError, RpcRequest, rpc_fn};
+#[cfg(doc)]
+use caretrail_contracts::ledger::WitnessViewOut;
 use caretrail_contracts::ledger::{
-    BundleResult, BundlesIn, BundlesOut, LedgerFailure, MAX_BUNDLES,
+    BundleResult, BundlesIn, BundlesOut, CosignatureIn, LedgerFailure, MAX_BUNDLES, WitnessViewIn,
 };
 use caretrail_platform::problem::ApiError;
 
@@ -21,7 +25,9 @@ use crate::api::{
 };
 use crate::node::LedgerNode;
 
-pub use caretrail_contracts::ledger::{METHOD_APPEND, METHOD_BUNDLES, METHOD_REGISTER_TENANT};
+pub use caretrail_contracts::ledger::{
+    METHOD_APPEND, METHOD_BUNDLES, METHOD_COSIGN, METHOD_REGISTER_TENANT, METHOD_WITNESS_VIEW,
+};
 
 fn bad(e: impl std::fmt::Display) -> RemoteError {
     RemoteError::new("invalid_request", e.to_string())
@@ -66,6 +72,21 @@ async fn handle(
             }
             serde_json::to_value(BundlesOut { results })
                 .map_err(|e| RemoteError::new("internal_error", e.to_string()))
+        }
+        METHOD_WITNESS_VIEW => {
+            let input: WitnessViewIn = serde_json::from_value(request.body).map_err(bad)?;
+            let data = actix_web::web::Data::new(node.clone());
+            let out = crate::api::witness_view(&data, input)
+                .await
+                .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+            serde_json::to_value(out).map_err(|e| RemoteError::new("internal_error", e.to_string()))
+        }
+        METHOD_COSIGN => {
+            let input: CosignatureIn = serde_json::from_value(request.body).map_err(bad)?;
+            node.cosign(input.tenant, input.witness, input.tree_size, input.line)
+                .await
+                .map_err(|e| RemoteError::new(e.code, e.message))?;
+            Ok(serde_json::json!({}))
         }
         other => Err(RemoteError::new(
             "unknown_method",

@@ -4,6 +4,7 @@
 
 mod anomalies;
 mod trail;
+mod witness;
 
 caretrail_runtime::service_start_tests!(caretrail_audit, "audit", |service, _dir| {
     caretrail_audit::Config::new(service)

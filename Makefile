@@ -77,6 +77,16 @@ openapi-check: ## Fail if the committed OpenAPI document differs from the code
 	  || (echo "openapi/caretrail.json is stale: run 'make openapi' and commit it" >&2; exit 1)
 	@python3 infra/validate-openapi.py openapi/caretrail.json
 
+.PHONY: helm-check
+helm-check: ## Lint, render and validate the Helm chart (helm lint/template, kubernetes-validate, checkov, bad values, ledger peers)
+	./charts/check.sh
+
+.PHONY: story-cluster
+story-cluster: ## Boot the Helm chart's configuration as separate local processes (3-node ledger; PostgreSQL, RabbitMQ, S3 from `make infra`) and run the pilot story against it
+	$(CARGO) build $(addprefix -p ,caretrail caretrail-gateway caretrail-identity caretrail-consent caretrail-ledger caretrail-object-store caretrail-audit)
+	@py=$(HOME)/.cache/caretrail/k8s-venv/bin/python; test -x $$py || py=python3; \
+	  $$py charts/boot-local.py $(BOOT_ARGS)
+
 .PHONY: migrate
 migrate: ## Apply database migrations of every service (CARETRAIL_DATABASE_URL for PostgreSQL)
 	$(CARGO) build -p caretrail

@@ -460,7 +460,11 @@ impl Anchorer {
                 map.insert("ledger_index".into(), receipt.index.into());
                 map.insert("leaf_hash".into(), receipt.leaf_hash.clone().into());
             }
-            let event = Event::new(&row.tenant_id, self.service, name, 1, &payload)?;
+            let mut event = Event::new(&row.tenant_id, self.service, name, 1, &payload)?;
+            // When it happened (the anchor was queued with the action, in its transaction),
+            // not when the ledger confirmed it: anchoring is asynchronous, so a read can reach
+            // the ledger after a revocation that followed it.
+            event.occurred_at = row.created_at;
             outbox::enqueue(&txn, &event).await?;
         }
         txn.commit().await?;

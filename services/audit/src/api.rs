@@ -161,7 +161,7 @@ pub struct TrailQuery {
 
 #[utoipa::path(get, operation_id = "record_trail", path = "/v1/audit/records/{record_id}/trail", tag = "audit",
     params(("record_id" = String, Path), TrailQuery),
-    responses((status = 200, body = TrailOut, description = "Every event of the record in ledger order — anchoring, the grants that covered it, accesses and refusals, revocations, erasure — each with its ledger proof"),
+    responses((status = 200, body = TrailOut, description = "Every event of the record in the order it happened — anchoring, the grants that covered it, accesses and refusals, revocations, erasure — each with its ledger proof"),
               (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin"),
               (status = 404, body = caretrail_platform::Problem, description = "No such record in the caller's tenant")),
     security(("bearer" = [])))]
@@ -225,7 +225,7 @@ pub async fn trail_fhir(
         .json(crate::fhir::trail_bundle(tenant.as_str(), &trail)))
 }
 
-/// The record's own events plus the grant events covering it, in ledger order.
+/// The record's own events plus the grant events covering it, in the order they happened.
 pub async fn build_trail(
     state: &State,
     tenant: &TenantId,
@@ -264,10 +264,13 @@ pub async fn build_trail(
             anchored.owner_institution.as_deref(),
         )
     }));
+    // In the order things happened; the ledger order can differ by the few milliseconds a
+    // read's asynchronous anchoring takes (a read just before a revocation may be anchored
+    // just after it), and each event still names its ledger entry.
     rows.sort_by(|a, b| {
-        (a.ledger_index.unwrap_or(i64::MAX), a.occurred_at, &a.id).cmp(&(
-            b.ledger_index.unwrap_or(i64::MAX),
+        (a.occurred_at, a.ledger_index.unwrap_or(i64::MAX), &a.id).cmp(&(
             b.occurred_at,
+            b.ledger_index.unwrap_or(i64::MAX),
             &b.id,
         ))
     });

@@ -52,7 +52,7 @@ pub struct DecidedByOut {
     pub id: String,
 }
 
-/// A record's lifecycle, in ledger order.
+/// A record's lifecycle, in the order it happened (each event names its ledger entry).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TrailOut {
     pub record: String,

@@ -10,7 +10,7 @@
 //!    downloads the report (same bytes); the lab result is refused.
 //! 4. The grant is revoked; the specialist's next read is refused within a second.
 //! 5. The bureau's auditor fetches the record's trail: anchoring, grant, access, revocation,
-//!    refusal, in ledger order, each proof verifying offline; downloads it as one proof file
+//!    refusal, in the order they happened, each proof verifying offline; downloads it as one proof file
 //!    (`caretrail verify trail`); sees the bureau's witness cosignature on the ledger's
 //!    checkpoint; the FHIR R4 export.
 //! 6. The second tenant's credentials see none of it.
@@ -178,8 +178,13 @@ impl Story {
 impl Story {
     /// Waits for the built-in witness's cosignature (it checks every few seconds) and
     /// verifies it offline with the regulator's key as registered on the ledger; the
-    /// cosigned tree size.
-    async fn witnessed(&self, token: &str, anchors: &TrustAnchors) -> Result<Option<u64>> {
+    /// cosigned tree size, once it is at least `min_size`.
+    async fn witnessed(
+        &self,
+        token: &str,
+        anchors: &TrustAnchors,
+        min_size: u64,
+    ) -> Result<Option<u64>> {
         let (_, keys) = self.get("/v1/ledger/keys", token).await?;
         let regulator = self.institution(0, 2)["id"].as_str().unwrap_or_default();
         let witness_keys: Vec<VerifierKey> = keys["institution_keys"]
@@ -208,6 +213,7 @@ impl Story {
                 && let Ok(opened) =
                     Checkpoint::open(note.as_bytes(), suite, &anchors.ledger_keys, &witness_keys)
                 && !opened.cosignatures.is_empty()
+                && opened.checkpoint.size() >= min_size
             {
                 return Ok(Some(opened.checkpoint.size()));
             }
@@ -494,7 +500,13 @@ pub async fn run(args: &DemoArgs) -> Result<bool> {
             }
         ),
     );
-    let witnessed = s.witnessed(&auditor, &anchors).await?;
+    // The cosigned checkpoint must cover this story's entries, not an earlier run's.
+    let covers = events
+        .iter()
+        .filter_map(|e| e["ledger_index"].as_u64())
+        .max()
+        .map_or(1, |last| last + 1);
+    let witnessed = s.witnessed(&auditor, &anchors, covers).await?;
     s.check(
         witnessed.is_some(),
         &match witnessed {

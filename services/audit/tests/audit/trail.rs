@@ -385,6 +385,58 @@ async fn trail_with_proofs(backend: Backend) {
         before + 1,
         "the duplicate delivery was absorbed"
     );
+
+    // The trail is in the order things happened, not the ledger's: a read decided before a
+    // refusal but anchored after it is listed first.
+    let synthetic = "rec_0000000000000000000000000000beef";
+    let base = chrono::Utc::now() - chrono::Duration::seconds(60);
+    for (kind, ms, index) in [
+        ("record.anchored", 0, 1000),
+        ("record.access_denied", 200, 1001),
+        ("record.accessed", 100, 1002),
+    ] {
+        let mut event = caretrail_bus::Event::new(
+            stack.tenant_id(0),
+            "object-store",
+            kind,
+            1,
+            &json!({"record": synthetic, "patient": patient, "ledger_index": index, "leaf_hash": "00"}),
+        )
+        .unwrap();
+        event.occurred_at = base + chrono::Duration::milliseconds(ms);
+        bus.publish(&event).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let order = loop {
+        let (status, trail) = get(
+            &stack,
+            &auditor,
+            &format!("/v1/audit/records/{synthetic}/trail?proofs=false"),
+        )
+        .await;
+        let events = trail["events"].as_array().cloned().unwrap_or_default();
+        if status == 200 && events.len() == 3 {
+            break events
+                .iter()
+                .map(|e| {
+                    (
+                        e["kind"].as_str().unwrap().to_string(),
+                        e["ledger_index"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>();
+        }
+        assert!(Instant::now() < deadline, "{status} {trail}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        order,
+        [
+            ("record.anchored".to_string(), 1000),
+            ("record.accessed".to_string(), 1002),
+            ("record.access_denied".to_string(), 1001)
+        ]
+    );
     stack.stop().await;
 }
 

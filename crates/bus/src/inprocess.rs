@@ -167,9 +167,10 @@ impl Bus for InProcessBus {
         let server = lock(&self.inner.rpc).get(service).cloned();
         let exchange = async {
             let Some(server) = server else {
-                // Like a request sitting in a queue no one consumes: it times out.
-                std::future::pending::<()>().await;
-                return Err(BusError::Timeout(timeout));
+                // Like RabbitMQ returning a request to a queue no replica has declared.
+                return Err(BusError::Unavailable(format!(
+                    "no {service} replica serves requests yet"
+                )));
             };
             let (tx, rx) = oneshot::channel();
             server

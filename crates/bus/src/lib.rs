@@ -310,7 +310,8 @@ pub trait Bus: Send + Sync + 'static {
         handler: Arc<dyn EventHandler>,
     ) -> Result<ConsumerHandle, BusError>;
 
-    /// Sends `request` to `service` and waits for its reply.
+    /// Sends `request` to `service` and waits for its reply: `Timeout` when no reply came in
+    /// time, `Unavailable` at once when no replica has ever served the service.
     async fn call(
         &self,
         service: &str,

@@ -397,6 +397,8 @@ impl RabbitBus {
             return Ok(ch.clone());
         }
         let ch = self.connection().await?.create_channel().await?;
+        // Confirms carry back requests the broker could not route (mandatory publishes).
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
         let mut replies = ch
             .basic_consume(
                 DIRECT_REPLY_TO.into(),
@@ -619,18 +621,37 @@ impl Bus for RabbitBus {
                 .with_content_type("application/json".into())
                 // A request nobody picks up in time is dropped rather than served late.
                 .with_expiration(timeout.as_millis().to_string().as_str().into());
+            // Mandatory: when no replica has declared the service's queue yet (services
+            // starting together), the broker returns the request at once instead of
+            // dropping it and leaving the caller to wait out its timeout.
             let published = ch
                 .basic_publish(
                     "".into(),
                     self.rpc_queue(service).as_str().into(),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     &body,
                     props,
                 )
                 .await;
-            if let Err(e) = published {
-                *self.shared.rpc_client.lock().await = None;
-                return Err(e.into());
+            let confirmed = match published {
+                Ok(confirm) => confirm.await,
+                Err(e) => Err(e),
+            };
+            match confirmed {
+                Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => {
+                    return Err(BusError::Unavailable(format!(
+                        "no {service} replica serves requests yet"
+                    )));
+                }
+                Ok(Confirmation::Nack(None)) => return Err(BusError::Nacked),
+                Ok(_) => {}
+                Err(e) => {
+                    *self.shared.rpc_client.lock().await = None;
+                    return Err(e.into());
+                }
             }
             match rx.await {
                 Ok(RpcReply::Ok(v)) => Ok(v),

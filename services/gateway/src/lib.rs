@@ -3,6 +3,8 @@
 //! context, enforces timeouts and a body-size limit, and serves the OpenAPI document and
 //! its docs UI. Every error it produces is problem+json.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::{future::Future, time::Duration};
 
 use actix_web::{HttpResponse, web};
@@ -10,7 +12,7 @@ use caretrail_bus::BusSettings;
 use caretrail_platform::{
     auth::{AuthSettings, Verifier},
     config::{ConfigError, HttpSettings, LogFormat, Validate},
-    health::Health,
+    health::{FnCheck, Health},
     http::{Runner, ServerParts, resource},
     metrics::Metrics,
 };
@@ -154,7 +156,45 @@ impl Application {
         let bus = caretrail_bus::connect(&config.bus).await?;
         let consumer =
             caretrail_runtime::revocations::follow(bus.as_ref(), SERVICE, verifier.clone()).await?;
-        load_revocations(&config, &verifier).await;
+        // Until identity has told this replica which tokens were revoked while it was not
+        // running, it could accept them: not ready until then, retried in the background.
+        let revocations_loaded =
+            Arc::new(AtomicBool::new(load_revocations(&config, &verifier).await));
+        let stop = CancellationToken::new();
+        let retry = (!revocations_loaded.load(Ordering::Acquire)).then(|| {
+            let (config, verifier, loaded, stop) = (
+                config.clone(),
+                verifier.clone(),
+                revocations_loaded.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut delay = Duration::from_millis(500);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    if load_revocations(&config, &verifier).await {
+                        loaded.store(true, Ordering::Release);
+                        tracing::info!("revoked tokens loaded from identity");
+                        return;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            })
+        });
+        let loaded = revocations_loaded.clone();
+        health.register(Arc::new(FnCheck::new("revocations", move || {
+            let ok = loaded.load(Ordering::Acquire);
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err("revoked tokens not yet loaded from identity".to_string())
+                }
+            }
+        })));
         let proxy = proxy::ProxySettings {
             upstreams: web::Data::new(config.clone()),
             timeout: Duration::from_secs(config.upstream_timeout_secs),
@@ -189,7 +229,13 @@ impl Application {
             configure,
         })?;
         let mut runner = Runner::new(port, server, health, CancellationToken::new());
-        runner.on_shutdown(move || async move { consumer.shutdown().await });
+        runner.on_shutdown(move || async move {
+            stop.cancel();
+            if let Some(task) = retry {
+                let _ = task.await;
+            }
+            consumer.shutdown().await;
+        });
         Ok(Self { runner, verifier })
     }
 
@@ -211,9 +257,9 @@ impl Application {
     }
 }
 
-/// Revocations made while this gateway was not running; best effort (identity may be
-/// starting too), later ones arrive over the bus.
-async fn load_revocations(config: &Config, verifier: &Verifier) {
+/// Revocations made while this gateway was not running (later ones arrive over the bus);
+/// false when identity could not be asked.
+async fn load_revocations(config: &Config, verifier: &Verifier) -> bool {
     #[derive(serde::Deserialize)]
     struct Item {
         jti: String,
@@ -243,7 +289,11 @@ async fn load_revocations(config: &Config, verifier: &Verifier) {
             for item in list.items {
                 verifier.revoke(&item.jti, item.expires_at);
             }
+            true
         }
-        Err(error) => tracing::warn!(%error, "could not load revoked tokens; relying on events"),
+        Err(error) => {
+            tracing::warn!(%error, "could not load revoked tokens yet; not ready until then");
+            false
+        }
     }
 }

@@ -121,6 +121,10 @@ async fn slow() -> HttpResponse {
     HttpResponse::Ok().finish()
 }
 
+async fn revoked() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"items": [{"jti": "tok-revoked-early", "expires_at": 4_102_444_800i64}]}))
+}
+
 /// Starts the stub upstream; returns its base URL.
 fn stub_upstream() -> String {
     let (port, server) = start(ServerParts {
@@ -130,6 +134,7 @@ fn stub_upstream() -> String {
         metrics: Metrics::new("stub").unwrap(),
         configure: |cfg: &mut web::ServiceConfig| {
             cfg.route("/.well-known/jwks.json", web::get().to(jwks))
+                .route("/internal/revoked-tokens", web::get().to(revoked))
                 .route("/v1/records/echo", web::to(echo))
                 .service(resource("/v1/grants").post(json_only))
                 .route("/v1/ledger/slow", web::get().to(slow));
@@ -717,4 +722,53 @@ async fn dot_segments_never_reach_an_upstream() {
         !response.contains("x-upstream"),
         "the stub upstream never saw it"
     );
+}
+
+/// A gateway that starts while identity is down is not ready (it could accept tokens revoked
+/// meanwhile) until it has loaded the revocation list, which it keeps retrying.
+#[tokio::test]
+async fn not_ready_until_the_revocation_list_is_loaded() {
+    caretrail_platform::telemetry::init_for_tests();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let identity_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cfg = Config::with_single_upstream(
+        HttpSettings::ephemeral(),
+        &format!("http://127.0.0.1:{identity_port}"),
+    );
+    cfg.bus.bus_prefix = format!("gw-{}", uuid::Uuid::new_v4().simple());
+    let app = Application::build(cfg).await.unwrap();
+    let verifier = app.verifier();
+    let port = app.port();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let ready = || async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ready().await, 503);
+    assert!(!verifier.is_revoked("tok-revoked-early"));
+    // Identity comes up on its port.
+    let (_, server) = start(ServerParts {
+        service: "identity-stub",
+        settings: HttpSettings {
+            http_port: identity_port,
+            ..HttpSettings::ephemeral()
+        },
+        health: Health::new(),
+        metrics: Metrics::new("identity_stub").unwrap(),
+        configure: |cfg: &mut web::ServiceConfig| {
+            cfg.route("/internal/revoked-tokens", web::get().to(revoked));
+        },
+    })
+    .unwrap();
+    tokio::spawn(server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ready().await != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(verifier.is_revoked("tok-revoked-early"));
 }

@@ -1,6 +1,8 @@
 //! Consumes every anchored domain event (records, grants, referrals, break-glass, policy)
 //! from the bus into `audit_events`, idempotently: the inbox claim and the row commit
-//! together, so a redelivered event changes nothing.
+//! together, so a redelivered event changes nothing. From the ledger's own `ledger.appended`
+//! stream it indexes the entries no domain event describes: institution keys registered and
+//! revoked by the tenant's registrar (the rest arrive richer as domain events).
 
 use std::sync::Arc;
 
@@ -15,7 +17,8 @@ use crate::entities::audit_event;
 pub const CONSUMER: &str = "audit.index";
 
 /// What the audit index follows.
-pub const BINDINGS: [&str; 5] = [
+pub const BINDINGS: [&str; 6] = [
+    "*.ledger.ledger.appended",
     "*.object-store.record.*",
     "*.consent.consent.*",
     "*.consent.referral.*",
@@ -27,8 +30,69 @@ fn text(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-/// The row of an event (fields by the producing service's payload shape).
-pub fn row_of(event: &Event) -> audit_event::Model {
+/// Ledger entry kinds only the ledger stream reports.
+const LEDGER_ONLY_KINDS: [&str; 2] = [
+    caretrail_contracts::ledger::KIND_KEY_REGISTERED,
+    caretrail_contracts::ledger::KIND_KEY_REVOKED,
+];
+
+/// The row of an event, or `None` for a ledger entry a domain event already describes.
+pub fn row_of(event: &Event) -> Option<audit_event::Model> {
+    if event.service == "ledger" {
+        return ledger_row(event);
+    }
+    Some(domain_row(event))
+}
+
+/// An institution key entry from `ledger.appended`.
+fn ledger_row(event: &Event) -> Option<audit_event::Model> {
+    let p = &event.payload;
+    let kind = p["kind"].as_str()?;
+    if !LEDGER_ONLY_KINDS.contains(&kind) {
+        return None;
+    }
+    let entry = &p["payload_json"];
+    let occurred_at = p["timestamp_ms"]
+        .as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or(event.occurred_at);
+    // Rows are paged by id in time order: a time-ordered id at the entry's time (the event's
+    // own id is derived from tenant and index, for the inbox).
+    let ms = u64::try_from(occurred_at.timestamp_millis()).unwrap_or_default();
+    let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        u32::try_from(ms % 1000).unwrap_or_default() * 1_000_000,
+    ));
+    Some(audit_event::Model {
+        id: id.to_string(),
+        tenant_id: event.tenant.clone(),
+        service: event.service.clone(),
+        kind: kind.to_string(),
+        occurred_at,
+        ledger_index: p["index"].as_i64(),
+        leaf_hash: text(&p["leaf_hash"]),
+        record_id: None,
+        patient_id: None,
+        grant_id: None,
+        referral_id: None,
+        break_glass_id: None,
+        category: None,
+        owner_institution: text(&entry["institution"]),
+        actor_subject: text(&p["submitter"]),
+        actor_institution: None,
+        recipient_institution: None,
+        purpose: None,
+        action: None,
+        permit: None,
+        decided_by_kind: None,
+        decided_by_id: None,
+        payload: entry.to_string(),
+    })
+}
+
+/// The row of a domain event (fields by the producing service's payload shape).
+fn domain_row(event: &Event) -> audit_event::Model {
     let p = &event.payload;
     let kind = event.name.clone();
     let actor = &p["actor"];
@@ -96,7 +160,10 @@ async fn index(ix: &Indexer, delivery: Delivery) -> Result<(), HandlerError> {
     {
         return Ok(());
     }
-    let row = row_of(&event);
+    let Some(row) = row_of(&event) else {
+        txn.commit().await.map_err(|e| retry(&e))?;
+        return Ok(());
+    };
     row.clone()
         .into_active_model()
         .insert(&txn)

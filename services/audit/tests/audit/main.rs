@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod anomalies;
+mod keys;
 mod trail;
 mod witness;
 

@@ -277,11 +277,15 @@ async fn trail_with_proofs(backend: Backend) {
         &format!("/v1/audit/events?institution={hospital}"),
     )
     .await;
-    assert_eq!(
-        by_hospital["items"].as_array().unwrap().len(),
-        5,
-        "{by_hospital}"
-    );
+    // Its five dealings with the record, and its key registered on the ledger (the oldest).
+    let kinds: Vec<&str> = by_hospital["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 6, "{by_hospital}");
+    assert_eq!(kinds[0], "institution.key_registered", "{by_hospital}");
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let (_, none) = get(
         &stack,
@@ -335,9 +339,18 @@ async fn trail_with_proofs(backend: Backend) {
         .0,
         404
     );
+    // Its own institution's key registration only; nothing of the first tenant.
     let (status, theirs) = get(&stack, &other_tenant, "/v1/audit/events").await;
     assert_eq!(status, 200);
-    assert_eq!(theirs["items"].as_array().unwrap().len(), 0, "{theirs}");
+    let own = stack.institution(1, 0)["id"].clone();
+    assert!(
+        theirs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] == "institution.key_registered" && e["owner_institution"] == own),
+        "{theirs}"
+    );
     let (_, their_summary) = get(&stack, &other_tenant, "/v1/audit/reports/access-summary").await;
     assert_eq!(their_summary["records_anchored"], 0);
 

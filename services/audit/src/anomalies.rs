@@ -138,7 +138,7 @@ pub struct Flag {
 /// the outbox, in `txn`. True when it is new.
 pub async fn raise(txn: &DatabaseTransaction, flag: Flag) -> Result<bool, FlagError> {
     let row = anomaly::ActiveModel {
-        id: sea_orm::ActiveValue::Set(flag_id(&flag.event_id, flag.kind)),
+        id: sea_orm::ActiveValue::Set(flag_id(&flag.tenant, flag.kind, &flag.key)),
         tenant_id: sea_orm::ActiveValue::Set(flag.tenant.clone()),
         kind: sea_orm::ActiveValue::Set(flag.kind.into()),
         dedupe_key: sea_orm::ActiveValue::Set(flag.key.chars().take(200).collect()),
@@ -186,7 +186,9 @@ pub async fn raise(txn: &DatabaseTransaction, flag: Flag) -> Result<bool, FlagEr
     Ok(true)
 }
 
-/// A stable id per (event, kind).
-fn flag_id(event: &str, kind: &str) -> String {
-    format!("{kind}:{event}").chars().take(64).collect()
+/// A stable id per (tenant, kind, dedupe key) — the flag's identity — so ids cannot collide
+/// across tenants or between flags of the same event.
+fn flag_id(tenant: &str, kind: &str, key: &str) -> String {
+    let material = format!("{tenant}\n{kind}\n{key}");
+    caretrail_crypto::hash(caretrail_crypto::Suite::Intl, material.as_bytes()).to_hex()
 }

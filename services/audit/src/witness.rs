@@ -23,7 +23,10 @@ use caretrail_ledger_proofs::{
 };
 use caretrail_runtime::clients::{IdentityClient, LedgerClient};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -67,6 +70,8 @@ pub enum Refusal {
     KeyChanged,
     /// The note's signature does not verify, or the note does not parse.
     BadSignature,
+    /// The ledger no longer knows a log the witness has accepted checkpoints of.
+    LogMissing,
 }
 
 impl Refusal {
@@ -78,6 +83,7 @@ impl Refusal {
             Refusal::OriginChanged => "origin_changed",
             Refusal::KeyChanged => "ledger_key_changed",
             Refusal::BadSignature => "bad_signature",
+            Refusal::LogMissing => "log_missing",
         }
     }
 
@@ -88,7 +94,8 @@ impl Refusal {
             Refusal::TreeShrank
             | Refusal::RootChanged
             | Refusal::ProofFailed
-            | Refusal::OriginChanged => "checkpoint_inconsistent",
+            | Refusal::OriginChanged
+            | Refusal::LogMissing => "checkpoint_inconsistent",
             Refusal::KeyChanged | Refusal::BadSignature => "checkpoint_invalid",
         }
     }
@@ -267,7 +274,22 @@ impl Witness {
         let since = accepted.as_ref().map_or(0, |s| s.tree_size.max(0) as u64);
         let view = match self.port.view(id, since).await {
             Ok(v) => v,
-            Err(e) if is_no_log(&e) => return Ok(Outcome::NoLog),
+            Err(e) if is_no_log(&e) => {
+                if accepted.is_none() {
+                    return Ok(Outcome::NoLog);
+                }
+                let gone = WitnessViewOut {
+                    tree_size: 0,
+                    checkpoint: String::new(),
+                    ledger_key: String::new(),
+                    consistency: Vec::new(),
+                };
+                let refusal = Refusal::LogMissing;
+                let new_alert = self
+                    .alert(id, refusal, accepted.as_ref(), &gone, "")
+                    .await?;
+                return Ok(Outcome::Refused { refusal, new_alert });
+            }
             Err(e) => return Err(e.into()),
         };
         let presented_root = || {
@@ -340,6 +362,7 @@ impl Witness {
         since: u64,
     ) -> Result<(), WitnessError> {
         let now = chrono::Utc::now();
+        let since_cosigned = previous.map_or(0, |p| p.cosigned_size.max(0) as u64);
         let grew = previous.is_none_or(|p| p.tree_size as u64 != checkpoint.size());
         let row = witness_state::ActiveModel {
             tenant_id: Set(tenant.to_string()),
@@ -347,7 +370,12 @@ impl Witness {
             tree_size: Set(checkpoint.size() as i64),
             root: Set(checkpoint.root().to_hex()),
             checkpoint: Set(view.checkpoint.clone()),
-            cosigned_size: Set(cosigned_size as i64),
+            // Only the replica that cosigned moves it (another may have cosigned meanwhile).
+            cosigned_size: if cosigned_size > since_cosigned || previous.is_none() {
+                Set(cosigned_size as i64)
+            } else {
+                NotSet
+            },
             accepted_at: Set(if grew {
                 now
             } else {

@@ -275,7 +275,10 @@ pub async fn witness_view(
     input: caretrail_contracts::ledger::WitnessViewIn,
 ) -> Result<caretrail_contracts::ledger::WitnessViewOut, LedgerError> {
     caught_up(node, &input.tenant, input.since).await;
-    let leader = node.is_leader();
+    // A leader just elected may not have applied every committed entry yet; a smaller tree
+    // from it would read as a truncated history. After a linearizable read barrier (applied
+    // up to the commit index) a smaller tree is what the log really holds.
+    let leader = node.is_leader() && node.raft.ensure_linearizable().await.is_ok();
     with_tree(node, input.tenant, move |tree, node| {
         let size = tree.size();
         if size < input.since && !leader {

@@ -84,8 +84,33 @@ async fn key_history(backend: Backend) {
         );
     }
     // The upload's entry is indexed once, from the object store's event, not again from
-    // the ledger stream.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // the ledger stream: a key registered after the upload comes later in that stream, and
+    // once it is indexed the upload's ledger event has been consumed too.
+    let admin = stack.user_token("admin.bureau").await;
+    let benniu = stack.institution(0, 0)["id"].as_str().unwrap().to_string();
+    let resp = stack
+        .http
+        .post(format!("{}/v1/institutions/{benniu}/keys", stack.identity))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = get(
+            &stack,
+            &auditor,
+            &format!("/v1/audit/events?kind=institution.key_registered&institution={benniu}"),
+        )
+        .await;
+        if page["items"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let anchored = get(&stack, &auditor, "/v1/audit/events?kind=record.anchored").await;
     assert_eq!(anchored["items"].as_array().unwrap().len(), 1, "{anchored}");
     // The other tenant sees its own key history only.

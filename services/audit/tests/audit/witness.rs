@@ -28,6 +28,8 @@ use serde_json::Value;
 struct Forging {
     inner: BusPort,
     forged: Mutex<Option<WitnessViewOut>>,
+    /// Answer as a ledger that no longer knows the tenant.
+    missing: std::sync::atomic::AtomicBool,
     submitted: Mutex<Vec<u64>>,
 }
 
@@ -40,6 +42,12 @@ impl WitnessPort for Forging {
         self.inner.regulators(tenant).await
     }
     async fn view(&self, tenant: &str, since: u64) -> Result<WitnessViewOut, BusError> {
+        if self.missing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(BusError::Remote(caretrail_bus::RemoteError::new(
+                "unknown_tenant",
+                "tenant has no ledger",
+            )));
+        }
         if let Some(forged) = self.forged.lock().unwrap().clone() {
             return Ok(forged);
         }
@@ -147,6 +155,7 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
             identity: IdentityClient::new(bus.clone(), timeout),
         },
         forged: Mutex::new(None),
+        missing: std::sync::atomic::AtomicBool::new(false),
         submitted: Mutex::new(Vec::new()),
     });
     let metrics = metrics();
@@ -395,6 +404,19 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
         panic!("honest checkpoint refused after the forgeries");
     };
     assert!(size > accepted);
+
+    // A ledger that "forgets" a log the witness has seen is flagged too.
+    port.missing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        witness.check(&gm).await.unwrap(),
+        Outcome::Refused {
+            refusal: Refusal::LogMissing,
+            new_alert: true
+        }
+    );
+    port.missing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
 
     // The intl tenant has no regulator: checked (Ed25519 checkpoints), not cosigned, and a
     // forgery of its log is flagged in its tenant only.

@@ -721,10 +721,22 @@ fn trail(args: TrailArgs) -> Result<Report, String> {
     let pinned = !args.ledger_keys.is_empty();
     let mut checks = Vec::with_capacity(events.len());
     let mut failure = None;
+    let mut first_origin: Option<String> = None;
     for (n, event) in events.iter().enumerate() {
         let kind = event["kind"].as_str().unwrap_or("?").to_string();
         let title = format!("{kind} at {}", event["at"].as_str().unwrap_or("?"));
-        let outcome = trail_event(event, &args, pinned);
+        // Every event must be proven in the same log (one tenant's ledger).
+        let outcome = trail_event(event, &args, pinned, doc["record"].as_str()).and_then(
+            |(detail, origin)| match &first_origin {
+                Some(first) if *first != origin => Err(format!(
+                    "proven in log {origin}, but the trail's first event in {first}"
+                )),
+                _ => {
+                    first_origin.get_or_insert(origin);
+                    Ok(detail)
+                }
+            },
+        );
         let line = match outcome {
             Ok(detail) => Line {
                 check: format!("event-{}", n + 1),
@@ -799,7 +811,8 @@ fn trail_event(
     event: &serde_json::Value,
     args: &TrailArgs,
     pinned: bool,
-) -> Result<String, String> {
+    trail_record: Option<&str>,
+) -> Result<(String, String), String> {
     let proof = event
         .get("proof")
         .filter(|p| !p.is_null())
@@ -838,7 +851,26 @@ fn trail_event(
     {
         return Err("the event's leaf hash differs from the proven entry's".into());
     }
-    Ok(format!(
+    // The ids the event shows must be the ones the signed entry states.
+    let stated: serde_json::Value =
+        serde_json::from_slice(&verified.entry.payload).unwrap_or(serde_json::Value::Null);
+    for field in ["record", "grant", "patient", "referral"] {
+        let shown = event[field].as_str();
+        let signed = stated[field].as_str();
+        if shown.is_some() && signed.is_some() && shown != signed {
+            return Err(format!(
+                "the event shows {field} {:?} but its signed entry states {:?}",
+                shown.unwrap_or_default(),
+                signed.unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(record) = trail_record
+        && event["record"].as_str().is_some_and(|r| r != record)
+    {
+        return Err(format!("the event belongs to another record than {record}"));
+    }
+    let detail = format!(
         "entry #{} by {} in checkpoint {} (size {}, {} cosignature{})",
         verified.entry.index,
         verified.entry.submitter,
@@ -850,7 +882,8 @@ fn trail_event(
         } else {
             "s"
         }
-    ))
+    );
+    Ok((detail, verified.checkpoint.origin().to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------

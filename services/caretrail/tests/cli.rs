@@ -1098,7 +1098,13 @@ fn verify_downloaded_trail(narrative: &str, dir: &Path) {
     relabelled["events"][2]["kind"] = "record.access_denied".into();
     let mut swapped = trail.clone();
     swapped["events"][1]["proof"] = trail["events"][2]["proof"].clone();
-    for (name, doc) in [("relabelled.json", relabelled), ("swapped.json", swapped)] {
+    let mut moved = trail.clone();
+    moved["events"][0]["record"] = "rec_0000000000000000000000000000beef".into();
+    for (name, doc) in [
+        ("relabelled.json", relabelled),
+        ("swapped.json", swapped),
+        ("moved.json", moved),
+    ] {
         std::fs::write(dir.join(name), doc.to_string()).unwrap();
         let (code, out, err) = run(&["verify", "trail", name], dir);
         assert_eq!(code, 1, "{name}: {out}{err}");

@@ -14,6 +14,7 @@ pub mod consent_tables;
 pub mod identity_certificates;
 pub mod identity_tables;
 pub mod identity_users;
+pub mod identity_witness;
 pub mod ledger_cursor;
 pub mod object_store_tables;
 
@@ -42,7 +43,8 @@ service_migrator!(
         crate::common::OutboxInbox,
         crate::identity_tables::Tables,
         crate::identity_users::UsersMigration,
-        crate::identity_certificates::Certificates
+        crate::identity_certificates::Certificates,
+        crate::identity_witness::WitnessCosignatures
     ]
 );
 service_migrator!(

@@ -8,14 +8,15 @@
 //! | [`METHOD_SIGN`] | [`SignIn`] | [`SignOut`]: one signed submission or error per item |
 //! | [`METHOD_INSTITUTIONS`] | [`TenantQuery`] | [`InstitutionsOut`]: the tenant's institutions and levels |
 //! | [`METHOD_TENANTS`] | `{}` | [`TenantsOut`]: every tenant with its suite and status |
-//! | [`METHOD_COSIGN`] | [`CosignIn`] | [`CosignOut`]: a witness cosignature line (error `forbidden_witness`, …) |
+//! | [`METHOD_COSIGN`] | [`CosignIn`] | [`CosignOut`]: a witness cosignature line (errors `forbidden_witness`, `cosign_from`, `not_consistent`, …) |
 //!
 //! Signing is limited to ledger submissions (the signed bytes start with the ledger's
 //! `CTLS` domain separator), so the RPC cannot be used as a general-purpose signing oracle;
 //! each signer signs only its own kinds ([`PLATFORM_KINDS`], [`INSTITUTION_KINDS`]), never
 //! key registrations or revocations, and only for active tenants. Cosigning is limited to
 //! the tenant's own checkpoints (`cosignature/v1` messages over a parsed checkpoint body whose
-//! origin names the tenant), by a regulator-level institution's custodial key. Who may call it is the
+//! origin names the tenant), by a regulator-level institution's custodial key, and only for
+//! a checkpoint proven consistent with the last one that key cosigned for the tenant. Who may call it is the
 //! broker's business: in production only the services' own RabbitMQ users may publish to
 //! the RPC queue.
 
@@ -134,6 +135,14 @@ pub struct CosignIn {
     pub witness: String,
     /// The checkpoint body (origin, size, root, extension lines), without signatures.
     pub checkpoint: String,
+    /// The size this witness last had cosigned (0 the first time) and the hex consistency
+    /// proof from it to the checkpoint: identity cosigns only a proven extension of what its
+    /// key signed before. A wrong `from_size` is refused with code `cosign_from` and the
+    /// size identity holds as the message.
+    #[serde(default)]
+    pub from_size: u64,
+    #[serde(default)]
+    pub consistency: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

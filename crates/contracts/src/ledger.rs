@@ -183,6 +183,9 @@ pub struct BundlesOut {
 pub struct WitnessViewIn {
     pub tenant: String,
     pub since: u64,
+    /// Also prove the same checkpoint extends this size (what the witness last cosigned).
+    #[serde(default)]
+    pub cosigned_since: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +198,9 @@ pub struct WitnessViewOut {
     /// Hex consistency proof from `since` to `tree_size` (empty when `since` is 0, equal to
     /// `tree_size`, or beyond it — the last is for the witness to flag).
     pub consistency: Vec<String>,
+    /// Hex consistency proof from `cosigned_since` to `tree_size` (same rules).
+    #[serde(default)]
+    pub cosigned_consistency: Vec<String>,
 }
 
 /// A witness cosignature over the tenant's checkpoint of `tree_size` entries.

@@ -91,8 +91,14 @@ impl LedgerClient {
 }
 
 impl LedgerClient {
-    /// The tenant's latest checkpoint with a consistency proof from `since`.
-    pub async fn witness_view(&self, tenant: &str, since: u64) -> Result<WitnessViewOut, BusError> {
+    /// The tenant's latest checkpoint with consistency proofs from `since` and
+    /// `cosigned_since`.
+    pub async fn witness_view(
+        &self,
+        tenant: &str,
+        since: u64,
+        cosigned_since: u64,
+    ) -> Result<WitnessViewOut, BusError> {
         call_json(
             self.bus.as_ref(),
             ledger::SERVICE,
@@ -100,6 +106,7 @@ impl LedgerClient {
             &WitnessViewIn {
                 tenant: tenant.to_string(),
                 since,
+                cosigned_since,
             },
             self.timeout,
         )

@@ -134,9 +134,16 @@ pub trait WitnessPort: Send + Sync {
     async fn tenants(&self) -> Result<Vec<TenantInfo>, BusError>;
     /// The regulator institutions that may cosign for the tenant.
     async fn regulators(&self, tenant: &str) -> Result<Vec<String>, BusError>;
-    async fn view(&self, tenant: &str, since: u64) -> Result<WitnessViewOut, BusError>;
-    /// A cosignature line by `witness` over the checkpoint body.
-    async fn cosign(&self, tenant: &str, witness: &str, body: &str) -> Result<String, BusError>;
+    /// The latest checkpoint, proven to extend `since` and `cosigned_since`.
+    async fn view(
+        &self,
+        tenant: &str,
+        since: u64,
+        cosigned_since: u64,
+    ) -> Result<WitnessViewOut, BusError>;
+    /// A cosignature line by `witness` over the checkpoint body; identity requires the
+    /// consistency proof from the size it last cosigned.
+    async fn cosign(&self, input: &CosignIn) -> Result<String, BusError>;
     async fn submit(&self, input: &CosignatureIn) -> Result<(), BusError>;
 }
 
@@ -165,18 +172,19 @@ impl WitnessPort for BusPort {
         Ok(ids)
     }
 
-    async fn view(&self, tenant: &str, since: u64) -> Result<WitnessViewOut, BusError> {
-        self.ledger.witness_view(tenant, since).await
+    async fn view(
+        &self,
+        tenant: &str,
+        since: u64,
+        cosigned_since: u64,
+    ) -> Result<WitnessViewOut, BusError> {
+        self.ledger
+            .witness_view(tenant, since, cosigned_since)
+            .await
     }
 
-    async fn cosign(&self, tenant: &str, witness: &str, body: &str) -> Result<String, BusError> {
-        self.identity
-            .cosign(&CosignIn {
-                tenant: tenant.to_string(),
-                witness: witness.to_string(),
-                checkpoint: body.to_string(),
-            })
-            .await
+    async fn cosign(&self, input: &CosignIn) -> Result<String, BusError> {
+        self.identity.cosign(input).await
     }
 
     async fn submit(&self, input: &CosignatureIn) -> Result<(), BusError> {
@@ -272,7 +280,10 @@ impl Witness {
         let id = tenant.tenant.as_str();
         let accepted = self.state(id).await?;
         let since = accepted.as_ref().map_or(0, |s| s.tree_size.max(0) as u64);
-        let view = match self.port.view(id, since).await {
+        let cosigned_before = accepted
+            .as_ref()
+            .map_or(0, |s| s.cosigned_size.max(0) as u64);
+        let view = match self.port.view(id, since, cosigned_before).await {
             Ok(v) => v,
             Err(e) if is_no_log(&e) => {
                 if accepted.is_none() {
@@ -283,6 +294,7 @@ impl Witness {
                     checkpoint: String::new(),
                     ledger_key: String::new(),
                     consistency: Vec::new(),
+                    cosigned_consistency: Vec::new(),
                 };
                 let refusal = Refusal::LogMissing;
                 let new_alert = self
@@ -307,38 +319,62 @@ impl Witness {
             }
         };
         let size = checked.size();
-        let cosigned_before = accepted
-            .as_ref()
-            .map_or(0, |s| s.cosigned_size.max(0) as u64);
-        let mut cosigned_size = cosigned_before;
+        let mut cosigned = None;
         if self.mode == WitnessMode::Cosign && size > cosigned_before {
             // A failed cosignature does not hold back acceptance: the checkpoint is verified;
             // the next round cosigns it (cosigned_size stays behind until then).
-            match self.cosign(id, &checked).await {
-                Ok(true) => cosigned_size = size,
-                Ok(false) => {}
+            match self.cosign(id, &checked, cosigned_before, &view).await {
+                Ok(step) => cosigned = step,
                 Err(e) => {
                     tracing::warn!(tenant = id, size, error = %e, "witness could not cosign; retrying next round");
                 }
             }
         }
-        self.accept(id, accepted.as_ref(), &view, &checked, cosigned_size, since)
+        self.accept(id, accepted.as_ref(), &view, &checked, cosigned, since)
             .await?;
         Ok(Outcome::Accepted {
             size,
-            cosigned: cosigned_size > cosigned_before,
+            cosigned: cosigned == Some(size),
         })
     }
 
-    /// Cosigns as the tenant's regulator (the lowest id if several); false when it has none.
-    async fn cosign(&self, tenant: &str, checkpoint: &Checkpoint) -> Result<bool, BusError> {
+    /// Cosigns as the tenant's regulator (the lowest id if several). The new cosigned size:
+    /// `size` when done, the size identity holds when it asks for a proof from there (the
+    /// next round brings it), `None` when the tenant has no regulator.
+    async fn cosign(
+        &self,
+        tenant: &str,
+        checkpoint: &Checkpoint,
+        from_size: u64,
+        view: &WitnessViewOut,
+    ) -> Result<Option<u64>, BusError> {
         let Some(regulator) = self.port.regulators(tenant).await?.into_iter().next() else {
-            return Ok(false);
+            return Ok(None);
         };
-        let line = self
+        let asked = self
             .port
-            .cosign(tenant, &regulator, &checkpoint.body())
-            .await?;
+            .cosign(&CosignIn {
+                tenant: tenant.to_string(),
+                witness: regulator.clone(),
+                checkpoint: checkpoint.body(),
+                from_size,
+                consistency: view.cosigned_consistency.clone(),
+            })
+            .await;
+        let line = match asked {
+            Ok(line) => line,
+            Err(BusError::Remote(r)) if r.code == "cosign_from" => {
+                let held = r.message.parse::<u64>().ok();
+                tracing::info!(
+                    tenant,
+                    ?held,
+                    from_size,
+                    "identity cosigned from another size; proving from there next round"
+                );
+                return Ok(held);
+            }
+            Err(e) => return Err(e),
+        };
         self.port
             .submit(&CosignatureIn {
                 tenant: tenant.to_string(),
@@ -348,7 +384,7 @@ impl Witness {
             })
             .await?;
         tracing::info!(tenant, size = checkpoint.size(), witness = %regulator, "witness cosigned the ledger's checkpoint");
-        Ok(true)
+        Ok(Some(checkpoint.size()))
     }
 
     /// Stores the accepted checkpoint, unless another replica moved the state meanwhile.
@@ -358,11 +394,10 @@ impl Witness {
         previous: Option<&witness_state::Model>,
         view: &WitnessViewOut,
         checkpoint: &Checkpoint,
-        cosigned_size: u64,
+        cosigned: Option<u64>,
         since: u64,
     ) -> Result<(), WitnessError> {
         let now = chrono::Utc::now();
-        let since_cosigned = previous.map_or(0, |p| p.cosigned_size.max(0) as u64);
         let grew = previous.is_none_or(|p| p.tree_size as u64 != checkpoint.size());
         let row = witness_state::ActiveModel {
             tenant_id: Set(tenant.to_string()),
@@ -370,11 +405,12 @@ impl Witness {
             tree_size: Set(checkpoint.size() as i64),
             root: Set(checkpoint.root().to_hex()),
             checkpoint: Set(view.checkpoint.clone()),
-            // Only the replica that cosigned moves it (another may have cosigned meanwhile).
-            cosigned_size: if cosigned_size > since_cosigned || previous.is_none() {
-                Set(cosigned_size as i64)
-            } else {
-                NotSet
+            // Only a round that cosigned (or learnt identity's size) moves it: another
+            // replica may have cosigned meanwhile.
+            cosigned_size: match (cosigned, previous) {
+                (Some(size), _) => Set(size as i64),
+                (None, None) => Set(0),
+                (None, Some(_)) => NotSet,
             },
             accepted_at: Set(if grew {
                 now

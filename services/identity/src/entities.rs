@@ -184,3 +184,27 @@ pub mod refresh_token {
     }
     no_relations!();
 }
+
+/// The last checkpoint a regulator's key cosigned for a tenant.
+pub mod witness_cosigned {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "witness_cosigned")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub witness: String,
+        pub tree_size: i64,
+        /// Hex root hash at `tree_size`.
+        pub root: String,
+        pub origin: String,
+        pub cosigned_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

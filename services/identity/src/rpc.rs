@@ -17,7 +17,8 @@ use caretrail_contracts::ledger::SubmissionIn;
 use caretrail_crypto::SigningKey;
 use caretrail_crypto::Suite;
 use caretrail_ledger_proofs::{Checkpoint, Cosigner, Submission};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::{IdentityError, State, entities};
 
@@ -109,6 +110,20 @@ async fn cosign(state: &State, q: CosignIn) -> Result<CosignOut, RemoteError> {
             format!("{} is not a regulator: only regulators witness", q.witness),
         ));
     }
+    // Only a proven extension of what this key cosigned before (a caller must not obtain a
+    // cosignature on a forked history).
+    let txn = caretrail_db::begin_tenant(&state.db, &q.tenant)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    let last =
+        entities::witness_cosigned::Entity::find_by_id((q.tenant.clone(), q.witness.clone()))
+            .one(&txn)
+            .await
+            .map_err(|e| internal(e.into()))?;
+    txn.commit().await.map_err(|e| internal(e.into()))?;
+    if let Some(last) = &last {
+        extends(last, &checkpoint, &q, suite)?;
+    }
     let key = signing_key(state, &q.tenant, &q.witness)
         .await
         .map_err(|refusal| match refusal {
@@ -124,9 +139,89 @@ async fn cosign(state: &State, q: CosignIn) -> Result<CosignOut, RemoteError> {
     let cosignature = cosigner
         .cosign(&checkpoint, now)
         .map_err(|e| refuse("invalid_request", e.to_string()))?;
+    let row = entities::witness_cosigned::ActiveModel {
+        tenant_id: Set(q.tenant.clone()),
+        witness: Set(q.witness.clone()),
+        tree_size: Set(checkpoint.size() as i64),
+        root: Set(checkpoint.root().to_hex()),
+        origin: Set(checkpoint.origin().to_string()),
+        cosigned_at: Set(chrono::Utc::now()),
+    };
+    let txn = caretrail_db::begin_tenant(&state.db, &q.tenant)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    entities::witness_cosigned::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                entities::witness_cosigned::Column::TenantId,
+                entities::witness_cosigned::Column::Witness,
+            ])
+            .update_columns([
+                entities::witness_cosigned::Column::TreeSize,
+                entities::witness_cosigned::Column::Root,
+                entities::witness_cosigned::Column::Origin,
+                entities::witness_cosigned::Column::CosignedAt,
+            ])
+            .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await
+        .map_err(|e| internal(e.into()))?;
+    txn.commit().await.map_err(|e| internal(e.into()))?;
     Ok(CosignOut {
         line: cosignature.line().trim_end().to_string(),
     })
+}
+
+/// Refuses a checkpoint that is not a proven extension of the last one cosigned.
+fn extends(
+    last: &entities::witness_cosigned::Model,
+    next: &Checkpoint,
+    q: &CosignIn,
+    suite: Suite,
+) -> Result<(), RemoteError> {
+    let inconsistent = |why: &str| {
+        RemoteError::new(
+            "not_consistent",
+            format!(
+                "{why}: {} cosigned size {} of this log before",
+                q.witness, last.tree_size
+            ),
+        )
+    };
+    let last_size = last.tree_size.max(0) as u64;
+    if next.origin() != last.origin {
+        return Err(inconsistent("another log's checkpoint"));
+    }
+    let last_root = caretrail_crypto::HashValue::from_hex(suite, &last.root)
+        .map_err(|_| internal(IdentityError::Corrupt("witness root")))?;
+    if next.size() < last_size {
+        return Err(inconsistent("a smaller tree"));
+    }
+    if next.size() == last_size {
+        return if *next.root() == last_root {
+            Ok(())
+        } else {
+            Err(inconsistent("another root for the same size"))
+        };
+    }
+    if q.from_size != last_size {
+        return Err(RemoteError::new("cosign_from", last_size.to_string()));
+    }
+    let proof = q
+        .consistency
+        .iter()
+        .map(|h| caretrail_crypto::HashValue::from_hex(suite, h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| bad("consistency: not hex hashes of the tenant's suite"))?;
+    caretrail_ledger_proofs::verify_consistency(
+        last_size,
+        next.size(),
+        &last_root,
+        next.root(),
+        &proof,
+    )
+    .map_err(|_| inconsistent("the consistency proof does not verify"))
 }
 
 async fn patient(state: &State, q: PatientQuery) -> Result<PatientInfo, RemoteError> {

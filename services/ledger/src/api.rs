@@ -289,20 +289,23 @@ pub async fn witness_view(
         }
         let signed = sign_at(tree, node, size)?;
         let out = checkpoint_out(tree, node, &signed)?;
-        let consistency = if input.since > 0 && input.since < size {
-            tree.consistency_proof(input.since, size)
+        let proof_from = |from: u64| -> Result<Vec<String>, LedgerFailure> {
+            if from == 0 || from >= size {
+                return Ok(Vec::new());
+            }
+            Ok(tree
+                .consistency_proof(from, size)
                 .map_err(storage_failure)?
                 .iter()
                 .map(HashValue::to_hex)
-                .collect()
-        } else {
-            Vec::new()
+                .collect())
         };
         Ok(caretrail_contracts::ledger::WitnessViewOut {
             tree_size: size,
             checkpoint: out.checkpoint,
             ledger_key: out.ledger_key,
-            consistency,
+            consistency: proof_from(input.since)?,
+            cosigned_consistency: proof_from(input.cosigned_since)?,
         })
     })
     .await

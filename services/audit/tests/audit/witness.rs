@@ -12,7 +12,7 @@ use caretrail_audit::witness::{
     BusPort, Outcome, Refusal, Witness, WitnessMetrics, WitnessMode, WitnessPort,
 };
 use caretrail_bus::BusError;
-use caretrail_contracts::identity::TenantInfo;
+use caretrail_contracts::identity::{CosignIn, TenantInfo};
 use caretrail_contracts::ledger::{CosignatureIn, WitnessViewOut};
 use caretrail_crypto::{SigningKey, VerifyingKey};
 use caretrail_ledger::checkpoint::CheckpointKeys;
@@ -41,7 +41,12 @@ impl WitnessPort for Forging {
     async fn regulators(&self, tenant: &str) -> Result<Vec<String>, BusError> {
         self.inner.regulators(tenant).await
     }
-    async fn view(&self, tenant: &str, since: u64) -> Result<WitnessViewOut, BusError> {
+    async fn view(
+        &self,
+        tenant: &str,
+        since: u64,
+        cosigned_since: u64,
+    ) -> Result<WitnessViewOut, BusError> {
         if self.missing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(BusError::Remote(caretrail_bus::RemoteError::new(
                 "unknown_tenant",
@@ -51,10 +56,10 @@ impl WitnessPort for Forging {
         if let Some(forged) = self.forged.lock().unwrap().clone() {
             return Ok(forged);
         }
-        self.inner.view(tenant, since).await
+        self.inner.view(tenant, since, cosigned_since).await
     }
-    async fn cosign(&self, tenant: &str, witness: &str, body: &str) -> Result<String, BusError> {
-        self.inner.cosign(tenant, witness, body).await
+    async fn cosign(&self, input: &CosignIn) -> Result<String, BusError> {
+        self.inner.cosign(input).await
     }
     async fn submit(&self, input: &CosignatureIn) -> Result<(), BusError> {
         self.submitted.lock().unwrap().push(input.tree_size);
@@ -93,6 +98,7 @@ fn forged(
         tree_size: size,
         checkpoint: note.encode(),
         ledger_key: real.ledger_key.clone(),
+        cosigned_consistency: consistency.clone(),
         consistency,
     }
 }
@@ -234,7 +240,7 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
     assert_eq!(state["accepted"]["cosigned_size"], accepted, "{state}");
 
     // Forgeries, signed with the ledger's own checkpoint key.
-    let real = port.inner.view(&gm.tenant, 0).await.unwrap();
+    let real = port.inner.view(&gm.tenant, 0, 0).await.unwrap();
     let origin = body_of(&real.checkpoint, Suite::Gm).origin().to_string();
     let keys = CheckpointKeys::load(&stack.ledger_dir.join("checkpoint-keys.pem"), false).unwrap();
     let ledger_signer = keys.signer(Suite::Gm, &origin).unwrap();
@@ -278,6 +284,7 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
                 checkpoint: rollback,
                 ledger_key: real.ledger_key.clone(),
                 consistency: vec![],
+                cosigned_consistency: vec![],
             },
             Refusal::TreeShrank,
         ),
@@ -313,6 +320,62 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
             new_alert: false
         }
     );
+    // Identity's key itself refuses to cosign a fork, whoever asks: a bigger tree with
+    // another history, a rolled-back tree, another root for the cosigned size, a
+    // non-regulator witness, another log.
+    let ask = |checkpoint: Checkpoint, witness: &str, from_size: u64| CosignIn {
+        tenant: gm.tenant.clone(),
+        witness: witness.to_string(),
+        checkpoint: checkpoint.body(),
+        from_size,
+        consistency: vec![junk(b"sibling").to_hex(); 3],
+    };
+    let refusal = |r: Result<String, BusError>| match r {
+        Err(BusError::Remote(e)) => e.code,
+        other => panic!("cosigned: {other:?}"),
+    };
+    let fork = Checkpoint::new(origin.clone(), accepted + 3, junk(b"fork")).unwrap();
+    assert_eq!(
+        refusal(
+            port.inner
+                .cosign(&ask(fork.clone(), &regulator, accepted))
+                .await
+        ),
+        "not_consistent"
+    );
+    assert_eq!(
+        refusal(port.inner.cosign(&ask(fork.clone(), &regulator, 1)).await),
+        "cosign_from"
+    );
+    let smaller = Checkpoint::new(origin.clone(), first, junk(b"old")).unwrap();
+    assert_eq!(
+        refusal(port.inner.cosign(&ask(smaller, &regulator, accepted)).await),
+        "not_consistent"
+    );
+    let same_size = Checkpoint::new(origin.clone(), accepted, junk(b"other")).unwrap();
+    assert_eq!(
+        refusal(
+            port.inner
+                .cosign(&ask(same_size, &regulator, accepted))
+                .await
+        ),
+        "not_consistent"
+    );
+    let hospital = stack.institution(0, 1)["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        refusal(port.inner.cosign(&ask(fork, &hospital, 0)).await),
+        "forbidden_witness"
+    );
+    let elsewhere = Checkpoint::new("evil.example/another", accepted + 1, junk(b"x")).unwrap();
+    assert_eq!(
+        refusal(
+            port.inner
+                .cosign(&ask(elsewhere, &regulator, accepted))
+                .await
+        ),
+        "invalid_request"
+    );
+
     // Nothing forged was accepted or cosigned.
     let state = get(&stack, stack.audit_url(), &auditor, "/v1/audit/witness").await;
     assert_eq!(state["accepted"]["tree_size"], accepted, "{state}");
@@ -432,7 +495,7 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
     else {
         panic!("intl checkpoint not accepted");
     };
-    let intl_real = port.inner.view(&intl.tenant, 0).await.unwrap();
+    let intl_real = port.inner.view(&intl.tenant, 0, 0).await.unwrap();
     let intl_origin = body_of(&intl_real.checkpoint, Suite::Intl)
         .origin()
         .to_string();

@@ -329,16 +329,19 @@ async fn trail_with_proofs(backend: Backend) {
             .0,
         403
     );
-    assert_eq!(
-        get(
-            &stack,
-            &other_tenant,
-            &format!("/v1/audit/records/{record}/trail")
-        )
-        .await
-        .0,
-        404
-    );
+    for suffix in ["", "/fhir", "/bundle"] {
+        assert_eq!(
+            get(
+                &stack,
+                &other_tenant,
+                &format!("/v1/audit/records/{record}/trail{suffix}")
+            )
+            .await
+            .0,
+            404,
+            "trail{suffix}"
+        );
+    }
     // Its own institution's key registration only; nothing of the first tenant.
     let (status, theirs) = get(&stack, &other_tenant, "/v1/audit/events").await;
     assert_eq!(status, 200);

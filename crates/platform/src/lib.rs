@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod metrics;

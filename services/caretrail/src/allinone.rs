@@ -139,20 +139,8 @@ impl AllInOneConfig {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
+    caretrail_platform::files::write_private(path, bytes)
+        .with_context(|| format!("creating {}", path.display()))
 }
 
 fn public_base(config: &AllInOneConfig, port: u16) -> String {

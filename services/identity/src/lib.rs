@@ -193,7 +193,10 @@ impl Application {
             && !path.exists()
         {
             let demo = seed::demo(&state, &config.public_base_url).await?;
-            write_private(path, serde_json::to_string_pretty(&demo)?.as_bytes())?;
+            caretrail_platform::files::write_private(
+                path,
+                serde_json::to_string_pretty(&demo)?.as_bytes(),
+            )?;
             tracing::info!(path = %path.display(), "created the demo tenants");
         }
         let verifier_data = web::Data::new(verifier.clone());
@@ -337,16 +340,4 @@ struct ApiDoc;
 /// This service's part of the public OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// Writes a file only its owner can read (credentials).
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

@@ -78,7 +78,7 @@ impl CheckpointKeys {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                write_private(path, keys.to_pem()?.as_bytes())?;
+                caretrail_platform::files::write_private(path, keys.to_pem()?.as_bytes())?;
                 tracing::info!(path = %path.display(), "created the ledger's checkpoint keys");
                 Ok(keys)
             }
@@ -112,24 +112,6 @@ impl CheckpointKeys {
             key.public_key(),
         )?)
     }
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 /// The checkpoint body of the first `size` entries of a tenant's tree.

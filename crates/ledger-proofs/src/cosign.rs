@@ -138,17 +138,22 @@ pub fn cosign_if_consistent(
                 });
             }
         }
-        Some(prev) => {
-            if prev.origin() != next.origin() {
-                return Err(ProofError::OriginMismatch {
-                    expected: prev.origin().to_string(),
-                    found: next.origin().to_string(),
-                });
-            }
-            verify_consistency(prev.size(), next.size(), prev.root(), next.root(), proof)?;
-        }
+        Some(prev) => check_extends(prev, next, proof)?,
     }
     cosigner.cosign(next, now)
+}
+
+/// Checks that `next` extends `prev`: same origin, and `proof` is an RFC 9162 consistency
+/// proof from `prev`'s tree to `next`'s (a smaller tree, or another root at the same size,
+/// fails). Signatures are the caller's business.
+pub fn check_extends(prev: &Checkpoint, next: &Checkpoint, proof: &[HashValue]) -> Result<()> {
+    if prev.origin() != next.origin() {
+        return Err(ProofError::OriginMismatch {
+            expected: prev.origin().to_string(),
+            found: next.origin().to_string(),
+        });
+    }
+    verify_consistency(prev.size(), next.size(), prev.root(), next.root(), proof)
 }
 
 /// A witness (e.g. the regulator): cosigns checkpoints of logs whose keys it knows, only when

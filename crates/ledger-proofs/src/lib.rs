@@ -133,7 +133,7 @@ pub use bundle::{
     CheckResult, CheckStatus, ProofBundle, TrustAnchors, VerifiedReport, verify_bundle,
 };
 pub use checkpoint::{Checkpoint, OpenedCheckpoint};
-pub use cosign::{Cosignature, Cosigner, Witness, cosign_if_consistent};
+pub use cosign::{Cosignature, Cosigner, Witness, check_extends, cosign_if_consistent};
 pub use entry::{Entry, Submission};
 pub use error::{ProofError, Result};
 pub use jcs::canonical_json;

@@ -19,7 +19,7 @@ use caretrail_bus::BusError;
 use caretrail_contracts::identity::{CosignIn, Level, TenantInfo};
 use caretrail_contracts::ledger::{CosignatureIn, WitnessViewOut};
 use caretrail_ledger_proofs::{
-    Checkpoint, HashValue, Note, Suite, VerifierKey, verify_consistency,
+    Checkpoint, HashValue, Note, ProofError, Suite, VerifierKey, check_extends,
 };
 use caretrail_runtime::clients::{IdentityClient, LedgerClient};
 use sea_orm::sea_query::OnConflict;
@@ -525,33 +525,25 @@ pub fn judge(
         return Ok(next);
     };
     let prev_size = accepted.tree_size.max(0) as u64;
-    let prev_root = HashValue::from_hex(suite, &accepted.root).map_err(|_| Refusal::ProofFailed)?;
     let prev_origin = unverified_body(&accepted.checkpoint, suite)
         .map(|c| c.origin().to_string())
         .unwrap_or_default();
-    if next.origin() != prev_origin {
-        return Err(Refusal::OriginChanged);
-    }
-    if next.size() < prev_size {
-        return Err(Refusal::TreeShrank);
-    }
-    if next.size() == prev_size {
-        return if *next.root() == prev_root {
-            Ok(next)
-        } else {
-            Err(Refusal::RootChanged)
-        };
-    }
-    let proof: Vec<HashValue> = view
+    let prev = HashValue::from_hex(suite, &accepted.root)
+        .ok()
+        .and_then(|root| Checkpoint::new(prev_origin, prev_size, root).ok())
+        .ok_or(Refusal::ProofFailed)?;
+    let extends = view
         .consistency
         .iter()
         .map(|h| HashValue::from_hex(suite, h))
-        .collect::<Result<_, _>>()
-        .map_err(|_| Refusal::ProofFailed)?;
-    if prev_size == 0 {
-        return Ok(next);
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ProofError::from)
+        .and_then(|proof| check_extends(&prev, &next, &proof));
+    match extends {
+        Ok(()) => Ok(next),
+        Err(ProofError::OriginMismatch { .. }) => Err(Refusal::OriginChanged),
+        Err(_) if next.size() < prev_size => Err(Refusal::TreeShrank),
+        Err(_) if next.size() == prev_size => Err(Refusal::RootChanged),
+        Err(_) => Err(Refusal::ProofFailed),
     }
-    verify_consistency(prev_size, next.size(), &prev_root, next.root(), &proof)
-        .map_err(|_| Refusal::ProofFailed)?;
-    Ok(next)
 }

@@ -16,7 +16,7 @@ use caretrail_contracts::identity::{
 use caretrail_contracts::ledger::SubmissionIn;
 use caretrail_crypto::SigningKey;
 use caretrail_crypto::Suite;
-use caretrail_ledger_proofs::{Checkpoint, Cosigner, Submission};
+use caretrail_ledger_proofs::{Checkpoint, Cosigner, ProofError, Submission};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
@@ -190,38 +190,31 @@ fn extends(
         )
     };
     let last_size = last.tree_size.max(0) as u64;
-    if next.origin() != last.origin {
-        return Err(inconsistent("another log's checkpoint"));
+    if next.size() > last_size && q.from_size != last_size {
+        return Err(RemoteError::new("cosign_from", last_size.to_string()));
     }
     let last_root = caretrail_crypto::HashValue::from_hex(suite, &last.root)
         .map_err(|_| internal(IdentityError::Corrupt("witness root")))?;
-    if next.size() < last_size {
-        return Err(inconsistent("a smaller tree"));
-    }
-    if next.size() == last_size {
-        return if *next.root() == last_root {
-            Ok(())
-        } else {
-            Err(inconsistent("another root for the same size"))
-        };
-    }
-    if q.from_size != last_size {
-        return Err(RemoteError::new("cosign_from", last_size.to_string()));
-    }
-    let proof = q
-        .consistency
-        .iter()
-        .map(|h| caretrail_crypto::HashValue::from_hex(suite, h))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| bad("consistency: not hex hashes of the tenant's suite"))?;
-    caretrail_ledger_proofs::verify_consistency(
-        last_size,
-        next.size(),
-        &last_root,
-        next.root(),
-        &proof,
-    )
-    .map_err(|_| inconsistent("the consistency proof does not verify"))
+    let prev = Checkpoint::new(last.origin.clone(), last_size, last_root)
+        .map_err(|_| internal(IdentityError::Corrupt("witness checkpoint")))?;
+    // The same checkpoint again needs no proof.
+    let proof = if next.size() > last_size {
+        q.consistency
+            .iter()
+            .map(|h| caretrail_crypto::HashValue::from_hex(suite, h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad("consistency: not hex hashes of the tenant's suite"))?
+    } else {
+        Vec::new()
+    };
+    caretrail_ledger_proofs::check_extends(&prev, next, &proof).map_err(|e| {
+        inconsistent(match e {
+            ProofError::OriginMismatch { .. } => "another log's checkpoint",
+            _ if next.size() < last_size => "a smaller tree",
+            _ if next.size() == last_size => "another root for the same size",
+            _ => "the consistency proof does not verify",
+        })
+    })
 }
 
 async fn patient(state: &State, q: PatientQuery) -> Result<PatientInfo, RemoteError> {

@@ -194,6 +194,13 @@ impl VerifierKey {
         })
     }
 
+    /// The key that verifies `name`'s witness cosignatures made with `key`'s private half
+    /// (the cosignature key type of its algorithm).
+    pub fn cosigner(name: impl Into<String>, key: VerifyingKey) -> Result<Self> {
+        let key_type = NoteKeyType::for_algorithm(key.algorithm(), true)?;
+        Self::new(name, key_type, key)
+    }
+
     /// Parse a vkey; the key ID must match the name and key.
     pub fn parse(vkey: &str) -> Result<Self> {
         let bad = |reason: &str| ProofError::malformed("verifier key", reason.to_string());

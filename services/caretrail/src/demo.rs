@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use caretrail_ledger_proofs::{
-    Checkpoint, NoteKeyType, ProofBundle, Suite, TrustAnchors, VerifierKey, verify_bundle,
+    Checkpoint, ProofBundle, Suite, TrustAnchors, VerifierKey, verify_bundle,
 };
 use serde_json::{Value, json};
 
@@ -196,8 +196,7 @@ impl Story {
                 let public =
                     caretrail_crypto::VerifyingKey::from_spki_pem(k["public_key_pem"].as_str()?)
                         .ok()?;
-                let key_type = NoteKeyType::for_algorithm(public.algorithm(), true).ok()?;
-                VerifierKey::new(regulator, key_type, public).ok()
+                VerifierKey::cosigner(regulator, public).ok()
             })
             .collect();
         let suite = if keys["suite"] == "gm" {

@@ -8,7 +8,7 @@
 //! active keys, and records it (replicated) so every node serves the checkpoint with it.
 
 use caretrail_crypto::VerifyingKey;
-use caretrail_ledger_proofs::{NoteKeyType, NoteSignature, VerifierKey};
+use caretrail_ledger_proofs::{NoteSignature, VerifierKey};
 
 use crate::checkpoint;
 use crate::node::{LedgerFailure, storage_failure};
@@ -55,10 +55,7 @@ pub fn check_cosignature(
         let Ok(public) = VerifyingKey::from_spki_der(&key.public_key) else {
             continue;
         };
-        let Ok(key_type) = NoteKeyType::for_algorithm(public.algorithm(), true) else {
-            continue;
-        };
-        let Ok(vkey) = VerifierKey::new(witness, key_type, public) else {
+        let Ok(vkey) = VerifierKey::cosigner(witness, public) else {
             continue;
         };
         if vkey.key_id() != signature.key_id {

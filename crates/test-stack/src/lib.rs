@@ -269,6 +269,39 @@ impl Stack {
         self.audit.as_deref().expect("audit is not running")
     }
 
+    /// Collects the payloads of events matching `binding` (on a queue of the test's own) from
+    /// now on; keep the handle alive while collecting.
+    pub async fn collect_events(
+        &self,
+        binding: &str,
+    ) -> (
+        caretrail_bus::ConsumerHandle,
+        std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    ) {
+        static QUEUES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = QUEUES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let sink = seen.clone();
+        let handle = self
+            .bus()
+            .await
+            .subscribe(
+                caretrail_bus::Subscription::new(format!("test.events{n}"))
+                    .bind(binding)
+                    .ephemeral(),
+                caretrail_bus::handler_fn(move |d| {
+                    let sink = sink.clone();
+                    async move {
+                        sink.lock().unwrap().push(d.event.payload);
+                        Ok(())
+                    }
+                }),
+            )
+            .await
+            .unwrap();
+        (handle, seen)
+    }
+
     /// A bus connection on this stack's prefix (tests publish and consume with it).
     pub async fn bus(&self) -> std::sync::Arc<dyn caretrail_bus::Bus> {
         let settings = caretrail_bus::BusSettings {

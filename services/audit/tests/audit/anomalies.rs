@@ -1,7 +1,6 @@
 //! Anomaly flags: a break-glass use, a refused access attempt and a burst of accesses are
 //! each flagged once — as a row, an `audit.anomaly.flagged` event and a metric.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caretrail_runtime::testing::Backend;
@@ -19,24 +18,7 @@ async fn flagged(backend: Backend) {
         },
     )
     .await;
-    let bus = stack.bus().await;
-    let seen = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let sink = seen.clone();
-    let _events = bus
-        .subscribe(
-            caretrail_bus::Subscription::new("test.anomalies")
-                .bind("*.audit.anomaly.flagged")
-                .ephemeral(),
-            caretrail_bus::handler_fn(move |d| {
-                let sink = sink.clone();
-                async move {
-                    sink.lock().unwrap().push(d.event.payload);
-                    Ok(())
-                }
-            }),
-        )
-        .await
-        .unwrap();
+    let (_events, seen) = stack.collect_events("*.audit.anomaly.flagged").await;
     let app = stack.app_token(0, 0).await;
     let dr_li = stack.user_token("dr.li").await;
     let auditor = stack.user_token("auditor.chen").await;

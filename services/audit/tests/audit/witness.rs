@@ -16,9 +16,7 @@ use caretrail_contracts::identity::{CosignIn, TenantInfo};
 use caretrail_contracts::ledger::{CosignatureIn, WitnessViewOut};
 use caretrail_crypto::{SigningKey, VerifyingKey};
 use caretrail_ledger::checkpoint::CheckpointKeys;
-use caretrail_ledger_proofs::{
-    Checkpoint, HashValue, Note, NoteKeyType, NoteSigner, Suite, VerifierKey,
-};
+use caretrail_ledger_proofs::{Checkpoint, HashValue, Note, NoteSigner, Suite, VerifierKey};
 use caretrail_runtime::clients::{IdentityClient, LedgerClient};
 use caretrail_runtime::testing::Backend;
 use caretrail_test_stack::{Options, Stack, metadata};
@@ -137,23 +135,7 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
     )
     .await;
     let bus = stack.bus().await;
-    let flagged = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let sink = flagged.clone();
-    let _events = bus
-        .subscribe(
-            caretrail_bus::Subscription::new("test.witness")
-                .bind("*.audit.anomaly.flagged")
-                .ephemeral(),
-            caretrail_bus::handler_fn(move |d| {
-                let sink = sink.clone();
-                async move {
-                    sink.lock().unwrap().push(d.event.payload);
-                    Ok(())
-                }
-            }),
-        )
-        .await
-        .unwrap();
+    let (_events, flagged) = stack.collect_events("*.audit.anomaly.flagged").await;
     let timeout = Duration::from_secs(10);
     let port = Arc::new(Forging {
         inner: BusPort {
@@ -209,12 +191,7 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
         .unwrap()
         .to_string();
     let bureau = VerifyingKey::from_spki_pem(&bureau_pem).unwrap();
-    let witness_key = VerifierKey::new(
-        regulator.clone(),
-        NoteKeyType::for_algorithm(bureau.algorithm(), true).unwrap(),
-        bureau,
-    )
-    .unwrap();
+    let witness_key = VerifierKey::cosigner(regulator.clone(), bureau).unwrap();
     let ledger_key = VerifierKey::parse(keys["ledger_key"].as_str().unwrap()).unwrap();
     let opened = Checkpoint::open(
         served["checkpoint"].as_str().unwrap().as_bytes(),

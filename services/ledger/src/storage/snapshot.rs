@@ -279,6 +279,9 @@ pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
         .snapshot_lock
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Applies mostly commit without fsync; the log is purged up to this snapshot afterwards,
+    // so the state it covers must be durable first.
+    shared.make_durable()?;
     let db = shared.db();
     let (last_applied, _) = read_applied(&db)?;
     let id = format!(

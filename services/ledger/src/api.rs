@@ -593,7 +593,7 @@ pub async fn proof_bundle(
             .checkpoints
             .verifier_key(tree.info())
             .map_err(|e| LedgerFailure::new("unavailable", e.to_string()))?;
-        let receipt = crate::node::receipt_for(tree, &signed, &vkey, index, false)?;
+        let receipt = crate::node::receipt_for(tree, &signed, &vkey, &node.keys, index, false)?;
         let mut bundle = receipt.bundle;
         bundle.cosignatures = tree
             .cosignatures(signed.size)

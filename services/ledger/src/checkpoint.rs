@@ -188,6 +188,23 @@ impl Checkpoints {
         Ok(signed)
     }
 
+    /// The latest signed checkpoint if it has at least `min_size` entries and `tree` has
+    /// reached it, else the checkpoint of the whole tree as of `tree`.
+    pub fn covering(
+        &self,
+        tree: &TenantTree,
+        min_size: u64,
+    ) -> anyhow::Result<Arc<SignedCheckpoint>> {
+        if let Ok(latest) = self.latest.lock()
+            && let Some(c) = latest.get(&tree.info().tenant)
+            && c.size >= min_size
+            && c.size <= tree.size()
+        {
+            return Ok(c.clone());
+        }
+        self.latest(tree)
+    }
+
     /// The checkpoint of the whole tree as of `tree`.
     pub fn latest(&self, tree: &TenantTree) -> anyhow::Result<Arc<SignedCheckpoint>> {
         self.sign_at(tree, tree.size())

@@ -124,7 +124,7 @@ pub struct LedgerNode {
     /// The address peers use for this node's cluster port.
     pub advertise: String,
     queue: mpsc::Sender<Pending>,
-    keys: KeyCache,
+    pub(crate) keys: KeyCache,
 }
 
 fn now_ms() -> u64 {
@@ -412,7 +412,8 @@ impl LedgerNode {
         // 3. Receipts.
         let view = self.view.clone();
         let checkpoints = self.checkpoints.clone();
-        match blocking(move || Ok(receipts(&view, &checkpoints, appended))).await {
+        let keys = self.keys.clone();
+        match blocking(move || Ok(receipts(&view, &checkpoints, &keys, appended))).await {
             Ok(r) => r,
             Err(e) => vec![Err(e)],
         }
@@ -499,7 +500,7 @@ type KeyCacheKey = (String, String, String);
 /// Parsed institution keys by (tenant, submitter, key id); whether a key is revoked is always
 /// read from the log, never from here.
 #[derive(Clone, Default)]
-struct KeyCache {
+pub(crate) struct KeyCache {
     keys: Arc<Mutex<HashMap<KeyCacheKey, Arc<VerifyingKey>>>>,
 }
 
@@ -507,6 +508,16 @@ impl KeyCache {
     fn get(&self, k: &KeyCacheKey) -> Option<Arc<VerifyingKey>> {
         self.keys.lock().ok()?.get(k).cloned()
     }
+    /// The parsed key, parsing and caching `spki_der` on a miss (`None` if it does not parse).
+    fn get_or_parse(&self, k: KeyCacheKey, spki_der: &[u8]) -> Option<Arc<VerifyingKey>> {
+        if let Some(key) = self.get(&k) {
+            return Some(key);
+        }
+        let key = Arc::new(VerifyingKey::from_spki_der(spki_der).ok()?);
+        self.put(k, key.clone());
+        Some(key)
+    }
+
     fn put(&self, k: KeyCacheKey, v: Arc<VerifyingKey>) {
         if let Ok(mut m) = self.keys.lock() {
             if m.len() > 100_000 {
@@ -756,11 +767,21 @@ async fn batcher(
 }
 
 /// Builds receipts for appended entries: one checkpoint per tenant, one proof per entry.
+///
+/// The checkpoint is the latest one already signed when it includes every entry of the request
+/// (under load most requests find one, so the leader signs about one checkpoint per applied
+/// batch rather than one per request); otherwise the whole tree's is signed.
 fn receipts(
     view: &LedgerView,
     checkpoints: &Checkpoints,
+    keys: &KeyCache,
     appended: Vec<Result<Appended, LedgerFailure>>,
 ) -> Vec<Result<Receipt, LedgerFailure>> {
+    let mut needed: HashMap<String, u64> = HashMap::new();
+    for a in appended.iter().flatten() {
+        let size = needed.entry(a.tenant.clone()).or_default();
+        *size = (*size).max(a.index.saturating_add(1));
+    }
     let mut trees = HashMap::new();
     appended
         .into_iter()
@@ -768,8 +789,9 @@ fn receipts(
             let a = a?;
             if !trees.contains_key(&a.tenant) {
                 let tree = view.tree(&a.tenant).map_err(storage_failure)?;
+                let min_size = needed.get(&a.tenant).copied().unwrap_or(tree.size());
                 let checkpoint = checkpoints
-                    .latest(&tree)
+                    .covering(&tree, min_size)
                     .map_err(|e| LedgerFailure::unavailable(format!("checkpoint: {e}")))?;
                 let vkey = checkpoints
                     .verifier_key(tree.info())
@@ -779,7 +801,7 @@ fn receipts(
             let Some((tree, checkpoint, vkey)) = trees.get(&a.tenant) else {
                 return Err(LedgerFailure::unavailable("tree missing"));
             };
-            receipt_for(tree, checkpoint, vkey, a.index, a.duplicate)
+            receipt_for(tree, checkpoint, vkey, keys, a.index, a.duplicate)
         })
         .collect()
 }
@@ -803,6 +825,7 @@ pub(crate) fn receipt_for(
     tree: &crate::storage::TenantTree,
     checkpoint: &crate::checkpoint::SignedCheckpoint,
     vkey: &caretrail_ledger_proofs::VerifierKey,
+    key_cache: &KeyCache,
     index: u64,
     duplicate: bool,
 ) -> Result<Receipt, LedgerFailure> {
@@ -811,14 +834,23 @@ pub(crate) fn receipt_for(
         .inclusion_proof(index, checkpoint.size)
         .map_err(storage_failure)?;
     let suite = tree.info().suite;
+    let cache_key = (
+        entry.tenant.clone(),
+        entry.submitter.clone(),
+        entry.key_id.clone(),
+    );
     let submitter_key = if entry.submitter == REGISTRAR {
-        VerifyingKey::from_spki_der(&tree.info().registrar_key).ok()
+        key_cache.get_or_parse(cache_key, &tree.info().registrar_key)
     } else {
-        tree.key(&entry.submitter, &entry.key_id)
+        match tree
+            .key(&entry.submitter, &entry.key_id)
             .map_err(storage_failure)?
-            .and_then(|k| VerifyingKey::from_spki_der(&k.public_key).ok())
+        {
+            Some(k) => key_cache.get_or_parse(cache_key, &k.public_key),
+            None => None,
+        }
     };
-    let keys = BundleKeys::new(vkey, &[], submitter_key.as_ref());
+    let keys = BundleKeys::new(vkey, &[], submitter_key.as_deref());
     let leaf = tree.leaf_hash(index).map_err(storage_failure)?;
     let bundle = ProofBundle::new(
         suite,

@@ -6,6 +6,7 @@
 //! O(log n) stored perfect-subtree nodes ([`NodeSource`]); nothing is loaded into memory.
 //! All calls block on disk reads: call them from a blocking thread in async code.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use caretrail_ledger_proofs::{
     CompactRange, Entry, NodeSource, ProofError, consistency_proof, inclusion_proof, leaf_hash,
     root_at,
 };
-use redb::{ReadOnlyTable, ReadableDatabase, ReadableTable};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::error::{Result, StoreError};
 use super::schema::{
@@ -109,12 +110,13 @@ impl LedgerView {
         Ok(TenantTree {
             no: record.no,
             info: TenantInfo::new(tenant.to_string(), &record),
-            entries: txn.open_table(ENTRIES)?,
-            nodes: txn.open_table(NODES)?,
-            leaves: txn.open_table(LEAVES)?,
-            requests: txn.open_table(REQUESTS)?,
-            keys: txn.open_table(KEYS)?,
-            cosigs: txn.open_table(COSIGS)?,
+            txn,
+            entries: OnceCell::new(),
+            nodes: OnceCell::new(),
+            leaves: OnceCell::new(),
+            requests: OnceCell::new(),
+            keys: OnceCell::new(),
+            cosigs: OnceCell::new(),
         })
     }
 
@@ -338,12 +340,27 @@ impl VerifyTables {
 pub struct TenantTree {
     no: u32,
     info: TenantInfo,
-    entries: ReadOnlyTable<(u32, u64), &'static [u8]>,
-    nodes: ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>,
-    leaves: ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>,
-    requests: ReadOnlyTable<(u32, &'static str, &'static str), u64>,
-    keys: ReadOnlyTable<(u32, &'static str, &'static str), &'static [u8]>,
-    cosigs: ReadOnlyTable<(u32, u64, &'static str), &'static [u8]>,
+    txn: ReadTransaction,
+    // Opened on first use: the append path's key check and receipts each need only a few,
+    // and opening a table is a lookup of its own.
+    entries: OnceCell<ReadOnlyTable<(u32, u64), &'static [u8]>>,
+    nodes: OnceCell<ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>>,
+    leaves: OnceCell<ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>>,
+    requests: OnceCell<ReadOnlyTable<(u32, &'static str, &'static str), u64>>,
+    keys: OnceCell<ReadOnlyTable<(u32, &'static str, &'static str), &'static [u8]>>,
+    cosigs: OnceCell<ReadOnlyTable<(u32, u64, &'static str), &'static [u8]>>,
+}
+
+fn opened<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
+    cell: &'a OnceCell<ReadOnlyTable<K, V>>,
+    txn: &ReadTransaction,
+    definition: redb::TableDefinition<'_, K, V>,
+) -> Result<&'a ReadOnlyTable<K, V>> {
+    if let Some(table) = cell.get() {
+        return Ok(table);
+    }
+    let table = txn.open_table(definition)?;
+    Ok(cell.get_or_init(|| table))
 }
 
 /// A registered institution key as stored.
@@ -411,8 +428,7 @@ impl TenantTree {
     /// (a tampered entry is reported, not served).
     pub fn entry_bytes(&self, index: u64) -> Result<Vec<u8>> {
         self.check_index(index)?;
-        let bytes = self
-            .entries
+        let bytes = opened(&self.entries, &self.txn, ENTRIES)?
             .get((self.no, index))?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!(
@@ -459,8 +475,7 @@ impl TenantTree {
         if leaf.suite() != self.info.suite {
             return Ok(None);
         }
-        Ok(self
-            .leaves
+        Ok(opened(&self.leaves, &self.txn, LEAVES)?
             .get((self.no, *leaf.as_bytes()))?
             .map(|g| g.value())
             .filter(|i| *i < self.info.size))
@@ -468,8 +483,7 @@ impl TenantTree {
 
     /// Index of the entry appended for (submitter, request id).
     pub fn index_of_request(&self, submitter: &str, request_id: &str) -> Result<Option<u64>> {
-        Ok(self
-            .requests
+        Ok(opened(&self.requests, &self.txn, REQUESTS)?
             .get((self.no, submitter, request_id))?
             .map(|g| g.value())
             .filter(|i| *i < self.info.size))
@@ -495,17 +509,20 @@ impl TenantTree {
 
     /// A key of `institution` (as of this view; `revoked_index` tells if and where it ended).
     pub fn key(&self, institution: &str, key_id: &str) -> Result<Option<InstitutionKey>> {
-        Ok(
-            super::keys::lookup(&self.keys, self.no, institution, key_id)?
-                .map(|r| InstitutionKey::new(institution.to_string(), key_id.to_string(), r)),
-        )
+        Ok(super::keys::lookup(
+            opened(&self.keys, &self.txn, KEYS)?,
+            self.no,
+            institution,
+            key_id,
+        )?
+        .map(|r| InstitutionKey::new(institution.to_string(), key_id.to_string(), r)))
     }
 
     /// Every registered key of the tenant (or of one institution), ordered by institution and
     /// key id.
     pub fn keys(&self, institution: Option<&str>) -> Result<Vec<InstitutionKey>> {
         let mut out = Vec::new();
-        for item in self.keys.range((self.no, "", "")..)? {
+        for item in opened(&self.keys, &self.txn, KEYS)?.range((self.no, "", "")..)? {
             let (k, v) = item?;
             let (no, inst, key_id) = k.value();
             if no != self.no {
@@ -527,7 +544,7 @@ impl TenantTree {
     /// Witness cosignatures recorded for the checkpoint of `size` entries.
     pub fn cosignatures(&self, size: u64) -> Result<Vec<StoredCosignature>> {
         let mut out = Vec::new();
-        for item in self.cosigs.range((self.no, size, "")..)? {
+        for item in opened(&self.cosigs, &self.txn, COSIGS)?.range((self.no, size, "")..)? {
             let (k, v) = item?;
             let (no, at, witness) = k.value();
             if no != self.no || at != size {
@@ -546,8 +563,7 @@ impl TenantTree {
 
     /// The largest tree size that has at least one witness cosignature.
     pub fn latest_cosigned_size(&self) -> Result<Option<u64>> {
-        let mut range = self
-            .cosigs
+        let mut range = opened(&self.cosigs, &self.txn, COSIGS)?
             .range((self.no, 0u64, "")..(self.no, u64::MAX, ""))?;
         match range.next_back() {
             Some(item) => Ok(Some(item?.0.value().1)),
@@ -570,7 +586,7 @@ impl NodeSource for TenantTree {
     }
 
     fn node(&self, level: u8, index: u64) -> Result<HashValue> {
-        match self.nodes.get((self.no, level, index))? {
+        match opened(&self.nodes, &self.txn, NODES)?.get((self.no, level, index))? {
             Some(g) => Ok(HashValue::new(self.info.suite, g.value())),
             None => Err(ProofError::NodeUnavailable { level, index }.into()),
         }

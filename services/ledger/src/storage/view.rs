@@ -347,9 +347,12 @@ pub struct TenantTree {
     nodes: OnceCell<ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>>,
     leaves: OnceCell<ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>>,
     requests: OnceCell<ReadOnlyTable<(u32, &'static str, &'static str), u64>>,
-    keys: OnceCell<ReadOnlyTable<(u32, &'static str, &'static str), &'static [u8]>>,
-    cosigs: OnceCell<ReadOnlyTable<(u32, u64, &'static str), &'static [u8]>>,
+    keys: OnceCell<KeysTable>,
+    cosigs: OnceCell<CosigsTable>,
 }
+
+type KeysTable = ReadOnlyTable<(u32, &'static str, &'static str), &'static [u8]>;
+type CosigsTable = ReadOnlyTable<(u32, u64, &'static str), &'static [u8]>;
 
 fn opened<'a, K: redb::Key + 'static, V: redb::Value + 'static>(
     cell: &'a OnceCell<ReadOnlyTable<K, V>>,

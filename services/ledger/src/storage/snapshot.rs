@@ -279,9 +279,6 @@ pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
         .snapshot_lock
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Applies mostly commit without fsync; the log is purged up to this snapshot afterwards,
-    // so the state it covers must be durable first.
-    shared.make_durable()?;
     let db = shared.db();
     let (last_applied, _) = read_applied(&db)?;
     let id = format!(
@@ -293,6 +290,11 @@ pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
     let tmp = dir.join(format!("build-{}.tmp", unique_suffix(shared)));
     let file = File::create(&tmp)?;
     let meta = write_stream(&db, &file, id)?;
+    // Applies mostly commit without fsync, and openraft purges the log up to this snapshot once
+    // it is current: make durable every commit up to (and past) the one the snapshot read
+    // before it becomes current. Applies continue during a build, so this must come after the
+    // read, not before.
+    shared.make_durable()?;
     file.sync_all()?;
     drop(file);
     let current = dir.join(CURRENT);

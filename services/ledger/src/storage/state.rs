@@ -10,9 +10,9 @@
 //! *consistent* after a crash, not current. redb then reopens at its last durable commit, and
 //! openraft re-applies the committed log from the stored last-applied id. A durable commit is
 //! made at least every [`DURABLE_EVERY`] (which bounds that replay and lets redb reuse freed
-//! pages), before a snapshot is built (so the log is never purged past durable state), and when
-//! the state machine is dropped. One fsync fewer per batch on every node is the largest single
-//! saving in the append path.
+//! pages), while each snapshot is built (after its read, before it becomes current, so the log
+//! is never purged past durable state), and when the state machine is dropped. One fsync fewer
+//! per batch on every node is the largest single saving in the append path.
 
 use std::collections::HashMap;
 use std::io::SeekFrom;

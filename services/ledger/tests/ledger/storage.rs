@@ -152,8 +152,10 @@ impl Node {
         }
     }
 
-    /// What openraft does at start: re-applies the log after the state's last applied id (on
-    /// this single node every logged entry is committed). Returns how many it re-applied.
+    /// Re-applies the log after the state's last applied id, as a single node would once it
+    /// commits again: at start openraft re-applies up to the saved commit index, the rest once
+    /// a leader commits (on this single node every logged entry is committed). Returns how many
+    /// it re-applied.
     async fn reapply_log(&mut self) -> u64 {
         let (applied, _) = self.sm.applied().unwrap();
         let from = applied.map_or(1, |l| l.index + 1);

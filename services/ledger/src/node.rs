@@ -587,17 +587,9 @@ fn check_submission(
             }
             .into());
         }
-        match cache.get(&cache_key) {
-            Some(k) => k,
-            None => {
-                let k = Arc::new(
-                    VerifyingKey::from_spki_der(&tree.info().registrar_key)
-                        .map_err(|_| LedgerFailure::unavailable("stored registrar key"))?,
-                );
-                cache.put(cache_key.clone(), k.clone());
-                k
-            }
-        }
+        cache
+            .get_or_parse(cache_key, &tree.info().registrar_key)
+            .ok_or_else(|| LedgerFailure::unavailable("stored registrar key"))?
     } else {
         let record = tree
             .key(&sub.submitter, &sub.key_id)
@@ -626,17 +618,9 @@ fn check_submission(
             }
             .into());
         }
-        match cache.get(&cache_key) {
-            Some(k) => k,
-            None => {
-                let k = Arc::new(
-                    VerifyingKey::from_spki_der(&record.public_key)
-                        .map_err(|_| LedgerFailure::unavailable("stored institution key"))?,
-                );
-                cache.put(cache_key.clone(), k.clone());
-                k
-            }
-        }
+        cache
+            .get_or_parse(cache_key, &record.public_key)
+            .ok_or_else(|| LedgerFailure::unavailable("stored institution key"))?
     };
     sub.verify(&key, &signature).map_err(|_| {
         LedgerFailure::new(

@@ -269,6 +269,38 @@ impl Stack {
         self.audit.as_deref().expect("audit is not running")
     }
 
+    /// `GET base+path` with a bearer token: the status and the JSON body (`Null` if none).
+    pub async fn get_json(&self, base: &str, token: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// [`Self::get_json`] that must answer 200.
+    pub async fn get_ok_json(&self, base: &str, token: &str, path: &str) -> Value {
+        let (status, body) = self.get_json(base, token, path).await;
+        assert_eq!(status, 200, "{path}");
+        body
+    }
+
+    /// The audit service's Prometheus text.
+    pub async fn audit_metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.audit_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Collects the payloads of events matching `binding` (on a queue of the test's own) from
     /// now on; keep the handle alive while collecting.
     pub async fn collect_events(

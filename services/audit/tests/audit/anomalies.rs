@@ -108,15 +108,7 @@ async fn flagged(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.audit_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.audit_metrics().await;
     for kind in ["access_refused", "access_volume", "break_glass_used"] {
         assert!(
             metrics

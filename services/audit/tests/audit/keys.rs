@@ -9,15 +9,7 @@ use caretrail_test_stack::{Options, Stack, metadata};
 use serde_json::Value;
 
 async fn get(stack: &Stack, token: &str, path: &str) -> Value {
-    let resp = stack
-        .http
-        .get(format!("{}{path}", stack.audit_url()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{path}");
-    resp.json().await.unwrap()
+    stack.get_ok_json(stack.audit_url(), token, path).await
 }
 
 async fn key_history(backend: Backend) {

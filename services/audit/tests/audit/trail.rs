@@ -11,15 +11,7 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 
 async fn get(stack: &Stack, token: &str, path: &str) -> (u16, Value) {
-    let resp = stack
-        .http
-        .get(format!("{}{path}", stack.audit_url()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    stack.get_json(stack.audit_url(), token, path).await
 }
 
 async fn consent(stack: &Stack, token: &str, path: &str, body: Value) -> Value {

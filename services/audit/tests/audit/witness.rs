@@ -113,18 +113,6 @@ async fn upload(stack: &Stack, token: &str, patient: &str) {
     assert_eq!(resp.status(), 201);
 }
 
-async fn get(stack: &Stack, base: &str, token: &str, path: &str) -> Value {
-    let resp = stack
-        .http
-        .get(format!("{base}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{path}");
-    resp.json().await.unwrap()
-}
-
 async fn forged_checkpoints_are_flagged(backend: Backend) {
     let stack = Stack::start_with(
         backend,
@@ -172,7 +160,9 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
     else {
         panic!("first checkpoint not cosigned");
     };
-    let served = get(&stack, &stack.ledger, &app, "/v1/ledger/checkpoint").await;
+    let served = stack
+        .get_ok_json(&stack.ledger, &app, "/v1/ledger/checkpoint")
+        .await;
     assert_eq!(served["tree_size"], first);
     assert_eq!(
         served["cosignatures"][0]["witness"],
@@ -212,7 +202,9 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
         panic!("grown checkpoint not accepted");
     };
     assert!(accepted > first);
-    let state = get(&stack, stack.audit_url(), &auditor, "/v1/audit/witness").await;
+    let state = stack
+        .get_ok_json(stack.audit_url(), &auditor, "/v1/audit/witness")
+        .await;
     assert_eq!(state["accepted"]["tree_size"], accepted, "{state}");
     assert_eq!(state["accepted"]["cosigned_size"], accepted, "{state}");
 
@@ -230,13 +222,13 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
     let real_root = *body_of(&real.checkpoint, Suite::Gm).root();
     let rollback = {
         // A genuine, correctly signed checkpoint of an earlier size: a rollback.
-        let resp = get(
-            &stack,
-            &stack.ledger,
-            &app,
-            &format!("/v1/ledger/checkpoints/{first}"),
-        )
-        .await;
+        let resp = stack
+            .get_ok_json(
+                &stack.ledger,
+                &app,
+                &format!("/v1/ledger/checkpoints/{first}"),
+            )
+            .await;
         resp["checkpoint"].as_str().unwrap().to_string()
     };
     let real_proof: Vec<String> = vec![junk(b"sibling").to_hex(); 3];
@@ -354,7 +346,9 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
     );
 
     // Nothing forged was accepted or cosigned.
-    let state = get(&stack, stack.audit_url(), &auditor, "/v1/audit/witness").await;
+    let state = stack
+        .get_ok_json(stack.audit_url(), &auditor, "/v1/audit/witness")
+        .await;
     assert_eq!(state["accepted"]["tree_size"], accepted, "{state}");
     assert!(
         port.submitted
@@ -365,13 +359,13 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
         "{:?}",
         port.submitted.lock().unwrap()
     );
-    let inconsistent = get(
-        &stack,
-        stack.audit_url(),
-        &auditor,
-        "/v1/audit/anomalies?kind=checkpoint_inconsistent",
-    )
-    .await;
+    let inconsistent = stack
+        .get_ok_json(
+            stack.audit_url(),
+            &auditor,
+            "/v1/audit/anomalies?kind=checkpoint_inconsistent",
+        )
+        .await;
     let mut reasons: Vec<&str> = inconsistent["items"]
         .as_array()
         .unwrap()
@@ -388,13 +382,13 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
         inconsistent["items"][0]["detail"]["accepted"]["tree_size"],
         accepted
     );
-    let invalid = get(
-        &stack,
-        stack.audit_url(),
-        &auditor,
-        "/v1/audit/anomalies?kind=checkpoint_invalid",
-    )
-    .await;
+    let invalid = stack
+        .get_ok_json(
+            stack.audit_url(),
+            &auditor,
+            "/v1/audit/anomalies?kind=checkpoint_invalid",
+        )
+        .await;
     assert_eq!(invalid["items"].as_array().unwrap().len(), 2, "{invalid}");
     assert_eq!(
         metrics
@@ -492,9 +486,13 @@ async fn forged_checkpoints_are_flagged(backend: Backend) {
         }
     );
     let other = stack.app_token(1, 0).await;
-    let theirs = get(&stack, stack.audit_url(), &other, "/v1/audit/witness").await;
+    let theirs = stack
+        .get_ok_json(stack.audit_url(), &other, "/v1/audit/witness")
+        .await;
     assert_eq!(theirs["accepted"]["tree_size"], intl_size, "{theirs}");
-    let their_flags = get(&stack, stack.audit_url(), &other, "/v1/audit/anomalies").await;
+    let their_flags = stack
+        .get_ok_json(stack.audit_url(), &other, "/v1/audit/anomalies")
+        .await;
     assert_eq!(
         their_flags["items"].as_array().unwrap().len(),
         1,
@@ -531,7 +529,9 @@ async fn the_running_witness_cosigns_new_checkpoints() {
     let app = stack.app_token(0, 0).await;
     let patient = stack.register_patient(&app, "320402198001011234").await;
     upload(&stack, &app, &patient).await;
-    let size = get(&stack, &stack.ledger, &app, "/v1/ledger/checkpoint").await["tree_size"]
+    let size = stack
+        .get_ok_json(&stack.ledger, &app, "/v1/ledger/checkpoint")
+        .await["tree_size"]
         .as_u64()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -553,21 +553,15 @@ async fn the_running_witness_cosigns_new_checkpoints() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let auditor = stack.user_token("auditor.chen").await;
-    let state = get(&stack, stack.audit_url(), &auditor, "/v1/audit/witness").await;
+    let state = stack
+        .get_ok_json(stack.audit_url(), &auditor, "/v1/audit/witness")
+        .await;
     assert_eq!(state["mode"], "cosign");
     assert!(
         state["accepted"]["cosigned_size"].as_u64().unwrap() >= size,
         "{state}"
     );
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.audit_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.audit_metrics().await;
     assert!(
         metrics
             .lines()

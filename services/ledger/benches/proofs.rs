@@ -2,8 +2,9 @@
 //! O(log n) stored subtree hashes, so their cost should stay flat as the ledger grows.
 //!
 //! `LEDGER_BENCH_ENTRIES` (default 1,000,000) entries of ~256-byte payloads are applied straight
-//! to the state machine (no Raft, no signatures) in batches of 2,000, then proofs are timed at
-//! random indexes. Also prints the fill rate and the state file's bytes per entry.
+//! to the state machine (no Raft, no signatures) in batches of 2,000; the store is reopened (as
+//! by a restarted node, which loads the upper tree levels into memory), then proofs are timed
+//! at random indexes. Also prints the fill rate and the state file's bytes per entry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -12,7 +13,7 @@ use std::time::Instant;
 use caretrail_crypto::{SignatureAlgorithm, SigningKey, Suite};
 use caretrail_ledger::storage::keys::REGISTRAR;
 use caretrail_ledger::storage::{self, AppendRequest, LedgerCommand, TenantSpec, TypeConfig};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use rand::Rng;
 
@@ -33,7 +34,7 @@ fn proofs(c: &mut Criterion) {
     let dir =
         tempfile::tempdir_in(std::env::var("LEDGER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .unwrap();
-    let (_log, mut sm) = storage::open(dir.path()).unwrap();
+    let (log, mut sm) = storage::open(dir.path()).unwrap();
     let registrar = SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
     let key_id = registrar.key_id().to_hex();
     sm.apply_entries(vec![entry(
@@ -88,7 +89,16 @@ fn proofs(c: &mut Criterion) {
         bytes as f64 / n as f64
     );
 
+    // Reopen, as a restarted node would: opening loads the upper tree levels into memory.
+    drop((log, sm));
+    let reopened = Instant::now();
+    let (_log, sm) = storage::open(dir.path()).unwrap();
     let view = sm.view();
+    eprintln!(
+        "reopened in {:.1?}, {} upper tree nodes in memory",
+        reopened.elapsed(),
+        view.cached_tree_nodes()
+    );
     let tree = view.tree(TENANT).unwrap();
     let size = tree.size();
     let mut rng = rand::thread_rng();
@@ -98,6 +108,18 @@ fn proofs(c: &mut Criterion) {
             let i = rng.gen_range(0..size);
             black_box(tree.inclusion_proof(i, size).unwrap())
         })
+    });
+    // The same with the in-memory upper tree levels emptied before each proof: the upper nodes
+    // are read from the store, as before they were kept in memory.
+    group.bench_function("inclusion proof, upper levels read from the store", |b| {
+        b.iter_batched(
+            || {
+                view.forget_cached_tree_nodes();
+                rng.gen_range(0..size)
+            },
+            |i| black_box(tree.inclusion_proof(i, size).unwrap()),
+            BatchSize::SmallInput,
+        )
     });
     group.bench_function("consistency proof (random old size)", |b| {
         b.iter(|| {

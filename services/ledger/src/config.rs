@@ -78,7 +78,8 @@ pub struct LedgerSettings {
     /// Most entries proposed in one Raft entry.
     #[serde(default = "default_max_batch")]
     pub ledger_max_batch: usize,
-    /// Raft entries since the last snapshot that trigger a new one (the log is then purged).
+    /// Fewest Raft entries between snapshots (the log is purged after each); a large ledger
+    /// also waits until it has grown by a quarter (see [`crate::snapshots`]).
     #[serde(default = "default_snapshot_every")]
     pub ledger_snapshot_every: u64,
     /// Raft entries kept after a snapshot, so a briefly lagging follower catches up from the

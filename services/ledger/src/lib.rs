@@ -36,6 +36,7 @@ pub mod network;
 pub mod node;
 pub mod publisher;
 pub mod rpc;
+pub mod snapshots;
 pub mod storage;
 pub mod witness;
 
@@ -67,7 +68,8 @@ fn raft_config(settings: &LedgerSettings) -> anyhow::Result<Arc<openraft::Config
         heartbeat_interval: settings.ledger_heartbeat_ms,
         election_timeout_min: settings.ledger_election_timeout_min_ms,
         election_timeout_max: settings.ledger_election_timeout_max_ms,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.ledger_snapshot_every),
+        // Taken by `snapshots::spawn`, which spaces them by the ledger's growth.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: settings.ledger_snapshot_keep_logs,
         ..Default::default()
     };
@@ -169,6 +171,12 @@ impl Application {
             infra.bus.clone(),
             stop.clone(),
         );
+        let snapshotter = snapshots::spawn(
+            raft.clone(),
+            node.view.clone(),
+            settings.ledger_snapshot_every,
+            stop.clone(),
+        );
 
         let check_node = node.clone();
         infra
@@ -195,6 +203,7 @@ impl Application {
         runner.on_shutdown(move || async move {
             stop.cancel();
             let _ = publisher.await;
+            let _ = snapshotter.await;
             cluster_handle.stop(true).await;
             let _ = cluster_task.await;
             if let Err(error) = shutdown_raft.shutdown().await {

@@ -52,6 +52,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod state;
 pub mod types;
+mod upper_nodes;
 pub mod view;
 
 use std::path::Path;

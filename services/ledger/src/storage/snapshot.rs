@@ -44,7 +44,9 @@ use super::schema::{
     COSIGS, CosigRecord, ENTRIES, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS,
     LEAVES, NODES, REQUESTS, SM_META, TENANTS, TenantRecord, decode, encode, load_frontier,
 };
-use super::state::{SmShared, TenantCache, load_tenants, open_state_db, read_applied};
+use super::state::{
+    SmShared, TenantCache, load_tenants, open_state_db, read_applied, total_entries,
+};
 use super::types::SnapshotMeta;
 
 const MAGIC: &[u8; 8] = b"CTLSNAP\x01";
@@ -182,7 +184,12 @@ pub(crate) fn remove_temporaries(dir: &Path) -> Result<()> {
 }
 
 /// Writes the whole state visible in one read transaction to `out`. `snapshot_id` names it.
-fn write_stream(db: &Database, out: impl Write, snapshot_id: String) -> Result<SnapshotMeta> {
+/// Writes the snapshot stream; returns its metadata and the number of ledger entries in it.
+fn write_stream(
+    db: &Database,
+    out: impl Write,
+    snapshot_id: String,
+) -> Result<(SnapshotMeta, u64)> {
     let txn = db.begin_read()?;
     let meta_table = txn.open_table(SM_META)?;
     let last_log_id = match meta_table.get(KEY_LAST_APPLIED)? {
@@ -213,6 +220,7 @@ fn write_stream(db: &Database, out: impl Write, snapshot_id: String) -> Result<S
     };
     w.write(MAGIC)?;
     let mut records = 0u64;
+    let mut ledger_entries = 0u64;
     w.record(
         TAG_META,
         &[&encode(&SnapshotHeader {
@@ -228,6 +236,7 @@ fn write_stream(db: &Database, out: impl Write, snapshot_id: String) -> Result<S
         let root = load_frontier(&nodes, &tenant, &record)?.root();
         let no = record.no;
         let size = record.size;
+        ledger_entries += size;
         w.record(
             TAG_TENANT,
             &[&encode(&SnapshotTenant {
@@ -268,7 +277,7 @@ fn write_stream(db: &Database, out: impl Write, snapshot_id: String) -> Result<S
         .into_inner()
         .map_err(|e| StoreError::Io(e.into_error()))?
         .flush()?;
-    Ok(meta)
+    Ok((meta, ledger_entries))
 }
 
 /// Builds a snapshot of the current state, makes it the current snapshot and returns its
@@ -289,7 +298,7 @@ pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
     let dir = shared.snapshot_dir();
     let tmp = dir.join(format!("build-{}.tmp", unique_suffix(shared)));
     let file = File::create(&tmp)?;
-    let meta = write_stream(&db, &file, id)?;
+    let (meta, ledger_entries) = write_stream(&db, &file, id)?;
     // Applies mostly commit without fsync, and openraft purges the log up to this snapshot once
     // it is current: make durable every commit up to (and past) the one the snapshot read
     // before it becomes current. Applies continue during a build, so this must come after the
@@ -300,6 +309,7 @@ pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
     let current = dir.join(CURRENT);
     std::fs::rename(&tmp, &current)?;
     fsync_dir(&dir)?;
+    shared.counts.snapshot_taken(ledger_entries);
     Ok((meta, File::open(&current)?))
 }
 
@@ -613,6 +623,7 @@ pub(crate) fn install(
     let db = open_state_db(&state_path)?;
     let tenants = load_tenants(&db)?;
     shared.replace_db(db);
+    shared.counts.reset(total_entries(&tenants));
     Ok(tenants)
 }
 

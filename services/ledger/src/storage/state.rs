@@ -39,6 +39,7 @@ use super::types::{
     AppendRequest, Appended, LedgerCommand, LedgerResponse, LogId, RaftEntry, RaftStorageError,
     Refusal, Snapshot, SnapshotMeta, StoredMembership, TenantRegistered, TenantSpec, TypeConfig,
 };
+use super::upper_nodes::UpperNodes;
 use super::view::LedgerView;
 
 /// File name of the state machine database inside the storage directory.
@@ -94,6 +95,10 @@ pub(crate) struct SmShared {
     counter: AtomicU64,
     /// When the state was last committed durably.
     last_durable: Mutex<Instant>,
+    /// Ledger entries now and at the last snapshot (for the snapshot schedule).
+    pub(crate) counts: EntryCounts,
+    /// Upper tree levels, for proofs (valid for any database of this log: nodes never change).
+    pub(crate) upper_nodes: Arc<UpperNodes>,
 }
 
 impl SmShared {
@@ -110,6 +115,24 @@ impl SmShared {
             .db
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(db);
+        // The new database holds the same log, so the cached nodes would still be right;
+        // reloading keeps what is served tied to what is on disk now.
+        self.upper_nodes.clear();
+        self.load_upper_nodes();
+    }
+
+    /// Loads the upper tree levels for proofs (an optimisation: on failure, proofs read them
+    /// from the store).
+    fn load_upper_nodes(&self) {
+        let started = Instant::now();
+        match self.upper_nodes.load(&self.db()) {
+            Ok(nodes) => tracing::info!(
+                nodes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "upper tree levels loaded"
+            ),
+            Err(error) => tracing::warn!(%error, "loading the upper tree levels failed"),
+        }
     }
 
     /// Whether the next apply should commit durably.
@@ -158,6 +181,40 @@ pub(crate) struct TenantState {
 
 pub(crate) type TenantCache = HashMap<String, TenantState>;
 
+pub(crate) fn total_entries(tenants: &TenantCache) -> u64 {
+    tenants.values().map(|t| t.record.size).sum()
+}
+
+/// Ledger entries (all tenants) in the state and in the last snapshot taken or installed.
+#[derive(Default)]
+pub(crate) struct EntryCounts {
+    now: AtomicU64,
+    at_snapshot: AtomicU64,
+}
+
+impl EntryCounts {
+    pub(crate) fn reset(&self, entries: u64) {
+        self.now.store(entries, Ordering::Relaxed);
+        self.at_snapshot.store(entries, Ordering::Relaxed);
+    }
+
+    fn applied(&self, added: u64) {
+        self.now.fetch_add(added, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot_taken(&self, entries: u64) {
+        self.at_snapshot.store(entries, Ordering::Relaxed);
+    }
+
+    /// (entries now, entries in the last snapshot)
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.now.load(Ordering::Relaxed),
+            self.at_snapshot.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Loads every tenant's record and frontier.
 pub(crate) fn load_tenants(db: &Database) -> Result<TenantCache> {
     let txn = db.begin_read()?;
@@ -196,9 +253,15 @@ impl LedgerStateMachine {
             snapshot_lock: Mutex::new(()),
             counter: AtomicU64::new(0),
             last_durable: Mutex::new(Instant::now()),
+            counts: EntryCounts::default(),
+            upper_nodes: Arc::default(),
         });
         snapshot::recover(&shared)?;
         let tenants = load_tenants(&shared.db())?;
+        shared.load_upper_nodes();
+        // The snapshot's own count is not stored: counting from now may delay the next
+        // snapshot by one interval, never bring it forward.
+        shared.counts.reset(total_entries(&tenants));
         Ok(Self { shared, tenants })
     }
 
@@ -353,6 +416,14 @@ fn apply_blocking(
     if durable {
         shared.durable_done(started);
     }
+    let grown: u64 = changed
+        .iter()
+        .map(|(name, state)| {
+            let before = cache.get(name).map_or(0, |s| s.record.size);
+            state.record.size.saturating_sub(before)
+        })
+        .sum();
+    shared.counts.applied(grown);
     cache.extend(changed);
     Ok(responses)
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use caretrail_crypto::{HASH_LEN, HashValue, Suite};
 use caretrail_ledger_proofs::{
-    CompactRange, Entry, NodeSource, ProofError, consistency_proof, inclusion_proof, leaf_hash,
-    root_at,
+    CompactRange, Entry, NodeId as TreeNodeId, NodeSource, ProofError, consistency_proof,
+    inclusion_proof, leaf_hash, node_hash, root_at,
 };
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
@@ -24,6 +24,7 @@ use super::schema::{
 };
 use super::state::{SmShared, read_applied};
 use super::types::{LogId, StoredMembership};
+use super::upper_nodes::{MIN_LEVEL, UpperNodes};
 
 /// A tenant's log as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +97,23 @@ impl LedgerView {
         }
     }
 
+    /// Ledger entries (all tenants) in the state now, and in the last snapshot taken or
+    /// installed (or at start, if none since).
+    pub fn entry_counts(&self) -> (u64, u64) {
+        self.shared.counts.get()
+    }
+
+    /// Number of upper tree nodes held in memory for proofs (all tenants).
+    pub fn cached_tree_nodes(&self) -> usize {
+        self.shared.upper_nodes.len()
+    }
+
+    /// Empties the in-memory upper tree levels (benchmarks of proofs read from the store).
+    #[doc(hidden)]
+    pub fn forget_cached_tree_nodes(&self) {
+        self.shared.upper_nodes.clear();
+    }
+
     /// A consistent read view of one tenant's log and tree.
     pub fn tree(&self, tenant: &str) -> Result<TenantTree> {
         let db = self.shared.db();
@@ -108,6 +126,7 @@ impl LedgerView {
             decode(v.value())?
         };
         Ok(TenantTree {
+            upper_nodes: Arc::clone(&self.shared.upper_nodes),
             no: record.no,
             info: TenantInfo::new(tenant.to_string(), &record),
             txn,
@@ -338,6 +357,7 @@ impl VerifyTables {
 /// One tenant's log and Merkle tree as of one read transaction. Implements [`NodeSource`], so
 /// the `caretrail_ledger_proofs` proof functions run directly on the store.
 pub struct TenantTree {
+    upper_nodes: Arc<UpperNodes>,
     no: u32,
     info: TenantInfo,
     txn: ReadTransaction,
@@ -581,6 +601,66 @@ impl TenantTree {
     }
 }
 
+/// The nodes below [`MIN_LEVEL`] of one complete block of `2^MIN_LEVEL` leaves, recomputed
+/// from its leaf hashes: one range read of adjacent keys instead of a point read per level,
+/// each of which lands on a different page once the store outgrows memory.
+struct LowerBlock {
+    block: u64,
+    /// `levels[l]` holds the block's nodes at level `l` (level 0 = its leaf hashes).
+    levels: Vec<Vec<[u8; HASH_LEN]>>,
+}
+
+impl LowerBlock {
+    fn of(level: u8, index: u64) -> u64 {
+        index >> (MIN_LEVEL - level)
+    }
+
+    fn get(&self, level: u8, index: u64) -> Option<[u8; HASH_LEN]> {
+        let first = self.block << (MIN_LEVEL - level);
+        let row = self.levels.get(usize::from(level))?;
+        row.get(usize::try_from(index.checked_sub(first)?).ok()?)
+            .copied()
+    }
+}
+
+impl TenantTree {
+    fn lower_block(&self, block: u64) -> Result<LowerBlock> {
+        let width = 1u64 << MIN_LEVEL;
+        let first = block * width;
+        let mut leaves = Vec::with_capacity(width as usize);
+        for item in opened(&self.nodes, &self.txn, NODES)?
+            .range((self.no, 0u8, first)..(self.no, 0u8, first + width))?
+        {
+            leaves.push(item?.1.value());
+        }
+        if leaves.len() as u64 != width {
+            return Err(StoreError::Corrupt(format!(
+                "tenant {:?}: leaf hashes {first}..{} are incomplete",
+                self.info.tenant,
+                first + width
+            )));
+        }
+        let suite = self.info.suite;
+        let mut levels = vec![leaves];
+        for _ in 1..MIN_LEVEL {
+            let below = levels.last().map_or(&[][..], Vec::as_slice);
+            let row = below
+                .chunks_exact(2)
+                .map(|pair| {
+                    *node_hash(
+                        suite,
+                        &HashValue::new(suite, pair[0]),
+                        &HashValue::new(suite, pair[1]),
+                    )
+                    .as_bytes()
+                })
+                .collect();
+            levels.push(row);
+        }
+        Ok(LowerBlock { block, levels })
+    }
+}
+
 impl NodeSource for TenantTree {
     type Error = StoreError;
 
@@ -588,9 +668,46 @@ impl NodeSource for TenantTree {
         self.info.suite
     }
 
+    /// Upper levels come from memory; lower nodes that share a complete block (a proof's
+    /// lowest siblings) are recomputed from that block's leaf hashes.
+    fn nodes(&self, ids: &[TreeNodeId]) -> Result<Vec<HashValue>> {
+        let in_block = |id: &TreeNodeId, block: u64| {
+            id.level < MIN_LEVEL && LowerBlock::of(id.level, id.index) == block
+        };
+        let mut block: Option<LowerBlock> = None;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if id.level < MIN_LEVEL {
+                let b = LowerBlock::of(id.level, id.index);
+                let complete = (b + 1) << MIN_LEVEL <= self.info.size;
+                if complete && ids.iter().filter(|o| in_block(o, b)).count() >= 2 {
+                    if block.as_ref().is_none_or(|k| k.block != b) {
+                        block = Some(self.lower_block(b)?);
+                    }
+                    if let Some(hash) = block.as_ref().and_then(|k| k.get(id.level, id.index)) {
+                        out.push(HashValue::new(self.info.suite, hash));
+                        continue;
+                    }
+                }
+            }
+            out.push(self.node(id.level, id.index)?);
+        }
+        Ok(out)
+    }
+
     fn node(&self, level: u8, index: u64) -> Result<HashValue> {
+        let cached = UpperNodes::caches(level);
+        if cached && let Some(hash) = self.upper_nodes.get(self.no, level, index) {
+            return Ok(HashValue::new(self.info.suite, hash));
+        }
         match opened(&self.nodes, &self.txn, NODES)?.get((self.no, level, index))? {
-            Some(g) => Ok(HashValue::new(self.info.suite, g.value())),
+            Some(g) => {
+                let hash = g.value();
+                if cached {
+                    self.upper_nodes.insert(self.no, level, index, hash);
+                }
+                Ok(HashValue::new(self.info.suite, hash))
+            }
             None => Err(ProofError::NodeUnavailable { level, index }.into()),
         }
     }

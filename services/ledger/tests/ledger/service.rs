@@ -886,3 +886,38 @@ async fn the_log_survives_restarts_and_tampering_stops_the_node() {
     );
     drop(db_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_snapshots_and_purges_its_log_by_itself() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut config, dir) = config(Backend::Embedded, data.path()).await;
+    config.ledger.ledger_snapshot_every = 100;
+    config.ledger.ledger_snapshot_keep_logs = 10;
+    let ledger = Ledger::start(config, dir).await;
+    let registrar = ledger.tenant(TEN_A, Suite::Intl).await;
+    let inst = SigningKey::generate_for_suite(Suite::Intl).unwrap();
+    ledger.register_key(TEN_A, &registrar, INS_A, &inst).await;
+    assert_eq!(ledger.app_node.status().snapshot_index, None);
+    // One request at a time: one Raft entry each.
+    for n in 0..110 {
+        ledger.append_ok(anchored(TEN_A, INS_A, &inst, n)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = ledger.app_node.status();
+        if status.purged_index.is_some() || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let snapshot = status.snapshot_index.expect("no snapshot was taken");
+    assert!(snapshot >= 100, "{status:?}");
+    assert!(status.purged_index.unwrap() + 10 <= snapshot, "{status:?}");
+    let (entries, in_snapshot) = ledger.app_node.view.entry_counts();
+    assert_eq!(entries, ledger.size(TEN_A).await);
+    assert!(
+        in_snapshot >= 90 && in_snapshot <= entries,
+        "{in_snapshot} of {entries}"
+    );
+    ledger.stop().await;
+}

@@ -620,21 +620,40 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
     assert_eq!(size, 1030);
     let leaves: Vec<HashValue> = (0..size).map(|i| tree.leaf_hash(i).unwrap()).collect();
     let memory = MemoryTree::from_leaf_hashes(Suite::Gm, &leaves).unwrap();
-    for s in [
-        1, 2, 255, 256, 257, 511, 512, 513, 1000, 1023, 1024, 1025, 1030,
-    ] {
-        let root = tree.root_at(s).unwrap();
-        assert_eq!(root, memory.root_at(s).unwrap());
-        for index in [0, s / 3, s / 2, s - 1] {
-            let proof = tree.inclusion_proof(index, s).unwrap();
-            verify_inclusion(&leaves[index as usize], index, s, &proof, &root).unwrap();
-        }
-        for old in [1, s / 2, s - 1, s] {
-            let proof = tree.consistency_proof(old, s).unwrap();
-            verify_consistency(old, s, &tree.root_at(old).unwrap(), &root, &proof).unwrap();
+    // Levels ≥ 5 are kept in memory once read (the second pass, from a fresh read view,
+    // takes them from there) and lower nodes of complete 32-leaf blocks are recomputed from
+    // their leaf hashes: both must give the proofs of the in-memory reference tree.
+    for _pass in ["upper levels from the store", "upper levels from memory"] {
+        let tree = node.view().tree(tenant).unwrap();
+        for s in [
+            1, 2, 255, 256, 257, 511, 512, 513, 1000, 1023, 1024, 1025, 1030,
+        ] {
+            let root = tree.root_at(s).unwrap();
+            assert_eq!(root, memory.root_at(s).unwrap());
+            for index in [0, s / 3, s / 2, s - 1] {
+                let proof = tree.inclusion_proof(index, s).unwrap();
+                assert_eq!(proof, memory.inclusion_proof(index, s).unwrap());
+                verify_inclusion(&leaves[index as usize], index, s, &proof, &root).unwrap();
+            }
+            for old in [1, s / 2, s - 1, s] {
+                let proof = tree.consistency_proof(old, s).unwrap();
+                assert_eq!(proof, memory.consistency_proof(old, s).unwrap());
+                verify_consistency(old, s, &tree.root_at(old).unwrap(), &root, &proof).unwrap();
+            }
         }
     }
     assert!(node.view().verify_store().unwrap().is_ok());
+
+    // Opening the store loads every node at levels ≥ 5: 2 + 1 for each 70-entry tenant and
+    // 32 + 16 + 8 + 4 + 2 + 1 for the 1030-entry one.
+    drop((tree, node));
+    let node = Node::open(dir.path());
+    assert_eq!(node.view().cached_tree_nodes(), 2 * 3 + 63);
+    let tree = node.view().tree(tenant).unwrap();
+    for index in [0, 31, 32, 500, 1023, 1024, 1029] {
+        let proof = tree.inclusion_proof(index, size).unwrap();
+        assert_eq!(proof, memory.inclusion_proof(index, size).unwrap());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@
 //! times over its life whatever the ledger's size, and the log between snapshots holds at most
 //! about a quarter of the ledger's entries (plus `ledger_snapshot_every`). Raft entries that add
 //! no ledger entries (cosignatures, membership) still force a snapshot after
-//! [`MAX_INTERVALS`] × `ledger_snapshot_every` of them, so the log stays bounded.
+//! [`MAX_INTERVALS`] × `ledger_snapshot_every` of them, so the log stays bounded. A restarted
+//! node reads the last snapshot's entry count from `snapshots/current.entries`.
 
 use std::time::Duration;
 
@@ -27,8 +28,8 @@ pub const GROWTH_DIVISOR: u64 = 4;
 pub const MAX_INTERVALS: u64 = 50;
 
 const CHECK_EVERY: Duration = Duration::from_millis(500);
-/// A requested snapshot that has not shown up by then (failed, or refused while another
-/// was running) is requested again.
+/// A requested snapshot that has not shown up by then (openraft ignores a request while a
+/// build runs; a failed build stops the Raft core) is requested again.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Whether a snapshot is due, given the Raft entries applied since the last snapshot, the

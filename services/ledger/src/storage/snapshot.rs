@@ -28,6 +28,8 @@
 //! commits it durably, renames it over `state.redb` and fsyncs the directory. If the process
 //! dies between saving the received snapshot and the switch, the next open of the state
 //! machine finishes the install; temporaries of interrupted operations are removed then.
+//! `snapshots/current.entries` notes the current snapshot's number of ledger entries, a hint
+//! for the snapshot schedule after a restart (see `crate::snapshots`).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -61,6 +63,7 @@ const MAX_RECORD: usize = 4 * 1024 * 1024;
 const IMPORT_CHUNK: u64 = 50_000;
 
 const CURRENT: &str = "current.snap";
+const ENTRIES_HINT: &str = "current.entries";
 const NEW_STATE: &str = "state.redb.new";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -184,7 +187,7 @@ pub(crate) fn remove_temporaries(dir: &Path) -> Result<()> {
 }
 
 /// Writes the whole state visible in one read transaction to `out`. `snapshot_id` names it.
-/// Writes the snapshot stream; returns its metadata and the number of ledger entries in it.
+/// Returns its metadata and the number of ledger entries in it.
 fn write_stream(
     db: &Database,
     out: impl Write,
@@ -310,7 +313,27 @@ pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
     std::fs::rename(&tmp, &current)?;
     fsync_dir(&dir)?;
     shared.counts.snapshot_taken(ledger_entries);
+    record_entries(shared, ledger_entries);
     Ok((meta, File::open(&current)?))
+}
+
+/// Notes how many ledger entries the current snapshot holds, for the snapshot schedule after
+/// a restart (finding it in the snapshot itself would mean reading all of it). A hint only:
+/// if it is missing or stale, the next snapshot comes a little early or late.
+fn record_entries(shared: &SmShared, entries: u64) {
+    let path = shared.snapshot_dir().join(ENTRIES_HINT);
+    if let Err(error) = std::fs::write(&path, entries.to_string()) {
+        tracing::warn!(%error, path = %path.display(), "recording the snapshot's entry count failed");
+    }
+}
+
+/// The entry count recorded by [`record_entries`] for the current snapshot, if any.
+pub(crate) fn recorded_entries(shared: &SmShared) -> Option<u64> {
+    std::fs::read_to_string(shared.snapshot_dir().join(ENTRIES_HINT))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The current snapshot, if any.
@@ -623,7 +646,9 @@ pub(crate) fn install(
     let db = open_state_db(&state_path)?;
     let tenants = load_tenants(&db)?;
     shared.replace_db(db);
-    shared.counts.reset(total_entries(&tenants));
+    let entries = total_entries(&tenants);
+    shared.counts.reset(entries);
+    record_entries(shared, entries);
     Ok(tenants)
 }
 

@@ -194,8 +194,12 @@ pub(crate) struct EntryCounts {
 
 impl EntryCounts {
     pub(crate) fn reset(&self, entries: u64) {
+        self.start(entries, entries);
+    }
+
+    pub(crate) fn start(&self, entries: u64, at_snapshot: u64) {
         self.now.store(entries, Ordering::Relaxed);
-        self.at_snapshot.store(entries, Ordering::Relaxed);
+        self.at_snapshot.store(at_snapshot, Ordering::Relaxed);
     }
 
     fn applied(&self, added: u64) {
@@ -259,9 +263,9 @@ impl LedgerStateMachine {
         snapshot::recover(&shared)?;
         let tenants = load_tenants(&shared.db())?;
         shared.load_upper_nodes();
-        // The snapshot's own count is not stored: counting from now may delay the next
-        // snapshot by one interval, never bring it forward.
-        shared.counts.reset(total_entries(&tenants));
+        let entries = total_entries(&tenants);
+        let in_snapshot = snapshot::recorded_entries(&shared).filter(|n| *n <= entries);
+        shared.counts.start(entries, in_snapshot.unwrap_or(entries));
         Ok(Self { shared, tenants })
     }
 

@@ -4,7 +4,7 @@
 //! memory (here at 10M entries: an 8 GiB state file, and a host that pages out file data unused
 //! for a minute) each is a disk read. A stored node is the hash of a *perfect* subtree, so once
 //! written it never changes and a copy can never be stale: levels ≥ [`MIN_LEVEL`] (a node per
-//! 32 entries and above, ~625 k nodes or ~35 MB per 10M entries) are kept here, and the levels
+//! 32 entries and above, ~625 k nodes or ~50 MB per 10M entries) are kept here, and the levels
 //! below are recomputed from one range read of a block's leaf hashes
 //! ([`super::view::TenantTree`]'s `nodes`), so a proof costs about one disk read.
 //!
@@ -12,7 +12,8 @@
 //! and bounded by [`MAX_NODES`].
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use caretrail_crypto::HASH_LEN;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -23,8 +24,8 @@ use super::schema::{NODES, TENANTS, TenantRecord, decode};
 /// Lowest cached level (level 0 = leaf hashes; a level-5 node covers 32 entries).
 pub(crate) const MIN_LEVEL: u8 = 5;
 
-/// Most nodes kept (~120 MB): enough for ~32M entries across all tenants. Beyond it, nodes are
-/// read from the store.
+/// Most nodes kept: enough for ~32M entries across all tenants, ~200 MB at the bound (the hash
+/// map's slots included). Beyond it, nodes are read from the store.
 pub(crate) const MAX_NODES: usize = 1 << 21;
 
 type NodeKey = (u32, u8, u64);
@@ -32,6 +33,8 @@ type NodeKey = (u32, u8, u64);
 #[derive(Default)]
 pub(crate) struct UpperNodes {
     nodes: RwLock<HashMap<NodeKey, [u8; HASH_LEN]>>,
+    /// Set once the map holds [`MAX_NODES`], so that misses stop taking the write lock.
+    full: AtomicBool,
 }
 
 impl UpperNodes {
@@ -40,38 +43,48 @@ impl UpperNodes {
         level >= MIN_LEVEL
     }
 
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<NodeKey, [u8; HASH_LEN]>> {
+        // A panic while holding the lock cannot leave the map half-changed (single inserts).
+        self.nodes.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<NodeKey, [u8; HASH_LEN]>> {
+        self.nodes.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn get(&self, tenant_no: u32, level: u8, index: u64) -> Option<[u8; HASH_LEN]> {
-        let nodes = self.nodes.read().ok()?;
-        nodes.get(&(tenant_no, level, index)).copied()
+        self.read().get(&(tenant_no, level, index)).copied()
     }
 
     pub(crate) fn insert(&self, tenant_no: u32, level: u8, index: u64, hash: [u8; HASH_LEN]) {
-        // A poisoned lock only means a panicking reader; the map itself is always whole.
-        let mut nodes = self
-            .nodes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.full.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut nodes = self.write();
         if nodes.len() < MAX_NODES {
             nodes.insert((tenant_no, level, index), hash);
+        } else {
+            self.full.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Replaces the contents with the cached levels of every tenant's tree in `db`; returns
-    /// the number of nodes loaded.
+    /// Replaces the contents with the cached levels of every tenant's tree in `db`, highest
+    /// levels first (every proof uses them) in case the bound is reached; returns the number
+    /// of nodes loaded.
     pub(crate) fn load(&self, db: &Database) -> Result<usize> {
         let txn = db.begin_read()?;
         let tenants = txn.open_table(TENANTS)?;
         let nodes = txn.open_table(NODES)?;
+        let mut records = Vec::new();
+        for item in tenants.iter()? {
+            records.push(decode::<TenantRecord>(item?.1.value())?);
+        }
         let mut loaded = HashMap::new();
-        'tenants: for item in tenants.iter()? {
-            let record: TenantRecord = decode(item?.1.value())?;
-            for level in MIN_LEVEL..64 {
-                if record.size >> level == 0 {
-                    break;
-                }
+        'levels: for level in (MIN_LEVEL..64).rev() {
+            for record in records.iter().filter(|r| r.size >> level > 0) {
                 for node in nodes.range((record.no, level, 0)..=(record.no, level, u64::MAX))? {
                     if loaded.len() >= MAX_NODES {
-                        break 'tenants;
+                        break 'levels;
                     }
                     let (key, hash) = node?;
                     loaded.insert(key.value(), hash.value());
@@ -79,21 +92,18 @@ impl UpperNodes {
             }
         }
         let count = loaded.len();
-        *self
-            .nodes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = loaded;
+        self.full.store(count >= MAX_NODES, Ordering::Relaxed);
+        *self.write() = loaded;
         Ok(count)
     }
 
+    /// Empties the map and frees its memory.
     pub(crate) fn clear(&self) {
-        self.nodes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        *self.write() = HashMap::new();
+        self.full.store(false, Ordering::Relaxed);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.nodes.read().map_or(0, |nodes| nodes.len())
+        self.read().len()
     }
 }

@@ -893,7 +893,7 @@ async fn a_node_snapshots_and_purges_its_log_by_itself() {
     let (mut config, dir) = config(Backend::Embedded, data.path()).await;
     config.ledger.ledger_snapshot_every = 100;
     config.ledger.ledger_snapshot_keep_logs = 10;
-    let ledger = Ledger::start(config, dir).await;
+    let ledger = Ledger::start(config.clone(), dir).await;
     let registrar = ledger.tenant(TEN_A, Suite::Intl).await;
     let inst = SigningKey::generate_for_suite(Suite::Intl).unwrap();
     ledger.register_key(TEN_A, &registrar, INS_A, &inst).await;
@@ -919,5 +919,10 @@ async fn a_node_snapshots_and_purges_its_log_by_itself() {
         in_snapshot >= 90 && in_snapshot <= entries,
         "{in_snapshot} of {entries}"
     );
+
+    // After a restart the schedule counts growth from the snapshot, not from the restart.
+    let db_dir = ledger.stop().await;
+    let ledger = Ledger::start(config, db_dir).await;
+    assert_eq!(ledger.app_node.view.entry_counts(), (entries, in_snapshot));
     ledger.stop().await;
 }

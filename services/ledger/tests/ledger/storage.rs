@@ -851,7 +851,7 @@ async fn a_rewritten_tree_node_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut node = Node::open(dir.path());
-        fill(&mut node, &[("ten_a", Suite::Intl)], 8).await;
+        fill(&mut node, &[("ten_a", Suite::Intl)], 40).await;
     }
     // Edit the database directly: replace the level-1 node over leaves 2 and 3.
     {
@@ -869,6 +869,15 @@ async fn a_rewritten_tree_node_is_detected() {
     let m = node.view().verify_store().unwrap().first_mismatch.unwrap();
     assert_eq!((m.tenant.as_str(), m.index), ("ten_a", Some(3)));
     assert!(m.problem.contains("(1, 1)"), "{m}");
+    // Proofs recompute the levels below 5 of a complete 32-leaf block from its leaf hashes,
+    // so the rewritten node (a sibling in leaf 0's proof) does not reach them.
+    let tree = node.view().tree("ten_a").unwrap();
+    let leaves: Vec<HashValue> = (0..40).map(|i| tree.leaf_hash(i).unwrap()).collect();
+    let memory = MemoryTree::from_leaf_hashes(Suite::Intl, &leaves).unwrap();
+    assert_eq!(
+        tree.inclusion_proof(0, 40).unwrap(),
+        memory.inclusion_proof(0, 40).unwrap()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

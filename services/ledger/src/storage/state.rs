@@ -262,7 +262,10 @@ impl LedgerStateMachine {
         });
         snapshot::recover(&shared)?;
         let tenants = load_tenants(&shared.db())?;
-        shared.load_upper_nodes();
+        // `recover` has loaded them already if it finished an install.
+        if shared.upper_nodes.len() == 0 {
+            shared.load_upper_nodes();
+        }
         let entries = total_entries(&tenants);
         let in_snapshot = snapshot::recorded_entries(&shared).filter(|n| *n <= entries);
         shared.counts.start(entries, in_snapshot.unwrap_or(entries));

@@ -116,14 +116,14 @@ impl SmShared {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(db);
         // The new database holds the same log, so the cached nodes would still be right;
-        // reloading keeps what is served tied to what is on disk now.
+        // dropping them keeps what is served tied to what is on disk now. Whoever switched
+        // databases reloads them (open, install_snapshot).
         self.upper_nodes.clear();
-        self.load_upper_nodes();
     }
 
     /// Loads the upper tree levels for proofs (an optimisation: on failure, proofs read them
     /// from the store).
-    fn load_upper_nodes(&self) {
+    pub(crate) fn load_upper_nodes(&self) {
         let started = Instant::now();
         match self.upper_nodes.load(&self.db()) {
             Ok(nodes) => tracing::info!(
@@ -262,10 +262,7 @@ impl LedgerStateMachine {
         });
         snapshot::recover(&shared)?;
         let tenants = load_tenants(&shared.db())?;
-        // `recover` has loaded them already if it finished an install.
-        if shared.upper_nodes.len() == 0 {
-            shared.load_upper_nodes();
-        }
+        shared.load_upper_nodes();
         let entries = total_entries(&tenants);
         let in_snapshot = snapshot::recorded_entries(&shared).filter(|n| *n <= entries);
         shared.counts.start(entries, in_snapshot.unwrap_or(entries));
@@ -736,11 +733,14 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let file = file.into_std().await;
         let shared = self.shared.clone();
         let meta = meta.clone();
-        let installed =
-            tokio::task::spawn_blocking(move || snapshot::install(&shared, Some(&meta), file))
-                .await
-                .map_err(StoreError::from)
-                .and_then(|r| r);
+        let installed = tokio::task::spawn_blocking(move || {
+            let tenants = snapshot::install(&shared, Some(&meta), file)?;
+            shared.load_upper_nodes();
+            Ok(tenants)
+        })
+        .await
+        .map_err(StoreError::from)
+        .and_then(|r| r);
         match installed {
             Ok(tenants) => {
                 self.tenants = tenants;

@@ -679,15 +679,20 @@ impl NodeSource for TenantTree {
         for id in ids {
             if id.level < MIN_LEVEL {
                 let b = LowerBlock::of(id.level, id.index);
-                let complete = (b + 1) << MIN_LEVEL <= self.info.size;
-                if complete && ids.iter().filter(|o| in_block(o, b)).count() >= 2 {
-                    if block.as_ref().is_none_or(|k| k.block != b) {
-                        block = Some(self.lower_block(b)?);
-                    }
-                    if let Some(hash) = block.as_ref().and_then(|k| k.get(id.level, id.index)) {
-                        out.push(HashValue::new(self.info.suite, hash));
-                        continue;
-                    }
+                let loaded = block.as_ref().is_some_and(|k| k.block == b);
+                if !loaded
+                    && (b + 1) << MIN_LEVEL <= self.info.size
+                    && ids.iter().filter(|o| in_block(o, b)).count() >= 2
+                {
+                    block = Some(self.lower_block(b)?);
+                }
+                if let Some(hash) = block
+                    .as_ref()
+                    .filter(|k| k.block == b)
+                    .and_then(|k| k.get(id.level, id.index))
+                {
+                    out.push(HashValue::new(self.info.suite, hash));
+                    continue;
                 }
             }
             out.push(self.node(id.level, id.index)?);

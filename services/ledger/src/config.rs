@@ -78,8 +78,8 @@ pub struct LedgerSettings {
     /// Most entries proposed in one Raft entry.
     #[serde(default = "default_max_batch")]
     pub ledger_max_batch: usize,
-    /// Fewest Raft entries between snapshots (the log is purged after each); a large ledger
-    /// also waits until it has grown by a quarter (see [`crate::snapshots`]).
+    /// A snapshot is taken once the log since the last one holds this many Raft entries or
+    /// ledger entries (the log is purged after it; see [`crate::snapshots`]).
     #[serde(default = "default_snapshot_every")]
     pub ledger_snapshot_every: u64,
     /// Raft entries kept after a snapshot, so a briefly lagging follower catches up from the

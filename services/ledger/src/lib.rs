@@ -68,7 +68,7 @@ fn raft_config(settings: &LedgerSettings) -> anyhow::Result<Arc<openraft::Config
         heartbeat_interval: settings.ledger_heartbeat_ms,
         election_timeout_min: settings.ledger_election_timeout_min_ms,
         election_timeout_max: settings.ledger_election_timeout_max_ms,
-        // Taken by `snapshots::spawn`, which spaces them by the ledger's growth.
+        // Taken by `snapshots::spawn`, which also counts the ledger entries in the log.
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: settings.ledger_snapshot_keep_logs,
         ..Default::default()

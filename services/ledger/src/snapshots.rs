@@ -1,17 +1,12 @@
 //! When a node takes a snapshot (after which openraft purges the Raft log before it).
 //!
-//! openraft's `LogsSinceLast(n)` snapshots every n Raft entries. A snapshot copies the whole
-//! ledger, so at a fixed interval the copying per appended entry grows with the ledger: at 1M
-//! entries a snapshot every 20k appends writes ~24 KB of snapshot per appended entry, and at
-//! 10M a node would be snapshotting all the time. Here a snapshot is due once the log since the
-//! last one holds at least `ledger_snapshot_every` Raft entries **and** the ledger has grown by
-//! at least 1/[`GROWTH_DIVISOR`] of what the last snapshot held. Snapshot sizes then grow
-//! geometrically, so an appended entry is copied into snapshots about `GROWTH_DIVISOR + 1`
-//! times over its life whatever the ledger's size, and the log between snapshots holds at most
-//! about a quarter of the ledger's entries (plus `ledger_snapshot_every`). Raft entries that add
-//! no ledger entries (cosignatures, membership) still force a snapshot after
-//! [`MAX_INTERVALS`] × `ledger_snapshot_every` of them, so the log stays bounded. A restarted
-//! node reads the last snapshot's entry count from `snapshots/current.entries`.
+//! A snapshot is a small manifest ([`crate::storage::snapshot`]), so taking one costs about the
+//! same at any ledger size, and what bounds the disk a node uses besides its state is the Raft
+//! log since the last snapshot. openraft's `LogsSinceLast(n)` counts Raft entries, but one
+//! Raft entry carries a whole batch of appends (up to `ledger_max_batch`), so under load the
+//! log would hold up to n × batch ledger entries. Here a snapshot is due once the log since
+//! the last one holds `ledger_snapshot_every` Raft entries **or** adds that many ledger
+//! entries, whichever comes first.
 
 use std::time::Duration;
 
@@ -20,12 +15,6 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::{LedgerView, TypeConfig};
-
-/// A snapshot is due once the ledger has grown by this fraction (1/n) since the last one.
-pub const GROWTH_DIVISOR: u64 = 4;
-/// Raft entries since the last snapshot (in units of `ledger_snapshot_every`) after which a
-/// snapshot is taken even if the ledger has hardly grown.
-pub const MAX_INTERVALS: u64 = 50;
 
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// A requested snapshot that has not shown up by then (openraft ignores a request while a
@@ -40,12 +29,7 @@ pub fn due(
     entries_now: u64,
     entries_at_snapshot: u64,
 ) -> bool {
-    if raft_entries_since < every {
-        return false;
-    }
-    let grown = entries_now.saturating_sub(entries_at_snapshot);
-    grown >= entries_at_snapshot / GROWTH_DIVISOR
-        || raft_entries_since >= every.saturating_mul(MAX_INTERVALS)
+    raft_entries_since >= every || entries_now.saturating_sub(entries_at_snapshot) >= every
 }
 
 /// Checks twice a second whether a snapshot is due and asks openraft for one.
@@ -102,25 +86,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_ledgers_snapshot_every_interval() {
+    fn single_appends_snapshot_every_interval() {
         assert!(!due(19_999, 20_000, 19_999, 0));
         assert!(due(20_000, 20_000, 20_000, 0));
-        // 20k appended to a 50k-entry ledger: more than a quarter.
-        assert!(due(20_000, 20_000, 70_000, 50_000));
+        // Raft entries that add no ledger entries (cosignatures) count too.
+        assert!(due(20_000, 20_000, 1_000_000, 1_000_000));
     }
 
     #[test]
-    fn large_ledgers_wait_for_a_quarter_of_growth() {
-        assert!(!due(20_000, 20_000, 1_020_000, 1_000_000));
-        assert!(!due(249_999, 20_000, 1_249_999, 1_000_000));
-        assert!(due(250_000, 20_000, 1_250_000, 1_000_000));
-        // Batched appends: few Raft entries, much growth, still gated by the interval.
-        assert!(!due(2_500, 20_000, 1_250_000, 1_000_000));
-    }
-
-    #[test]
-    fn raft_entries_without_ledger_growth_still_bound_the_log() {
-        assert!(!due(999_999, 20_000, 1_000_000, 1_000_000));
-        assert!(due(1_000_000, 20_000, 1_000_000, 1_000_000));
+    fn batched_appends_snapshot_by_ledger_entries() {
+        // 100 Raft entries of 200 appends each: the log holds 20k ledger entries.
+        assert!(due(100, 20_000, 1_020_000, 1_000_000));
+        assert!(!due(99, 20_000, 1_019_999, 1_000_000));
+        // The same at any ledger size: a snapshot no longer copies the ledger.
+        assert!(due(100, 20_000, 10_020_000, 10_000_000));
     }
 }

@@ -50,6 +50,7 @@ pub mod keys;
 pub mod log;
 pub mod schema;
 pub mod snapshot;
+mod snapshot_data;
 pub mod state;
 pub mod types;
 mod upper_nodes;
@@ -59,6 +60,7 @@ use std::path::Path;
 
 pub use error::StoreError;
 pub use log::{LogReader, LogStats, LogStore};
+pub use snapshot_data::SnapshotData;
 pub use state::{LedgerSnapshotBuilder, LedgerStateMachine};
 pub use types::{
     AppendRequest, Appended, CosignatureSpec, LedgerCommand, LedgerResponse, NodeId, Refusal,

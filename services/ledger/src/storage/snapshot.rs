@@ -1,7 +1,7 @@
-//! Snapshots: a self-contained stream of the state machine, built from one consistent read
-//! transaction, installed by rebuilding a fresh database from it and switching to it.
+//! Snapshots: a self-contained stream of the state machine for a node that needs one, and on
+//! disk only a small manifest of what the stream holds.
 //!
-//! # Format (version 1)
+//! # Stream format (version 1), what a follower receives
 //!
 //! ```text
 //! "CTLSNAP" 0x01                          magic and version
@@ -20,20 +20,36 @@
 //! entries must decode strictly and carry their tenant and index. Nothing after END is allowed.
 //! A snapshot that fails any check is refused and the current state is left as it was.
 //!
+//! # Manifest: the snapshot as stored
+//!
+//! The ledger is append-only: entry `i` of a tenant never changes once applied, so a snapshot
+//! need not copy entries. `snapshots/current.snap` is the same record framing with the magic
+//! `"CTLSMAN" 0x01` and without ENTRY records: META, each TENANT (its size and root at the
+//! snapshot) with its COSIG records, END. Taking a snapshot therefore costs a durable commit
+//! and a write of a few hundred bytes per tenant (plus its cosignatures), whatever the
+//! ledger's size. Only when a snapshot is *sent* is the stream written out: a temporary,
+//! already unlinked file (freed when the transfer ends) filled from the live state, entries
+//! `0..size` per tenant, each tenant's root recomputed and checked against the manifest, so a
+//! node whose stored entries were altered refuses to send them.
+//!
+//! This relies on the state never being behind its manifest: a build makes the state durable
+//! after its read and before the manifest becomes current, and an install switches to the
+//! new state before writing the manifest. A node that finds its state behind the manifest
+//! (its `state.redb` lost or replaced) refuses to start; it has to be re-seeded from a peer
+//! (docs/OPERATIONS.md).
+//!
 //! # Files
 //!
-//! `snapshots/current.snap` is the one current snapshot (its META carries the openraft
-//! metadata, so data and metadata change in one rename). Builds and installs write a `.tmp`
-//! file, fsync it and rename it over `current.snap`. An install imports into `state.redb.new`,
-//! commits it durably, renames it over `state.redb` and fsyncs the directory. If the process
-//! dies between saving the received snapshot and the switch, the next open of the state
-//! machine finishes the install; temporaries of interrupted operations are removed then.
-//! `snapshots/current.entries` notes the current snapshot's number of ledger entries, a hint
-//! for the snapshot schedule after a restart (see `crate::snapshots`).
+//! Builds and installs write a `.tmp` file, fsync it and rename it over `current.snap` (the
+//! manifest carries the openraft metadata, so data and metadata change in one rename). An
+//! install imports into `state.redb.new`, commits it durably, renames it over `state.redb`,
+//! fsyncs the directory and only then writes the manifest. Temporaries of interrupted
+//! operations are removed at the next open.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use caretrail_crypto::{HASH_LEN, HashValue, Hasher, Suite};
@@ -52,6 +68,7 @@ use super::state::{
 use super::types::SnapshotMeta;
 
 const MAGIC: &[u8; 8] = b"CTLSNAP\x01";
+const MANIFEST_MAGIC: &[u8; 8] = b"CTLSMAN\x01";
 const TAG_END: u8 = 0;
 const TAG_META: u8 = 1;
 const TAG_TENANT: u8 = 2;
@@ -63,7 +80,6 @@ const MAX_RECORD: usize = 4 * 1024 * 1024;
 const IMPORT_CHUNK: u64 = 50_000;
 
 const CURRENT: &str = "current.snap";
-const ENTRIES_HINT: &str = "current.entries";
 const NEW_STATE: &str = "state.redb.new";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,11 +104,20 @@ struct SnapshotCosig {
 }
 
 struct HashingWriter<W: Write> {
-    inner: W,
+    inner: BufWriter<W>,
     hasher: Hasher,
+    records: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
+    fn new(out: W) -> Self {
+        Self {
+            inner: BufWriter::with_capacity(1 << 20, out),
+            hasher: Hasher::new(Suite::Intl),
+            records: 0,
+        }
+    }
+
     fn record(&mut self, tag: u8, body: &[&[u8]]) -> Result<()> {
         let len: usize = body.iter().map(|b| b.len()).sum();
         let len = u32::try_from(len)
@@ -102,12 +127,25 @@ impl<W: Write> HashingWriter<W> {
         for b in body {
             self.write(b)?;
         }
+        self.records += 1;
         Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.hasher.update(bytes);
         self.inner.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Writes END (the record count and the digest of everything before it) and flushes.
+    fn finish(mut self) -> Result<()> {
+        let digest = self.hasher.clone().finalize();
+        let records = self.records;
+        self.record(TAG_END, &[&records.to_be_bytes(), digest.as_bytes()])?;
+        self.inner
+            .into_inner()
+            .map_err(|e| StoreError::Io(e.into_error()))?
+            .flush()?;
         Ok(())
     }
 }
@@ -118,6 +156,13 @@ struct HashingReader<R: Read> {
 }
 
 impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Hasher::new(Suite::Intl),
+        }
+    }
+
     fn exact(&mut self, buf: &mut [u8]) -> Result<()> {
         self.inner.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -186,9 +231,9 @@ pub(crate) fn remove_temporaries(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the whole state visible in one read transaction to `out`. `snapshot_id` names it.
-/// Returns its metadata and the number of ledger entries in it.
-fn write_stream(
+/// Writes the manifest of the state visible in one read transaction to `out` (module docs).
+/// `snapshot_id` names the snapshot. Returns its metadata and number of ledger entries.
+fn write_manifest(
     db: &Database,
     out: impl Write,
     snapshot_id: String,
@@ -213,16 +258,11 @@ fn write_stream(
         snapshot_id,
     };
     let tenants = txn.open_table(TENANTS)?;
-    let entries = txn.open_table(ENTRIES)?;
     let nodes = txn.open_table(NODES)?;
     let cosigs = txn.open_table(COSIGS)?;
 
-    let mut w = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, out),
-        hasher: Hasher::new(Suite::Intl),
-    };
-    w.write(MAGIC)?;
-    let mut records = 0u64;
+    let mut w = HashingWriter::new(out);
+    w.write(MANIFEST_MAGIC)?;
     let mut ledger_entries = 0u64;
     w.record(
         TAG_META,
@@ -231,15 +271,13 @@ fn write_stream(
             next_tenant_no,
         })?],
     )?;
-    records += 1;
     for item in tenants.iter()? {
         let (k, v) = item?;
         let tenant = k.value().to_string();
         let record: TenantRecord = decode(v.value())?;
         let root = load_frontier(&nodes, &tenant, &record)?.root();
         let no = record.no;
-        let size = record.size;
-        ledger_entries += size;
+        ledger_entries += record.size;
         w.record(
             TAG_TENANT,
             &[&encode(&SnapshotTenant {
@@ -248,16 +286,6 @@ fn write_stream(
                 root: *root.as_bytes(),
             })?],
         )?;
-        records += 1;
-        for item in entries.range((no, 0)..(no, size))? {
-            let (k, v) = item?;
-            let (_, index) = k.value();
-            w.record(
-                TAG_ENTRY,
-                &[&no.to_be_bytes(), &index.to_be_bytes(), v.value()],
-            )?;
-            records += 1;
-        }
         for item in cosigs.range((no, 0u64, "")..=(no, u64::MAX, "\u{10ffff}"))? {
             let (k, v) = item?;
             let (_, size, witness) = k.value();
@@ -271,21 +299,76 @@ fn write_stream(
                     record,
                 })?],
             )?;
-            records += 1;
         }
     }
-    let digest = w.hasher.clone().finalize();
-    w.record(TAG_END, &[&records.to_be_bytes(), digest.as_bytes()])?;
-    w.inner
-        .into_inner()
-        .map_err(|e| StoreError::Io(e.into_error()))?
-        .flush()?;
+    w.finish()?;
     Ok((meta, ledger_entries))
 }
 
-/// Builds a snapshot of the current state, makes it the current snapshot and returns its
-/// metadata and an open handle positioned at its start.
-pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
+/// Writes the stream of the snapshot described by `manifest` to `out`, reading the entries
+/// from `db` (which holds at least them: the ledger is append-only). Each tenant's entries
+/// must rebuild the root the manifest recorded, so altered entries are never sent.
+fn write_stream(db: &Database, manifest: &[u8], out: impl Write) -> Result<()> {
+    let mut r = HashingReader::new(manifest);
+    let mut magic = [0u8; 8];
+    r.exact(&mut magic)?;
+    if &magic != MANIFEST_MAGIC {
+        return Err(StoreError::Corrupt("snapshot manifest: bad magic".into()));
+    }
+    let txn = db.begin_read()?;
+    let entries = txn.open_table(ENTRIES)?;
+    let mut w = HashingWriter::new(out);
+    w.write(MAGIC)?;
+    let mut records = 0u64;
+    loop {
+        let (tag, body, before) = r.record()?;
+        if tag == TAG_END {
+            if body.get(..8) != Some(records.to_be_bytes().as_slice())
+                || body.get(8..) != Some(before.as_bytes())
+            {
+                return Err(StoreError::Corrupt(
+                    "snapshot manifest: checksum mismatch".into(),
+                ));
+            }
+            break;
+        }
+        records += 1;
+        w.record(tag, &[&body])?;
+        if tag != TAG_TENANT {
+            continue;
+        }
+        let st: SnapshotTenant = decode(&body)?;
+        let no = st.record.no;
+        let mut frontier = CompactRange::new(st.record.suite);
+        for item in entries.range((no, 0)..(no, st.record.size))? {
+            let (k, v) = item?;
+            let (_, index) = k.value();
+            if index != frontier.size() {
+                break;
+            }
+            frontier.append(leaf_hash(st.record.suite, v.value()))?;
+            w.record(
+                TAG_ENTRY,
+                &[&no.to_be_bytes(), &index.to_be_bytes(), v.value()],
+            )?;
+        }
+        if frontier.size() != st.record.size || frontier.root().as_bytes() != st.root.as_slice() {
+            return Err(StoreError::Corrupt(format!(
+                "tenant {:?}: the stored entries do not rebuild the snapshot's tree \
+                 ({} of {} entries, or another root); not sending it",
+                st.tenant,
+                frontier.size(),
+                st.record.size
+            )));
+        }
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// Takes a snapshot of the current state: writes its manifest and makes it the current
+/// snapshot. Returns its metadata and the manifest.
+pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, Arc<[u8]>)> {
     // Under the lock, so that a build never reads a database an install has just replaced.
     let _guard = shared
         .snapshot_lock
@@ -298,69 +381,89 @@ pub(crate) fn build(shared: &SmShared) -> Result<(SnapshotMeta, File)> {
         last_applied.map_or_else(|| "none".to_string(), |l| l.to_string()),
         unique_suffix(shared)
     );
+    let mut manifest = Vec::new();
+    let (meta, ledger_entries) = write_manifest(&db, &mut manifest, id)?;
+    // Applies mostly commit without fsync, and openraft purges the log up to this snapshot once
+    // it is current, and a sent snapshot reads its entries from the state: make durable every
+    // commit up to (and past) the one the manifest read before it becomes current. Applies
+    // continue during a build, so this must come after the read, not before.
+    shared.make_durable()?;
+    save_current(shared, &manifest)?;
+    shared.counts.snapshot_taken(ledger_entries);
+    Ok((meta, manifest.into()))
+}
+
+/// Makes `manifest` the current snapshot (write, fsync, rename, fsync the directory).
+fn save_current(shared: &SmShared, manifest: &[u8]) -> Result<()> {
     let dir = shared.snapshot_dir();
     let tmp = dir.join(format!("build-{}.tmp", unique_suffix(shared)));
-    let file = File::create(&tmp)?;
-    let (meta, ledger_entries) = write_stream(&db, &file, id)?;
-    // Applies mostly commit without fsync, and openraft purges the log up to this snapshot once
-    // it is current: make durable every commit up to (and past) the one the snapshot read
-    // before it becomes current. Applies continue during a build, so this must come after the
-    // read, not before.
-    shared.make_durable()?;
+    let mut file = File::create(&tmp)?;
+    file.write_all(manifest)?;
     file.sync_all()?;
     drop(file);
-    let current = dir.join(CURRENT);
-    std::fs::rename(&tmp, &current)?;
+    std::fs::rename(&tmp, dir.join(CURRENT))?;
     fsync_dir(&dir)?;
-    shared.counts.snapshot_taken(ledger_entries);
-    record_entries(shared, ledger_entries);
-    Ok((meta, File::open(&current)?))
+    Ok(())
 }
 
-/// Notes how many ledger entries the current snapshot holds, for the snapshot schedule after
-/// a restart (finding it in the snapshot itself would mean reading all of it). A hint only:
-/// if it is missing or stale, the next snapshot comes a little early or late.
-fn record_entries(shared: &SmShared, entries: u64) {
-    let path = shared.snapshot_dir().join(ENTRIES_HINT);
-    if let Err(error) = std::fs::write(&path, entries.to_string()) {
-        tracing::warn!(%error, path = %path.display(), "recording the snapshot's entry count failed");
-    }
-}
-
-/// The entry count recorded by [`record_entries`] for the current snapshot, if any.
-pub(crate) fn recorded_entries(shared: &SmShared) -> Option<u64> {
-    std::fs::read_to_string(shared.snapshot_dir().join(ENTRIES_HINT))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The current snapshot, if any.
-pub(crate) fn current(shared: &SmShared) -> Result<Option<(SnapshotMeta, File)>> {
+/// The current snapshot's metadata and manifest, if there is one.
+pub(crate) fn current(shared: &SmShared) -> Result<Option<(SnapshotMeta, Arc<[u8]>)>> {
     let _guard = shared
         .snapshot_lock
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let path = shared.snapshot_dir().join(CURRENT);
-    let file = match File::open(&path) {
-        Ok(f) => f,
+    let manifest = match std::fs::read(shared.snapshot_dir().join(CURRENT)) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let header = read_header(&mut BufReader::new(&file))?;
-    // A fresh handle, positioned at the start.
-    Ok(Some((header.meta, File::open(&path)?)))
+    let header = read_header(manifest.as_slice(), MANIFEST_MAGIC)?;
+    Ok(Some((header.meta, manifest.into())))
 }
 
-fn read_header(r: impl Read) -> Result<SnapshotHeader> {
-    let mut r = HashingReader {
-        inner: r,
-        hasher: Hasher::new(Suite::Intl),
+/// Ledger entries (all tenants) in the current snapshot, if there is one.
+pub(crate) fn current_entries(shared: &SmShared) -> Result<Option<u64>> {
+    let Some((_, manifest)) = current(shared)? else {
+        return Ok(None);
     };
+    let mut r = HashingReader::new(manifest.get(MANIFEST_MAGIC.len()..).unwrap_or_default());
+    let mut entries = 0u64;
+    loop {
+        let (tag, body, _) = r.record()?;
+        match tag {
+            TAG_END => return Ok(Some(entries)),
+            TAG_TENANT => entries += decode::<SnapshotTenant>(&body)?.record.size,
+            _ => {}
+        }
+    }
+}
+
+/// Writes the stream of a snapshot (its `manifest`) to a temporary file for sending, and
+/// returns the file positioned at its start. The file is unlinked at once: it is freed when
+/// the last handle to it is dropped, also if the process dies.
+pub(crate) fn stream_file(shared: &SmShared, manifest: &[u8]) -> Result<File> {
+    let path = shared
+        .snapshot_dir()
+        .join(format!("send-{}.tmp", unique_suffix(shared)));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let written = write_stream(&shared.db(), manifest, &mut file);
+    let unlinked = std::fs::remove_file(&path);
+    written?;
+    unlinked?;
+    use std::io::Seek as _;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+fn read_header(r: impl Read, expected_magic: &[u8; 8]) -> Result<SnapshotHeader> {
+    let mut r = HashingReader::new(r);
     let mut magic = [0u8; 8];
     r.exact(&mut magic)?;
-    if &magic != MAGIC {
+    if &magic != expected_magic {
         return Err(StoreError::BadSnapshot("bad magic or version".into()));
     }
     let (tag, body, _) = r.record()?;
@@ -411,10 +514,7 @@ fn begin(db: &Database, durability: Durability) -> Result<WriteTransaction> {
 
 /// Reads a snapshot stream into the (empty) database `db`, checking everything (module docs).
 fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
-    let mut r = HashingReader {
-        inner: BufReader::with_capacity(1 << 20, input),
-        hasher: Hasher::new(Suite::Intl),
-    };
+    let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, input));
     let mut magic = [0u8; 8];
     r.exact(&mut magic)?;
     if &magic != MAGIC {
@@ -577,12 +677,12 @@ fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
     Ok(header.meta)
 }
 
-/// Installs the snapshot in `file` (positioned at its start): import into a new database,
-/// save the stream as the current snapshot, switch the state to the new database. With
-/// `expected`, the stream's metadata must match it. Returns the new tenant cache.
+/// Installs the snapshot stream in `file` (positioned at its start): import into a new
+/// database, switch the state to it, then save its manifest as the current snapshot. The
+/// stream's metadata must match `expected`. Returns the new tenant cache.
 pub(crate) fn install(
     shared: &SmShared,
-    expected: Option<&SnapshotMeta>,
+    expected: &SnapshotMeta,
     mut file: File,
 ) -> Result<TenantCache> {
     let new_path = shared.dir.join(NEW_STATE);
@@ -590,46 +690,43 @@ pub(crate) fn install(
         std::fs::remove_file(&new_path)?;
     }
     let new_db = open_state_db(&new_path)?;
-    let imported = import(&new_db, &mut file);
+    let imported = import(&new_db, &mut file).and_then(|meta| {
+        if expected.last_log_id != meta.last_log_id
+            || expected.last_membership != meta.last_membership
+        {
+            Err(bad(format!("stream holds {meta}, expected {expected}")))
+        } else {
+            Ok(meta)
+        }
+    });
+    drop(new_db);
+    drop(file);
     let meta = match imported {
         Ok(meta) => meta,
         Err(e) => {
-            drop(new_db);
             let _ = std::fs::remove_file(&new_path);
             return Err(e);
         }
     };
-    if let Some(expected) = expected
-        && (expected.last_log_id != meta.last_log_id
-            || expected.last_membership != meta.last_membership)
-    {
-        drop(new_db);
-        let _ = std::fs::remove_file(&new_path);
-        return Err(bad(format!("stream holds {meta}, expected {expected}")));
-    }
-    drop(new_db);
 
     let _guard = shared
         .snapshot_lock
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let snap_dir = shared.snapshot_dir();
-    let current = snap_dir.join(CURRENT);
-    if expected.is_some() {
-        // Keep the received stream as the current snapshot (for followers of this node).
-        use std::io::Seek as _;
-        file.seek(std::io::SeekFrom::Start(0))?;
-        let tmp = snap_dir.join(format!("install-{}.tmp", unique_suffix(shared)));
-        let mut out = File::create(&tmp)?;
-        std::io::copy(&mut file, &mut out)?;
-        out.sync_all()?;
-        drop(out);
-        std::fs::rename(&tmp, &current)?;
-        fsync_dir(&snap_dir)?;
-    }
-    drop(file);
+    let state_path = shared.state_path();
+    std::fs::rename(&new_path, &state_path)?;
+    fsync_dir(&shared.dir)?;
+    let db = open_state_db(&state_path)?;
+    let tenants = load_tenants(&db)?;
+    // The state now holds the snapshot (durably), so its manifest may become current; a crash
+    // before this leaves the state ahead of the old manifest, which is harmless.
+    let mut manifest = Vec::new();
+    write_manifest(&db, &mut manifest, meta.snapshot_id)?;
+    shared.replace_db(db);
+    save_current(shared, &manifest)?;
+    shared.counts.reset(total_entries(&tenants));
     // Received files are not needed any more.
-    for item in std::fs::read_dir(&snap_dir)? {
+    for item in std::fs::read_dir(shared.snapshot_dir())? {
         let path = item?.path();
         if path
             .file_name()
@@ -639,36 +736,63 @@ pub(crate) fn install(
             let _ = std::fs::remove_file(&path);
         }
     }
-
-    let state_path = shared.state_path();
-    std::fs::rename(&new_path, &state_path)?;
-    fsync_dir(&shared.dir)?;
-    let db = open_state_db(&state_path)?;
-    let tenants = load_tenants(&db)?;
-    shared.replace_db(db);
-    let entries = total_entries(&tenants);
-    shared.counts.reset(entries);
-    record_entries(shared, entries);
     Ok(tenants)
 }
 
-/// At open: if the current snapshot is ahead of the state (the process died between saving a
-/// received snapshot and switching to it), install it from the file.
-pub(crate) fn recover(shared: &SmShared) -> Result<()> {
-    let path = shared.snapshot_dir().join(CURRENT);
-    let file = match File::open(&path) {
+/// At open: converts a current snapshot written by an earlier version (the whole stream) to
+/// a manifest, and removes that version's entry-count file.
+pub(crate) fn upgrade_legacy(shared: &SmShared) -> Result<()> {
+    let dir = shared.snapshot_dir();
+    let _ = std::fs::remove_file(dir.join("current.entries"));
+    let file = match File::open(dir.join(CURRENT)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let header = read_header(BufReader::new(&file))?;
+    let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, file));
+    let mut magic = [0u8; 8];
+    r.exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Ok(());
+    }
+    let mut manifest = Vec::new();
+    let mut w = HashingWriter::new(&mut manifest);
+    w.write(MANIFEST_MAGIC)?;
+    let mut records = 0u64;
+    loop {
+        let (tag, body, before) = r.record()?;
+        if tag == TAG_END {
+            if body.get(..8) != Some(records.to_be_bytes().as_slice())
+                || body.get(8..) != Some(before.as_bytes())
+            {
+                return Err(bad("checksum mismatch in the current snapshot"));
+            }
+            break;
+        }
+        records += 1;
+        if tag != TAG_ENTRY {
+            w.record(tag, &[&body])?;
+        }
+    }
+    w.finish()?;
+    save_current(shared, &manifest)?;
+    tracing::info!("converted the current snapshot to a manifest");
+    Ok(())
+}
+
+/// At open: the state must hold at least what the current snapshot describes (module docs).
+pub(crate) fn check_state_covers_snapshot(shared: &SmShared) -> Result<()> {
+    let Some((meta, _)) = current(shared)? else {
+        return Ok(());
+    };
     let (applied, _) = read_applied(&shared.db())?;
-    if header.meta.last_log_id > applied {
-        tracing::warn!(
-            snapshot = %header.meta,
-            "state is behind the current snapshot; finishing its install"
-        );
-        install(shared, None, File::open(&path)?)?;
+    if meta.last_log_id > applied {
+        return Err(StoreError::Corrupt(format!(
+            "{} is behind the current snapshot ({meta}; applied: {}): the state file was lost \
+             or replaced. Re-seed this node from a peer (docs/OPERATIONS.md)",
+            shared.state_path().display(),
+            applied.map_or_else(|| "nothing".to_string(), |l| l.to_string())
+        )));
     }
     Ok(())
 }

@@ -35,6 +35,7 @@ use super::schema::{
     encode, load_frontier,
 };
 use super::snapshot;
+use super::snapshot_data::SnapshotData;
 use super::types::{
     AppendRequest, Appended, LedgerCommand, LedgerResponse, LogId, RaftEntry, RaftStorageError,
     Refusal, Snapshot, SnapshotMeta, StoredMembership, TenantRegistered, TenantSpec, TypeConfig,
@@ -244,9 +245,8 @@ pub struct LedgerStateMachine {
 impl LedgerStateMachine {
     /// Opens (or creates) the state machine under `dir` (`state.redb` and `snapshots/`).
     ///
-    /// Cleans up files of interrupted snapshot builds and installs, and if the current snapshot
-    /// is ahead of the state (a crash between saving a received snapshot and switching to it),
-    /// finishes installing it.
+    /// Cleans up files of interrupted snapshot builds, transfers and installs, and refuses a
+    /// state that is behind the current snapshot (see [`super::snapshot`]).
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir.join(SNAPSHOT_DIR))?;
         snapshot::remove_temporaries(dir)?;
@@ -260,12 +260,13 @@ impl LedgerStateMachine {
             counts: EntryCounts::default(),
             upper_nodes: Arc::default(),
         });
-        snapshot::recover(&shared)?;
+        snapshot::upgrade_legacy(&shared)?;
+        snapshot::check_state_covers_snapshot(&shared)?;
         let tenants = load_tenants(&shared.db())?;
         shared.load_upper_nodes();
         let entries = total_entries(&tenants);
-        let in_snapshot = snapshot::recorded_entries(&shared).filter(|n| *n <= entries);
-        shared.counts.start(entries, in_snapshot.unwrap_or(entries));
+        let in_snapshot = snapshot::current_entries(&shared)?.unwrap_or(entries);
+        shared.counts.start(entries, in_snapshot);
         Ok(Self { shared, tenants })
     }
 
@@ -640,13 +641,16 @@ pub struct LedgerSnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
     async fn build_snapshot(&mut self) -> std::result::Result<Snapshot, RaftStorageError> {
         let shared = self.shared.clone();
-        let (meta, file) = tokio::task::spawn_blocking(move || snapshot::build(&shared))
-            .await
-            .map_err(|e| StoreError::from(e).write_snapshot())?
-            .map_err(StoreError::write_snapshot)?;
+        let (meta, manifest) = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || snapshot::build(&shared))
+                .await
+                .map_err(|e| StoreError::from(e).write_snapshot())?
+                .map_err(StoreError::write_snapshot)?
+        };
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: Box::new(SnapshotData::local(&shared, manifest)),
         })
     }
 }
@@ -709,7 +713,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> std::result::Result<Box<tokio::fs::File>, RaftStorageError> {
+    ) -> std::result::Result<Box<SnapshotData>, RaftStorageError> {
         let path = snapshot::receive_path(&self.shared);
         let file = tokio::fs::OpenOptions::new()
             .read(true)
@@ -718,15 +722,18 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             .open(&path)
             .await
             .map_err(|e| StoreError::from(e).write_snapshot())?;
-        Ok(Box::new(file))
+        Ok(Box::new(SnapshotData::received(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotData>,
     ) -> std::result::Result<(), RaftStorageError> {
-        let mut file = *snapshot;
+        let mut file = snapshot
+            .into_file()
+            .await
+            .map_err(|e| StoreError::from(e).write_snapshot())?;
         file.seek(SeekFrom::Start(0))
             .await
             .map_err(|e| StoreError::from(e).write_snapshot())?;
@@ -734,7 +741,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let shared = self.shared.clone();
         let meta = meta.clone();
         let installed = tokio::task::spawn_blocking(move || {
-            let tenants = snapshot::install(&shared, Some(&meta), file)?;
+            let tenants = snapshot::install(&shared, &meta, file)?;
             shared.load_upper_nodes();
             Ok(tenants)
         })
@@ -758,13 +765,16 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         &mut self,
     ) -> std::result::Result<Option<Snapshot>, RaftStorageError> {
         let shared = self.shared.clone();
-        let current = tokio::task::spawn_blocking(move || snapshot::current(&shared))
-            .await
-            .map_err(|e| StoreError::from(e).read_snapshot())?
-            .map_err(StoreError::read_snapshot)?;
-        Ok(current.map(|(meta, file)| Snapshot {
+        let current = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || snapshot::current(&shared))
+                .await
+                .map_err(|e| StoreError::from(e).read_snapshot())?
+                .map_err(StoreError::read_snapshot)?
+        };
+        Ok(current.map(|(meta, manifest)| Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: Box::new(SnapshotData::local(&shared, manifest)),
         }))
     }
 }

@@ -98,7 +98,7 @@ impl LedgerView {
     }
 
     /// Ledger entries (all tenants) in the state now, and in the last snapshot taken or
-    /// installed (or at start, if none since).
+    /// installed.
     pub fn entry_counts(&self) -> (u64, u64) {
         self.shared.counts.get()
     }

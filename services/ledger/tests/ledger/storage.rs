@@ -744,6 +744,92 @@ async fn snapshot_installed_into_another_store_gives_identical_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_is_a_manifest_and_sends_the_state_it_was_taken_at() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let mut a = Node::open(dir_a.path());
+    let mut b = Node::open(dir_b.path());
+    fill(&mut a, &[("ten_a", Suite::Intl), ("ten_b", Suite::Gm)], 30).await;
+    let snap =
+        a.sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+    let at_snapshot = observe(&a.view());
+    let manifest = dir_a.path().join("snapshots/current.snap");
+    let manifest_len = std::fs::metadata(&manifest).unwrap().len();
+
+    // The ledger grows after the snapshot; the snapshot still holds what it was taken at.
+    a.append(vec![
+        request("ten_a", REGISTRAR, "later", b"later"),
+        request("ten_b", REGISTRAR, "later", b"later"),
+    ])
+    .await;
+    assert_ne!(observe(&a.view()), at_snapshot);
+    let mut current = a.sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, snap.meta);
+    let mut stream = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut *current.snapshot, &mut stream)
+        .await
+        .unwrap();
+    // 60 entries in the stream, none in the manifest; the written-out stream is not kept.
+    assert!(manifest_len < 1024, "manifest of {manifest_len} bytes");
+    assert!(
+        stream.len() as u64 > 8 * manifest_len,
+        "stream {} bytes, manifest {manifest_len}",
+        stream.len()
+    );
+    let files: Vec<_> = std::fs::read_dir(dir_a.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files, vec!["current.snap".to_string()]);
+
+    let mut rx = b.sm.begin_receiving_snapshot().await.unwrap();
+    rx.write_all(&stream).await.unwrap();
+    rx.flush().await.unwrap();
+    b.sm.install_snapshot(&current.meta, rx).await.unwrap();
+    assert_eq!(observe(&b.view()), at_snapshot);
+    assert_eq!(b.sm.applied().unwrap().0, snap.meta.last_log_id);
+    // B keeps the snapshot as a manifest of its own state and sends the same bytes on.
+    let mut from_b = b.sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(from_b.meta, snap.meta);
+    let mut stream_b = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut *from_b.snapshot, &mut stream_b)
+        .await
+        .unwrap();
+    assert!(stream_b == stream, "B sends another stream");
+
+    // A node upgraded from a version that stored the whole stream converts it to a manifest.
+    drop(a);
+    std::fs::write(&manifest, &stream).unwrap();
+    std::fs::write(dir_a.path().join("snapshots/current.entries"), "60").unwrap();
+    let mut a = Node::open(dir_a.path());
+    assert!(std::fs::read(&manifest).unwrap().starts_with(b"CTLSMAN"));
+    assert!(!dir_a.path().join("snapshots/current.entries").exists());
+    let mut again = a.sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(again.meta, snap.meta);
+    let mut stream_again = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut *again.snapshot, &mut stream_again)
+        .await
+        .unwrap();
+    assert!(
+        stream_again == stream,
+        "the converted snapshot sends another stream"
+    );
+
+    // A state behind its snapshot (the file lost) is refused at start, not served.
+    drop(b);
+    std::fs::remove_file(dir_b.path().join("state.redb")).unwrap();
+    let refused = storage::open(dir_b.path()).err().expect("must refuse");
+    assert!(
+        refused.to_string().contains("behind the current snapshot"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_snapshot_is_refused_and_state_kept() {
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
@@ -827,11 +913,27 @@ async fn a_flipped_byte_in_a_stored_entry_is_detected() {
         let report = node.view().verify_store().unwrap();
         assert!(report.is_ok(), "{report:?}");
         assert_eq!((report.tenants, report.entries), (2, 11));
+        node.sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
     }
     let hits = flip_in_file(&dir.path().join("state.redb"), marker, 4);
     assert!(hits >= 1);
 
-    let node = Node::open(dir.path());
+    let mut node = Node::open(dir.path());
+    // The snapshot is sent from the stored entries: the forged one stops it.
+    let mut snap = node.sm.get_current_snapshot().await.unwrap().unwrap();
+    let mut sent = Vec::new();
+    let refused = tokio::io::AsyncReadExt::read_to_end(&mut *snap.snapshot, &mut sent)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("do not rebuild the snapshot"),
+        "{refused}"
+    );
     let report = node.view().verify_store().unwrap();
     let mismatch = report.first_mismatch.expect("tampering must be reported");
     assert_eq!(mismatch.tenant, "ten_b");

@@ -91,6 +91,7 @@ fn proofs(c: &mut Criterion) {
 
     // Reopen, as a restarted node would: opening loads the upper tree levels into memory.
     drop((log, sm));
+    print_table_stats(&dir.path().join("state.redb"), n);
     let reopened = Instant::now();
     let (_log, sm) = storage::open(dir.path()).unwrap();
     let view = sm.view();
@@ -134,6 +135,35 @@ fn proofs(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// Where the state's bytes go: pages and stored bytes per entry of each table.
+fn print_table_stats(path: &std::path::Path, n: u64) {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition, TableHandle};
+    const ENTRIES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("entries");
+    const NODES: TableDefinition<(u32, u8, u64), [u8; 32]> = TableDefinition::new("nodes");
+    const LEAVES: TableDefinition<(u32, [u8; 32]), u64> = TableDefinition::new("leaves");
+    const REQUESTS: TableDefinition<(u32, &str, &str), u64> = TableDefinition::new("requests");
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let per = |x: u64| x as f64 / n as f64;
+    let mut report = |name: &str, stats: redb::TableStats| {
+        let pages = stats.leaf_pages() + stats.branch_pages();
+        eprintln!(
+            "  {name:<9} {:>6.0} B/entry in pages ({pages} pages, height {}), stored {:.0} B/entry, \
+             metadata {:.0}, fragmented {:.0}",
+            per(pages * 4096),
+            stats.tree_height(),
+            per(stats.stored_bytes()),
+            per(stats.metadata_bytes()),
+            per(stats.fragmented_bytes()),
+        );
+    };
+    eprintln!("state.redb by table:");
+    report(ENTRIES.name(), txn.open_table(ENTRIES).unwrap().stats().unwrap());
+    report(NODES.name(), txn.open_table(NODES).unwrap().stats().unwrap());
+    report(LEAVES.name(), txn.open_table(LEAVES).unwrap().stats().unwrap());
+    report(REQUESTS.name(), txn.open_table(REQUESTS).unwrap().stats().unwrap());
 }
 
 criterion_group! {

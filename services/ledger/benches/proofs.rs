@@ -147,7 +147,7 @@ fn print_table_stats(path: &std::path::Path, n: u64) {
     let db = redb::Database::open(path).unwrap();
     let txn = db.begin_read().unwrap();
     let per = |x: u64| x as f64 / n as f64;
-    let mut report = |name: &str, stats: redb::TableStats| {
+    let report = |name: &str, stats: redb::TableStats| {
         let pages = stats.leaf_pages() + stats.branch_pages();
         eprintln!(
             "  {name:<9} {:>6.0} B/entry in pages ({pages} pages, height {}), stored {:.0} B/entry, \
@@ -160,10 +160,22 @@ fn print_table_stats(path: &std::path::Path, n: u64) {
         );
     };
     eprintln!("state.redb by table:");
-    report(ENTRIES.name(), txn.open_table(ENTRIES).unwrap().stats().unwrap());
-    report(NODES.name(), txn.open_table(NODES).unwrap().stats().unwrap());
-    report(LEAVES.name(), txn.open_table(LEAVES).unwrap().stats().unwrap());
-    report(REQUESTS.name(), txn.open_table(REQUESTS).unwrap().stats().unwrap());
+    report(
+        ENTRIES.name(),
+        txn.open_table(ENTRIES).unwrap().stats().unwrap(),
+    );
+    report(
+        NODES.name(),
+        txn.open_table(NODES).unwrap().stats().unwrap(),
+    );
+    report(
+        LEAVES.name(),
+        txn.open_table(LEAVES).unwrap().stats().unwrap(),
+    );
+    report(
+        REQUESTS.name(),
+        txn.open_table(REQUESTS).unwrap().stats().unwrap(),
+    );
 }
 
 criterion_group! {

@@ -82,8 +82,9 @@ pub struct LedgerSettings {
     /// ledger entries (the log is purged after it; see [`crate::snapshots`]).
     #[serde(default = "default_snapshot_every")]
     pub ledger_snapshot_every: u64,
-    /// Raft entries kept after a snapshot, so a briefly lagging follower catches up from the
-    /// log rather than a whole snapshot.
+    /// Raft entries of log kept before a snapshot, but at most about as many ledger entries
+    /// (see [`crate::snapshots`]), so a briefly lagging follower catches up from the log
+    /// rather than a whole snapshot.
     #[serde(default = "default_keep_logs")]
     pub ledger_snapshot_keep_logs: u64,
     /// How long an append waits for commit before answering `unavailable` (outcome unknown;

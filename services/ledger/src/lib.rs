@@ -175,6 +175,7 @@ impl Application {
             raft.clone(),
             node.view.clone(),
             settings.ledger_snapshot_every,
+            settings.ledger_snapshot_keep_logs,
             stop.clone(),
         );
 

@@ -7,7 +7,14 @@
 //! log would hold up to n × batch ledger entries. Here a snapshot is due once the log since
 //! the last one holds `ledger_snapshot_every` Raft entries **or** adds that many ledger
 //! entries, whichever comes first.
+//!
+//! After a snapshot openraft keeps `ledger_snapshot_keep_logs` Raft entries of log before it
+//! (so a briefly lagging follower catches up from the log), which with large batches could be
+//! millions of ledger entries. The same task therefore purges further, keeping about that many
+//! *ledger* entries: it samples (Raft index, ledger entries) on every check and purges up to
+//! the latest sample that lies at least `keep` ledger entries before the snapshot.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use openraft::Raft;
@@ -32,11 +39,34 @@ pub fn due(
     raft_entries_since >= every || entries_now.saturating_sub(entries_at_snapshot) >= every
 }
 
-/// Checks twice a second whether a snapshot is due and asks openraft for one.
+/// Samples kept for choosing how far to purge (one per check: at most ~1.4 h of them).
+const MAX_SAMPLES: usize = 10_000;
+
+/// The Raft index up to which the log may be purged so that at least `keep` ledger entries of
+/// log remain before the snapshot at `snapshot_index` (holding `at_snapshot` ledger entries),
+/// from samples of (Raft index, ledger entries applied up to it).
+pub fn purge_upto(
+    samples: impl IntoIterator<Item = (u64, u64)>,
+    snapshot_index: u64,
+    at_snapshot: u64,
+    keep: u64,
+) -> Option<u64> {
+    samples
+        .into_iter()
+        .filter(|&(index, entries)| {
+            index <= snapshot_index && entries.saturating_add(keep) <= at_snapshot
+        })
+        .map(|(index, _)| index)
+        .max()
+}
+
+/// Checks twice a second whether a snapshot is due and asks openraft for one, and purges the
+/// log before the last snapshot down to about `keep` ledger entries.
 pub(crate) fn spawn(
     raft: Raft<TypeConfig>,
     view: LedgerView,
     every: u64,
+    keep: u64,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -44,26 +74,43 @@ pub(crate) fn spawn(
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The snapshot index at the time of our last request, and when it was made.
         let mut requested: Option<(u64, Instant)> = None;
+        let mut samples: VecDeque<(u64, u64)> = VecDeque::new();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let (applied, snapshot) = {
+            let (applied, snapshot, purged) = {
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
                 (
                     m.last_applied.map_or(0, |l| l.index),
                     m.snapshot.map_or(0, |l| l.index),
+                    m.purged.map(|l| l.index),
                 )
             };
+            let (now, at_snapshot) = view.entry_counts();
+            if samples.back().is_none_or(|&(index, _)| index < applied) {
+                samples.push_back((applied, now));
+                if samples.len() > MAX_SAMPLES {
+                    samples.pop_front();
+                }
+            }
+            samples.retain(|&(index, _)| purged.is_none_or(|p| index > p));
+            if let Some(upto) = purge_upto(samples.iter().copied(), snapshot, at_snapshot, keep)
+                && purged.is_none_or(|p| upto > p)
+            {
+                tracing::debug!(upto, snapshot, "purging the log");
+                if let Err(error) = raft.trigger().purge_log(upto).await {
+                    tracing::warn!(%error, "requesting a log purge failed");
+                }
+            }
             if let Some((at, when)) = requested
                 && at == snapshot
                 && when.elapsed() < RETRY_AFTER
             {
                 continue;
             }
-            let (now, at_snapshot) = view.entry_counts();
             if !due(applied.saturating_sub(snapshot), every, now, at_snapshot) {
                 continue;
             }
@@ -84,6 +131,20 @@ pub(crate) fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purging_keeps_about_keep_ledger_entries_before_the_snapshot() {
+        // Raft entries of 2,000 appends (a bulk load): index 10 holds 20k entries, and so on.
+        let samples: Vec<(u64, u64)> = (1..=50).map(|i| (i, i * 2_000)).collect();
+        // Snapshot at index 40 (80k entries), keep 1,000: purge up to 39 (78k entries).
+        assert_eq!(purge_upto(samples.clone(), 40, 80_000, 1_000), Some(39));
+        // Keep 10,000: purge up to 35 (70k), so 10k entries remain.
+        assert_eq!(purge_upto(samples.clone(), 40, 80_000, 10_000), Some(35));
+        // Never past the snapshot, whatever the samples after it say.
+        assert_eq!(purge_upto(samples.clone(), 5, 10_000, 0), Some(5));
+        // Nothing old enough yet.
+        assert_eq!(purge_upto(samples, 1, 2_000, 1_000), None);
+    }
 
     #[test]
     fn single_appends_snapshot_every_interval() {

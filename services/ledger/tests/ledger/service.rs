@@ -926,6 +926,34 @@ async fn a_node_snapshots_and_purges_its_log_by_itself() {
         .len();
     assert!(manifest < 2048, "current.snap is {manifest} bytes");
 
+    // Batched appends: openraft alone would keep 10 Raft entries of log before a snapshot,
+    // here 500 ledger entries; the node purges down to about 10 ledger entries instead.
+    for batch in 0..20u64 {
+        let subs = (0..50)
+            .map(|i| anchored(TEN_A, INS_A, &inst, 1_000 + batch * 50 + i))
+            .collect();
+        for result in ledger.append(subs).await {
+            assert!(matches!(result, AppendResultOut::Receipt(_)), "{result:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = ledger.app_node.status();
+        let (snapshot, purged) = (status.snapshot_index.unwrap(), status.purged_index.unwrap());
+        if snapshot - purged < 10 || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (snapshot, purged) = (status.snapshot_index.unwrap(), status.purged_index.unwrap());
+    assert!(snapshot - purged < 10, "{status:?}");
+    // Let a snapshot still due settle before recording what a restart must keep.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let snapshot = ledger.app_node.status().snapshot_index.unwrap();
+    let entries = ledger.size(TEN_A).await;
+    let (_, in_snapshot) = ledger.app_node.view.entry_counts();
+
     // After a restart the node starts from its snapshot and purged log with every entry.
     let db_dir = ledger.stop().await;
     let ledger = Ledger::start(config, db_dir).await;

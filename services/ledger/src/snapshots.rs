@@ -12,7 +12,11 @@
 //! (so a briefly lagging follower catches up from the log), which with large batches could be
 //! millions of ledger entries. The same task therefore purges further, keeping about that many
 //! *ledger* entries: it samples (Raft index, ledger entries) on every check and purges up to
-//! the latest sample that lies at least `keep` ledger entries before the snapshot.
+//! the latest sample that lies at least `keep` ledger entries before the snapshot. On the
+//! leader it keeps what a follower has not replicated yet (a restarted follower then catches
+//! up from the log, not from a snapshot of the whole ledger), but never more than
+//! `ledger_snapshot_every` ledger entries before the snapshot: a follower further behind gets
+//! a snapshot anyway.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -60,8 +64,33 @@ pub fn purge_upto(
         .max()
 }
 
+/// How far to purge: [`purge_upto`] with `keep`, but not past the lowest index a follower has
+/// replicated (`followers_matched`, leader only) unless that lies more than `keep_at_most`
+/// ledger entries before the snapshot.
+pub fn purge_target(
+    samples: &[(u64, u64)],
+    snapshot_index: u64,
+    at_snapshot: u64,
+    keep: u64,
+    keep_at_most: u64,
+    followers_matched: Option<u64>,
+) -> Option<u64> {
+    let wanted = purge_upto(samples.iter().copied(), snapshot_index, at_snapshot, keep)?;
+    let Some(matched) = followers_matched else {
+        return Some(wanted);
+    };
+    let floor = purge_upto(
+        samples.iter().copied(),
+        snapshot_index,
+        at_snapshot,
+        keep_at_most,
+    );
+    let upto = wanted.min(floor.map_or(matched, |f| matched.max(f)));
+    (upto > 0).then_some(upto)
+}
+
 /// Checks twice a second whether a snapshot is due and asks openraft for one, and purges the
-/// log before the last snapshot down to about `keep` ledger entries.
+/// log before the last snapshot down to about `keep` ledger entries ([`purge_target`]).
 pub(crate) fn spawn(
     raft: Raft<TypeConfig>,
     view: LedgerView,
@@ -75,18 +104,26 @@ pub(crate) fn spawn(
         // The snapshot index at the time of our last request, and when it was made.
         let mut requested: Option<(u64, Instant)> = None;
         let mut samples: VecDeque<(u64, u64)> = VecDeque::new();
+        let mut purge_requested = 0u64;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let (applied, snapshot, purged) = {
+            let (applied, snapshot, purged, followers_matched) = {
                 let metrics = raft.metrics();
                 let m = metrics.borrow();
+                let followers_matched = m.replication.as_ref().and_then(|r| {
+                    r.iter()
+                        .filter(|(id, _)| **id != m.id)
+                        .map(|(_, matched)| matched.map_or(0, |l| l.index))
+                        .min()
+                });
                 (
                     m.last_applied.map_or(0, |l| l.index),
                     m.snapshot.map_or(0, |l| l.index),
                     m.purged.map(|l| l.index),
+                    followers_matched,
                 )
             };
             let (now, at_snapshot) = view.entry_counts();
@@ -97,13 +134,22 @@ pub(crate) fn spawn(
                 }
             }
             samples.retain(|&(index, _)| purged.is_none_or(|p| index > p));
-            if let Some(upto) = purge_upto(samples.iter().copied(), snapshot, at_snapshot, keep)
-                && purged.is_none_or(|p| upto > p)
+            let sampled = samples.make_contiguous();
+            if let Some(upto) = purge_target(
+                sampled,
+                snapshot,
+                at_snapshot,
+                keep,
+                every,
+                followers_matched,
+            ) && purged.is_none_or(|p| upto > p)
+                && upto != purge_requested
             {
                 tracing::debug!(upto, snapshot, "purging the log");
                 if let Err(error) = raft.trigger().purge_log(upto).await {
                     tracing::warn!(%error, "requesting a log purge failed");
                 }
+                purge_requested = upto;
             }
             if let Some((at, when)) = requested
                 && at == snapshot
@@ -131,6 +177,36 @@ pub(crate) fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_keeps_what_a_follower_still_needs_within_a_bound() {
+        let samples: Vec<(u64, u64)> = (1..=50).map(|i| (i, i * 2_000)).collect();
+        // No follower information (a follower node, or one node): keep 1,000 entries.
+        assert_eq!(
+            purge_target(&samples, 40, 80_000, 1_000, 20_000, None),
+            Some(39)
+        );
+        // Every follower is up to date: the same.
+        assert_eq!(
+            purge_target(&samples, 40, 80_000, 1_000, 20_000, Some(45)),
+            Some(39)
+        );
+        // A follower has replicated up to 33 only: keep the log it needs.
+        assert_eq!(
+            purge_target(&samples, 40, 80_000, 1_000, 20_000, Some(33)),
+            Some(33)
+        );
+        // A follower far behind (index 3): keep at most 20,000 entries (to index 30) for it.
+        assert_eq!(
+            purge_target(&samples, 40, 80_000, 1_000, 20_000, Some(3)),
+            Some(30)
+        );
+        // A follower that has nothing and a small ledger: purge nothing.
+        assert_eq!(
+            purge_target(&samples, 5, 10_000, 1_000, 20_000, Some(0)),
+            None
+        );
+    }
 
     #[test]
     fn purging_keeps_about_keep_ledger_entries_before_the_snapshot() {

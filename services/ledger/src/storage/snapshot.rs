@@ -309,6 +309,7 @@ fn write_manifest(
 /// from `db` (which holds at least them: the ledger is append-only). Each tenant's entries
 /// must rebuild the root the manifest recorded, so altered entries are never sent.
 fn write_stream(db: &Database, manifest: &[u8], out: impl Write) -> Result<()> {
+    verify_manifest(manifest)?;
     let mut r = HashingReader::new(manifest);
     let mut magic = [0u8; 8];
     r.exact(&mut magic)?;
@@ -319,20 +320,11 @@ fn write_stream(db: &Database, manifest: &[u8], out: impl Write) -> Result<()> {
     let entries = txn.open_table(ENTRIES)?;
     let mut w = HashingWriter::new(out);
     w.write(MAGIC)?;
-    let mut records = 0u64;
     loop {
-        let (tag, body, before) = r.record()?;
+        let (tag, body, _) = r.record()?;
         if tag == TAG_END {
-            if body.get(..8) != Some(records.to_be_bytes().as_slice())
-                || body.get(8..) != Some(before.as_bytes())
-            {
-                return Err(StoreError::Corrupt(
-                    "snapshot manifest: checksum mismatch".into(),
-                ));
-            }
             break;
         }
-        records += 1;
         w.record(tag, &[&body])?;
         if tag != TAG_TENANT {
             continue;
@@ -406,6 +398,34 @@ fn save_current(shared: &SmShared, manifest: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Checks a manifest's framing, record count and digest, and that nothing follows END.
+fn verify_manifest(manifest: &[u8]) -> Result<()> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("snapshot manifest: {what}"));
+    let mut r = HashingReader::new(manifest);
+    let mut magic = [0u8; 8];
+    r.exact(&mut magic).map_err(|_| corrupt("truncated"))?;
+    if &magic != MANIFEST_MAGIC {
+        return Err(corrupt("bad magic or version"));
+    }
+    let mut records = 0u64;
+    loop {
+        let (tag, body, before) = r.record().map_err(|_| corrupt("truncated"))?;
+        if tag == TAG_END {
+            if body.get(..8) != Some(records.to_be_bytes().as_slice())
+                || body.get(8..) != Some(before.as_bytes())
+            {
+                return Err(corrupt("checksum mismatch"));
+            }
+            break;
+        }
+        records += 1;
+    }
+    if !r.inner.is_empty() {
+        return Err(corrupt("bytes after END"));
+    }
+    Ok(())
+}
+
 /// The current snapshot's metadata and manifest, if there is one.
 pub(crate) fn current(shared: &SmShared) -> Result<Option<(SnapshotMeta, Arc<[u8]>)>> {
     let _guard = shared
@@ -417,6 +437,7 @@ pub(crate) fn current(shared: &SmShared) -> Result<Option<(SnapshotMeta, Arc<[u8
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    verify_manifest(&manifest)?;
     let header = read_header(manifest.as_slice(), MANIFEST_MAGIC)?;
     Ok(Some((header.meta, manifest.into())))
 }
@@ -450,10 +471,8 @@ pub(crate) fn stream_file(shared: &SmShared, manifest: &[u8]) -> Result<File> {
         .write(true)
         .create_new(true)
         .open(&path)?;
-    let written = write_stream(&shared.db(), manifest, &mut file);
-    let unlinked = std::fs::remove_file(&path);
-    written?;
-    unlinked?;
+    std::fs::remove_file(&path)?;
+    write_stream(&shared.db(), manifest, &mut file)?;
     use std::io::Seek as _;
     file.seek(std::io::SeekFrom::Start(0))?;
     Ok(file)
@@ -725,17 +744,6 @@ pub(crate) fn install(
     shared.replace_db(db);
     save_current(shared, &manifest)?;
     shared.counts.reset(total_entries(&tenants));
-    // Received files are not needed any more.
-    for item in std::fs::read_dir(shared.snapshot_dir())? {
-        let path = item?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("recv-") && n.ends_with(".tmp"))
-        {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
     Ok(tenants)
 }
 
@@ -753,6 +761,18 @@ pub(crate) fn upgrade_legacy(shared: &SmShared) -> Result<()> {
     let mut magic = [0u8; 8];
     r.exact(&mut magic)?;
     if &magic != MAGIC {
+        return Ok(());
+    }
+    // That version saved a received stream as current before switching the state to it; a
+    // crash in between left the state behind, and the stream is the only copy: install it.
+    let header = read_header(File::open(dir.join(CURRENT))?, MAGIC)?;
+    let (applied, _) = read_applied(&shared.db())?;
+    if header.meta.last_log_id > applied {
+        tracing::warn!(
+            snapshot = %header.meta,
+            "state is behind the current snapshot; finishing its install"
+        );
+        install(shared, &header.meta, File::open(dir.join(CURRENT))?)?;
         return Ok(());
     }
     let mut manifest = Vec::new();
@@ -789,7 +809,8 @@ pub(crate) fn check_state_covers_snapshot(shared: &SmShared) -> Result<()> {
     if meta.last_log_id > applied {
         return Err(StoreError::Corrupt(format!(
             "{} is behind the current snapshot ({meta}; applied: {}): the state file was lost \
-             or replaced. Re-seed this node from a peer (docs/OPERATIONS.md)",
+             or replaced by an older copy. Replace this node from its peers (docs/OPERATIONS.md, \
+             \"Replace a ledger node\")",
             shared.state_path().display(),
             applied.map_or_else(|| "nothing".to_string(), |l| l.to_string())
         )));

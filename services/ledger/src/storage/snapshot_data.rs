@@ -125,6 +125,10 @@ impl AsyncRead for SnapshotData {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.pending_seek.is_some() {
+            // A read after `start_seek` without `poll_complete`: finish the seek first.
+            ready!(Pin::new(&mut *this).poll_complete(cx))?;
+        }
         let file = ready!(this.poll_file(cx))?;
         Pin::new(file).poll_read(cx, buf)
     }

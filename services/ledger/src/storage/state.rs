@@ -722,6 +722,10 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             .open(&path)
             .await
             .map_err(|e| StoreError::from(e).write_snapshot())?;
+        // Only the handle is needed: unlinked, an aborted transfer leaves nothing behind.
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(|e| StoreError::from(e).write_snapshot())?;
         Ok(Box::new(SnapshotData::received(file)))
     }
 

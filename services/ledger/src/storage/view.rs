@@ -98,7 +98,7 @@ impl LedgerView {
     }
 
     /// Ledger entries (all tenants) in the state now, and in the last snapshot taken or
-    /// installed.
+    /// installed (or at start, if there is none).
     pub fn entry_counts(&self) -> (u64, u64) {
         self.shared.counts.get()
     }

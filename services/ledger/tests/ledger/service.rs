@@ -892,7 +892,7 @@ async fn a_node_snapshots_and_purges_its_log_by_itself() {
     let data = tempfile::tempdir().unwrap();
     let (mut config, dir) = config(Backend::Embedded, data.path()).await;
     config.ledger.ledger_snapshot_every = 100;
-    config.ledger.ledger_snapshot_keep_logs = 10;
+    config.ledger.ledger_snapshot_keep_logs = 40;
     let ledger = Ledger::start(config.clone(), dir).await;
     let registrar = ledger.tenant(TEN_A, Suite::Intl).await;
     let inst = SigningKey::generate_for_suite(Suite::Intl).unwrap();
@@ -912,7 +912,7 @@ async fn a_node_snapshots_and_purges_its_log_by_itself() {
     };
     let snapshot = status.snapshot_index.expect("no snapshot was taken");
     assert!(snapshot >= 100, "{status:?}");
-    assert!(status.purged_index.unwrap() + 10 <= snapshot, "{status:?}");
+    assert!(status.purged_index.unwrap() + 40 <= snapshot, "{status:?}");
     let entries = ledger.size(TEN_A).await;
     let (entries_now, in_snapshot) = ledger.app_node.view.entry_counts();
     assert_eq!(entries_now, entries);
@@ -926,8 +926,8 @@ async fn a_node_snapshots_and_purges_its_log_by_itself() {
         .len();
     assert!(manifest < 2048, "current.snap is {manifest} bytes");
 
-    // Batched appends: openraft alone would keep 10 Raft entries of log before a snapshot,
-    // here 500 ledger entries; the node purges down to about 10 ledger entries instead.
+    // Batched appends: openraft alone would keep 40 Raft entries of log before a snapshot,
+    // here up to 2,000 ledger entries; the node purges down to about 40 ledger entries.
     for batch in 0..20u64 {
         let subs = (0..50)
             .map(|i| anchored(TEN_A, INS_A, &inst, 1_000 + batch * 50 + i))
@@ -941,15 +941,13 @@ async fn a_node_snapshots_and_purges_its_log_by_itself() {
     let status = loop {
         let status = ledger.app_node.status();
         let (snapshot, purged) = (status.snapshot_index.unwrap(), status.purged_index.unwrap());
-        if snapshot - purged < 10 || std::time::Instant::now() > deadline {
+        if snapshot - purged < 40 || std::time::Instant::now() > deadline {
             break status;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let (snapshot, purged) = (status.snapshot_index.unwrap(), status.purged_index.unwrap());
-    assert!(snapshot - purged < 10, "{status:?}");
-    // Let a snapshot still due settle before recording what a restart must keep.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(snapshot - purged < 40, "{status:?}");
     let snapshot = ledger.app_node.status().snapshot_index.unwrap();
     let entries = ledger.size(TEN_A).await;
     let (_, in_snapshot) = ledger.app_node.view.entry_counts();
@@ -958,8 +956,15 @@ async fn a_node_snapshots_and_purges_its_log_by_itself() {
     let db_dir = ledger.stop().await;
     let ledger = Ledger::start(config, db_dir).await;
     assert_eq!(ledger.size(TEN_A).await, entries);
-    assert_eq!(ledger.app_node.status().snapshot_index, Some(snapshot));
+    // (A snapshot that was due may have been taken between the reads above and the stop.)
+    let restarted = ledger.app_node.status().snapshot_index.unwrap();
+    assert!(restarted >= snapshot, "{restarted} < {snapshot}");
     // The schedule counts from the snapshot's entries (read from its manifest).
-    assert_eq!(ledger.app_node.view.entry_counts(), (entries, in_snapshot));
+    let (now, at_snapshot) = ledger.app_node.view.entry_counts();
+    assert_eq!(now, entries);
+    assert!(
+        at_snapshot >= in_snapshot && at_snapshot <= entries,
+        "{at_snapshot} not in {in_snapshot}..={entries}"
+    );
     ledger.stop().await;
 }

@@ -819,6 +819,21 @@ async fn a_snapshot_is_a_manifest_and_sends_the_state_it_was_taken_at() {
         "the converted snapshot sends another stream"
     );
 
+    // The earlier version saved a received stream as current before switching to it: a node
+    // that crashed in between finishes the install at open.
+    let dir_c = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir_c.path().join("snapshots")).unwrap();
+    std::fs::write(dir_c.path().join("snapshots/current.snap"), &stream).unwrap();
+    let c = Node::open(dir_c.path());
+    assert_eq!(observe(&c.view()), at_snapshot);
+    assert_eq!(c.sm.applied().unwrap().0, snap.meta.last_log_id);
+    assert!(
+        std::fs::read(dir_c.path().join("snapshots/current.snap"))
+            .unwrap()
+            .starts_with(b"CTLSMAN")
+    );
+    drop(c);
+
     // A state behind its snapshot (the file lost) is refused at start, not served.
     drop(b);
     std::fs::remove_file(dir_b.path().join("state.redb")).unwrap();

@@ -398,6 +398,12 @@ fn save_current(shared: &SmShared, manifest: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Whether an END record's body holds `records` and the digest `before` of what precedes it.
+fn end_matches(body: &[u8], records: u64, before: &HashValue) -> bool {
+    body.get(..8) == Some(records.to_be_bytes().as_slice())
+        && body.get(8..) == Some(before.as_bytes())
+}
+
 /// Checks a manifest's framing, record count and digest, and that nothing follows END.
 fn verify_manifest(manifest: &[u8]) -> Result<()> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("snapshot manifest: {what}"));
@@ -411,9 +417,7 @@ fn verify_manifest(manifest: &[u8]) -> Result<()> {
     loop {
         let (tag, body, before) = r.record().map_err(|_| corrupt("truncated"))?;
         if tag == TAG_END {
-            if body.get(..8) != Some(records.to_be_bytes().as_slice())
-                || body.get(8..) != Some(before.as_bytes())
-            {
+            if !end_matches(&body, records, &before) {
                 return Err(corrupt("checksum mismatch"));
             }
             break;
@@ -782,9 +786,7 @@ pub(crate) fn upgrade_legacy(shared: &SmShared) -> Result<()> {
     loop {
         let (tag, body, before) = r.record()?;
         if tag == TAG_END {
-            if body.get(..8) != Some(records.to_be_bytes().as_slice())
-                || body.get(8..) != Some(before.as_bytes())
-            {
+            if !end_matches(&body, records, &before) {
                 return Err(bad("checksum mismatch in the current snapshot"));
             }
             break;

@@ -50,6 +50,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use caretrail_crypto::{HASH_LEN, HashValue, Hasher, Suite};
@@ -76,6 +77,8 @@ const TAG_ENTRY: u8 = 3;
 const TAG_COSIG: u8 = 4;
 /// Largest record body accepted (an entry is at most ~1.1 MiB).
 const MAX_RECORD: usize = 4 * 1024 * 1024;
+/// Entries read per read transaction when a snapshot is written out for sending.
+const STREAM_CHUNK: u64 = 50_000;
 /// Entries imported per intermediate (non-durable) transaction.
 const IMPORT_CHUNK: u64 = 50_000;
 
@@ -308,7 +311,16 @@ fn write_manifest(
 /// Writes the stream of the snapshot described by `manifest` to `out`, reading the entries
 /// from `db` (which holds at least them: the ledger is append-only). Each tenant's entries
 /// must rebuild the root the manifest recorded, so altered entries are never sent.
-fn write_stream(db: &Database, manifest: &[u8], out: impl Write) -> Result<()> {
+///
+/// Entries are read in chunks of [`STREAM_CHUNK`], each in its own read transaction (entries
+/// never change, so the chunks join up), so that a long write-out does not keep redb from
+/// reusing pages freed meanwhile; `cancelled` is checked between chunks.
+fn write_stream(
+    db: &Database,
+    manifest: &[u8],
+    out: impl Write,
+    cancelled: &AtomicBool,
+) -> Result<()> {
     verify_manifest(manifest)?;
     let mut r = HashingReader::new(manifest);
     let mut magic = [0u8; 8];
@@ -316,8 +328,6 @@ fn write_stream(db: &Database, manifest: &[u8], out: impl Write) -> Result<()> {
     if &magic != MANIFEST_MAGIC {
         return Err(StoreError::Corrupt("snapshot manifest: bad magic".into()));
     }
-    let txn = db.begin_read()?;
-    let entries = txn.open_table(ENTRIES)?;
     let mut w = HashingWriter::new(out);
     w.write(MAGIC)?;
     loop {
@@ -332,17 +342,31 @@ fn write_stream(db: &Database, manifest: &[u8], out: impl Write) -> Result<()> {
         let st: SnapshotTenant = decode(&body)?;
         let no = st.record.no;
         let mut frontier = CompactRange::new(st.record.suite);
-        for item in entries.range((no, 0)..(no, st.record.size))? {
-            let (k, v) = item?;
-            let (_, index) = k.value();
-            if index != frontier.size() {
+        'chunks: while frontier.size() < st.record.size {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(StoreError::Engine(
+                    "sending the snapshot was cancelled".into(),
+                ));
+            }
+            let from = frontier.size();
+            let to = st.record.size.min(from.saturating_add(STREAM_CHUNK));
+            let txn = db.begin_read()?;
+            let entries = txn.open_table(ENTRIES)?;
+            for item in entries.range((no, from)..(no, to))? {
+                let (k, v) = item?;
+                let (_, index) = k.value();
+                if index != frontier.size() {
+                    break 'chunks;
+                }
+                frontier.append(leaf_hash(st.record.suite, v.value()))?;
+                w.record(
+                    TAG_ENTRY,
+                    &[&no.to_be_bytes(), &index.to_be_bytes(), v.value()],
+                )?;
+            }
+            if frontier.size() != to {
                 break;
             }
-            frontier.append(leaf_hash(st.record.suite, v.value()))?;
-            w.record(
-                TAG_ENTRY,
-                &[&no.to_be_bytes(), &index.to_be_bytes(), v.value()],
-            )?;
         }
         if frontier.size() != st.record.size || frontier.root().as_bytes() != st.root.as_slice() {
             return Err(StoreError::Corrupt(format!(
@@ -466,7 +490,11 @@ pub(crate) fn current_entries(shared: &SmShared) -> Result<Option<u64>> {
 /// Writes the stream of a snapshot (its `manifest`) to a temporary file for sending, and
 /// returns the file positioned at its start. The file is unlinked at once: it is freed when
 /// the last handle to it is dropped, also if the process dies.
-pub(crate) fn stream_file(shared: &SmShared, manifest: &[u8]) -> Result<File> {
+pub(crate) fn stream_file(
+    shared: &SmShared,
+    manifest: &[u8],
+    cancelled: &AtomicBool,
+) -> Result<File> {
     let path = shared
         .snapshot_dir()
         .join(format!("send-{}.tmp", unique_suffix(shared)));
@@ -476,7 +504,7 @@ pub(crate) fn stream_file(shared: &SmShared, manifest: &[u8]) -> Result<File> {
         .create_new(true)
         .open(&path)?;
     std::fs::remove_file(&path)?;
-    write_stream(&shared.db(), manifest, &mut file)?;
+    write_stream(&shared.db(), manifest, &mut file, cancelled)?;
     use std::io::Seek as _;
     file.seek(std::io::SeekFrom::Start(0))?;
     Ok(file)

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::io::{self, SeekFrom};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, ready};
 
@@ -22,6 +23,8 @@ pub struct SnapshotData {
     state: State,
     /// A seek requested before the stream was written out.
     pending_seek: Option<SeekFrom>,
+    /// Set when the handle is dropped, so that a write-out nobody will read stops.
+    cancelled: Arc<AtomicBool>,
 }
 
 enum State {
@@ -58,6 +61,7 @@ impl SnapshotData {
                 manifest,
             },
             pending_seek: None,
+            cancelled: Arc::default(),
         }
     }
 
@@ -65,13 +69,15 @@ impl SnapshotData {
         Self {
             state: State::Ready(file),
             pending_seek: None,
+            cancelled: Arc::default(),
         }
     }
 
     /// The stream as a file (a received one, or a snapshot written out now).
     pub(crate) async fn into_file(mut self) -> io::Result<tokio::fs::File> {
         std::future::poll_fn(|cx| self.poll_file(cx).map_ok(|_| ())).await?;
-        match self.state {
+        let closed = State::Failed(io::ErrorKind::Other, "taken".into());
+        match std::mem::replace(&mut self.state, closed) {
             State::Ready(file) => Ok(file),
             _ => Err(io::Error::other("snapshot not written out")),
         }
@@ -90,9 +96,14 @@ impl SnapshotData {
                         );
                         continue;
                     };
+                    let cancelled = self.cancelled.clone();
                     self.state = State::Writing(tokio::task::spawn_blocking(move || {
-                        snapshot::stream_file(&shared, &manifest).map_err(|e| {
-                            tracing::error!(error = %e, "writing out a snapshot to send failed");
+                        snapshot::stream_file(&shared, &manifest, &cancelled).map_err(|e| {
+                            if cancelled.load(Ordering::Relaxed) {
+                                tracing::debug!(error = %e, "a snapshot write-out was abandoned");
+                            } else {
+                                tracing::error!(error = %e, "writing out a snapshot to send failed");
+                            }
                             io::Error::other(e.to_string())
                         })
                     }));
@@ -115,6 +126,12 @@ impl SnapshotData {
             State::Ready(file) => Poll::Ready(Ok(file)),
             _ => Poll::Ready(Err(io::Error::other("snapshot not written out"))),
         }
+    }
+}
+
+impl Drop for SnapshotData {
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
     }
 }
 

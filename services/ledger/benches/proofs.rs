@@ -5,6 +5,7 @@
 //! to the state machine (no Raft, no signatures) in batches of 2,000; the store is reopened (as
 //! by a restarted node, which loads the upper tree levels into memory), then proofs are timed
 //! at random indexes. Also prints the fill rate and the state file's bytes per entry.
+//! `LEDGER_BENCH_TENANTS=k` spreads the entries over k tenants in turn (proofs on the first).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -34,28 +35,46 @@ fn proofs(c: &mut Criterion) {
     let dir =
         tempfile::tempdir_in(std::env::var("LEDGER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .unwrap();
+    // With several tenants, entries go to them in turn (as when many institutions write at
+    // once); proofs are timed on the first.
+    let tenants: Vec<String> = (0..std::env::var("LEDGER_BENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1))
+        .map(|t| {
+            if t == 0 {
+                TENANT.to_string()
+            } else {
+                format!("{TENANT}_{t}")
+            }
+        })
+        .collect();
     let (log, mut sm) = storage::open(dir.path()).unwrap();
     let registrar = SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
     let key_id = registrar.key_id().to_hex();
-    sm.apply_entries(vec![entry(
-        1,
-        LedgerCommand::RegisterTenant(TenantSpec {
-            tenant: TENANT.into(),
-            suite: Suite::Intl,
-            origin: format!("caretrail.bench/{TENANT}"),
-            checkpoint_key: String::new(),
-            registrar_key: registrar.public_key().to_spki_pem(),
-        }),
-    )])
-    .unwrap();
+    let mut raft_index = 1;
+    for tenant in &tenants {
+        sm.apply_entries(vec![entry(
+            raft_index,
+            LedgerCommand::RegisterTenant(TenantSpec {
+                tenant: tenant.clone(),
+                suite: Suite::Intl,
+                origin: format!("caretrail.bench/{tenant}"),
+                checkpoint_key: String::new(),
+                registrar_key: registrar.public_key().to_spki_pem(),
+            }),
+        )])
+        .unwrap();
+        raft_index += 1;
+    }
     let started = Instant::now();
-    let mut raft_index = 2;
     let mut appended = 0u64;
     while appended < n {
         let batch = (n - appended).min(2_000);
         let entries = (appended..appended + batch)
             .map(|i| AppendRequest {
-                tenant: TENANT.into(),
+                tenant: tenants[(i % tenants.len() as u64) as usize].clone(),
                 kind: "record.anchored".into(),
                 submitter: REGISTRAR.into(),
                 request_id: format!("r{i}"),
@@ -83,7 +102,8 @@ fn proofs(c: &mut Criterion) {
         .unwrap()
         .len();
     eprintln!(
-        "filled {n} entries in {fill:.1?} ({:.0} entries/s applied); state.redb {:.1} MiB = {:.0} bytes/entry",
+        "filled {n} entries ({} tenants) in {fill:.1?} ({:.0} entries/s applied); state.redb {:.1} MiB = {:.0} bytes/entry",
+        tenants.len(),
         n as f64 / fill.as_secs_f64(),
         bytes as f64 / (1024.0 * 1024.0),
         bytes as f64 / n as f64

@@ -180,22 +180,27 @@ fn print_table_stats(path: &std::path::Path, n: u64) {
         );
     };
     eprintln!("state.redb by table:");
-    report(
-        ENTRIES.name(),
-        txn.open_table(ENTRIES).unwrap().stats().unwrap(),
-    );
-    report(
-        NODES.name(),
-        txn.open_table(NODES).unwrap().stats().unwrap(),
-    );
-    report(
-        LEAVES.name(),
-        txn.open_table(LEAVES).unwrap().stats().unwrap(),
-    );
-    report(
-        REQUESTS.name(),
-        txn.open_table(REQUESTS).unwrap().stats().unwrap(),
-    );
+    let tables = [
+        (
+            ENTRIES.name(),
+            txn.open_table(ENTRIES).unwrap().stats().unwrap(),
+        ),
+        (
+            NODES.name(),
+            txn.open_table(NODES).unwrap().stats().unwrap(),
+        ),
+        (
+            LEAVES.name(),
+            txn.open_table(LEAVES).unwrap().stats().unwrap(),
+        ),
+        (
+            REQUESTS.name(),
+            txn.open_table(REQUESTS).unwrap().stats().unwrap(),
+        ),
+    ];
+    for (name, stats) in tables {
+        report(name, stats);
+    }
 }
 
 criterion_group! {

@@ -321,20 +321,9 @@ fn write_stream(
     out: impl Write,
     cancelled: &AtomicBool,
 ) -> Result<()> {
-    verify_manifest(manifest)?;
-    let mut r = HashingReader::new(manifest);
-    let mut magic = [0u8; 8];
-    r.exact(&mut magic)?;
-    if &magic != MANIFEST_MAGIC {
-        return Err(StoreError::Corrupt("snapshot manifest: bad magic".into()));
-    }
     let mut w = HashingWriter::new(out);
     w.write(MAGIC)?;
-    loop {
-        let (tag, body, _) = r.record()?;
-        if tag == TAG_END {
-            break;
-        }
+    for (tag, body) in manifest_records(manifest)? {
         w.record(tag, &[&body])?;
         if tag != TAG_TENANT {
             continue;
@@ -428,8 +417,9 @@ fn end_matches(body: &[u8], records: u64, before: &HashValue) -> bool {
         && body.get(8..) == Some(before.as_bytes())
 }
 
-/// Checks a manifest's framing, record count and digest, and that nothing follows END.
-fn verify_manifest(manifest: &[u8]) -> Result<()> {
+/// A manifest's records before END (tag, body), after checking its framing, record count and
+/// digest, and that nothing follows END.
+fn manifest_records(manifest: &[u8]) -> Result<Vec<(u8, Vec<u8>)>> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("snapshot manifest: {what}"));
     let mut r = HashingReader::new(manifest);
     let mut magic = [0u8; 8];
@@ -437,21 +427,24 @@ fn verify_manifest(manifest: &[u8]) -> Result<()> {
     if &magic != MANIFEST_MAGIC {
         return Err(corrupt("bad magic or version"));
     }
-    let mut records = 0u64;
+    let mut records = Vec::new();
     loop {
         let (tag, body, before) = r.record().map_err(|_| corrupt("truncated"))?;
         if tag == TAG_END {
-            if !end_matches(&body, records, &before) {
+            if !end_matches(&body, records.len() as u64, &before) {
                 return Err(corrupt("checksum mismatch"));
             }
             break;
         }
-        records += 1;
+        records.push((tag, body));
     }
     if !r.inner.is_empty() {
         return Err(corrupt("bytes after END"));
     }
-    Ok(())
+    if records.first().is_none_or(|(tag, _)| *tag != TAG_META) {
+        return Err(corrupt("META record must come first"));
+    }
+    Ok(records)
 }
 
 /// The current snapshot's metadata and manifest, if there is one.
@@ -465,8 +458,11 @@ pub(crate) fn current(shared: &SmShared) -> Result<Option<(SnapshotMeta, Arc<[u8
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    verify_manifest(&manifest)?;
-    let header = read_header(manifest.as_slice(), MANIFEST_MAGIC)?;
+    let records = manifest_records(&manifest)?;
+    let header: SnapshotHeader = match records.first() {
+        Some((_, body)) => decode(body)?,
+        None => return Err(StoreError::Corrupt("snapshot manifest: no META".into())),
+    };
     Ok(Some((header.meta, manifest.into())))
 }
 
@@ -475,16 +471,13 @@ pub(crate) fn current_entries(shared: &SmShared) -> Result<Option<u64>> {
     let Some((_, manifest)) = current(shared)? else {
         return Ok(None);
     };
-    let mut r = HashingReader::new(manifest.get(MANIFEST_MAGIC.len()..).unwrap_or_default());
     let mut entries = 0u64;
-    loop {
-        let (tag, body, _) = r.record()?;
-        match tag {
-            TAG_END => return Ok(Some(entries)),
-            TAG_TENANT => entries += decode::<SnapshotTenant>(&body)?.record.size,
-            _ => {}
+    for (tag, body) in manifest_records(&manifest)? {
+        if tag == TAG_TENANT {
+            entries += decode::<SnapshotTenant>(&body)?.record.size;
         }
     }
+    Ok(Some(entries))
 }
 
 /// Writes the stream of a snapshot (its `manifest`) to a temporary file for sending, and
@@ -510,11 +503,11 @@ pub(crate) fn stream_file(
     Ok(file)
 }
 
-fn read_header(r: impl Read, expected_magic: &[u8; 8]) -> Result<SnapshotHeader> {
+fn read_header(r: impl Read) -> Result<SnapshotHeader> {
     let mut r = HashingReader::new(r);
     let mut magic = [0u8; 8];
     r.exact(&mut magic)?;
-    if &magic != expected_magic {
+    if &magic != MAGIC {
         return Err(StoreError::BadSnapshot("bad magic or version".into()));
     }
     let (tag, body, _) = r.record()?;
@@ -797,7 +790,7 @@ pub(crate) fn upgrade_legacy(shared: &SmShared) -> Result<()> {
     }
     // That version saved a received stream as current before switching the state to it; a
     // crash in between left the state behind, and the stream is the only copy: install it.
-    let header = read_header(File::open(dir.join(CURRENT))?, MAGIC)?;
+    let header = read_header(File::open(dir.join(CURRENT))?)?;
     let (applied, _) = read_applied(&shared.db())?;
     if header.meta.last_log_id > applied {
         tracing::warn!(

@@ -680,19 +680,41 @@ async fn fill(node: &mut Node, tenants: &[(&str, Suite)], per_tenant: u64) {
 }
 
 async fn transfer(from: &mut Node, to: &mut Node) -> Result<(), StorageError<u64>> {
-    let mut snap = from
-        .sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let mut snap = take_snapshot(from).await;
     let mut rx = to.sm.begin_receiving_snapshot().await.unwrap();
     tokio::io::copy(&mut *snap.snapshot, &mut *rx)
         .await
         .unwrap();
     rx.flush().await.unwrap();
     to.sm.install_snapshot(&snap.meta, rx).await
+}
+
+async fn take_snapshot(node: &mut Node) -> openraft::Snapshot<TypeConfig> {
+    node.sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap()
+}
+
+/// Reads a snapshot's stream (written out from its manifest on the first read).
+async fn stream_of(snap: &mut openraft::Snapshot<TypeConfig>) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut *snap.snapshot, &mut bytes).await?;
+    Ok(bytes)
+}
+
+/// Installs `bytes` as a received snapshot stream with metadata `meta`.
+async fn install_bytes(
+    node: &mut Node,
+    meta: &storage::types::SnapshotMeta,
+    bytes: &[u8],
+) -> Result<(), StorageError<u64>> {
+    let mut rx = node.sm.begin_receiving_snapshot().await.unwrap();
+    rx.write_all(bytes).await.unwrap();
+    rx.flush().await.unwrap();
+    node.sm.install_snapshot(meta, rx).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -750,12 +772,7 @@ async fn a_snapshot_is_a_manifest_and_sends_the_state_it_was_taken_at() {
     let mut a = Node::open(dir_a.path());
     let mut b = Node::open(dir_b.path());
     fill(&mut a, &[("ten_a", Suite::Intl), ("ten_b", Suite::Gm)], 30).await;
-    let snap =
-        a.sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+    let snap = take_snapshot(&mut a).await;
     let at_snapshot = observe(&a.view());
     let manifest = dir_a.path().join("snapshots/current.snap");
     let manifest_len = std::fs::metadata(&manifest).unwrap().len();
@@ -769,10 +786,7 @@ async fn a_snapshot_is_a_manifest_and_sends_the_state_it_was_taken_at() {
     assert_ne!(observe(&a.view()), at_snapshot);
     let mut current = a.sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta, snap.meta);
-    let mut stream = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut *current.snapshot, &mut stream)
-        .await
-        .unwrap();
+    let stream = stream_of(&mut current).await.unwrap();
     // 60 entries in the stream, none in the manifest; the written-out stream is not kept.
     assert!(manifest_len < 1024, "manifest of {manifest_len} bytes");
     assert!(
@@ -786,19 +800,13 @@ async fn a_snapshot_is_a_manifest_and_sends_the_state_it_was_taken_at() {
         .collect();
     assert_eq!(files, vec!["current.snap".to_string()]);
 
-    let mut rx = b.sm.begin_receiving_snapshot().await.unwrap();
-    rx.write_all(&stream).await.unwrap();
-    rx.flush().await.unwrap();
-    b.sm.install_snapshot(&current.meta, rx).await.unwrap();
+    install_bytes(&mut b, &current.meta, &stream).await.unwrap();
     assert_eq!(observe(&b.view()), at_snapshot);
     assert_eq!(b.sm.applied().unwrap().0, snap.meta.last_log_id);
     // B keeps the snapshot as a manifest of its own state and sends the same bytes on.
     let mut from_b = b.sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(from_b.meta, snap.meta);
-    let mut stream_b = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut *from_b.snapshot, &mut stream_b)
-        .await
-        .unwrap();
+    let stream_b = stream_of(&mut from_b).await.unwrap();
     assert!(stream_b == stream, "B sends another stream");
 
     // A node upgraded from a version that stored the whole stream converts it to a manifest.
@@ -810,10 +818,7 @@ async fn a_snapshot_is_a_manifest_and_sends_the_state_it_was_taken_at() {
     assert!(!dir_a.path().join("snapshots/current.entries").exists());
     let mut again = a.sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(again.meta, snap.meta);
-    let mut stream_again = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut *again.snapshot, &mut stream_again)
-        .await
-        .unwrap();
+    let stream_again = stream_of(&mut again).await.unwrap();
     assert!(
         stream_again == stream,
         "the converted snapshot sends another stream"
@@ -854,32 +859,23 @@ async fn corrupted_snapshot_is_refused_and_state_kept() {
     fill(&mut b, &[("ten_b", Suite::Gm)], 5).await;
     let before = observe(&b.view());
 
-    let mut snap =
-        a.sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-    let mut bytes = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut *snap.snapshot, &mut bytes)
-        .await
-        .unwrap();
+    let mut snap = take_snapshot(&mut a).await;
+    let bytes = stream_of(&mut snap).await.unwrap();
     for (what, at) in [("middle", bytes.len() / 2), ("end", bytes.len() - 3)] {
         let mut bad = bytes.clone();
         bad[at] ^= 0x40;
-        let mut rx = b.sm.begin_receiving_snapshot().await.unwrap();
-        rx.write_all(&bad).await.unwrap();
-        rx.flush().await.unwrap();
         assert!(
-            b.sm.install_snapshot(&snap.meta, rx).await.is_err(),
+            install_bytes(&mut b, &snap.meta, &bad).await.is_err(),
             "{what}"
         );
         assert_eq!(observe(&b.view()), before, "{what}");
     }
     // Truncated.
-    let mut rx = b.sm.begin_receiving_snapshot().await.unwrap();
-    rx.write_all(&bytes[..bytes.len() - 40]).await.unwrap();
-    assert!(b.sm.install_snapshot(&snap.meta, rx).await.is_err());
+    assert!(
+        install_bytes(&mut b, &snap.meta, &bytes[..bytes.len() - 40])
+            .await
+            .is_err()
+    );
     assert_eq!(observe(&b.view()), before);
     assert!(b.sm.get_current_snapshot().await.unwrap().is_none());
 }
@@ -928,12 +924,7 @@ async fn a_flipped_byte_in_a_stored_entry_is_detected() {
         let report = node.view().verify_store().unwrap();
         assert!(report.is_ok(), "{report:?}");
         assert_eq!((report.tenants, report.entries), (2, 11));
-        node.sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        take_snapshot(&mut node).await;
     }
     let hits = flip_in_file(&dir.path().join("state.redb"), marker, 4);
     assert!(hits >= 1);
@@ -941,10 +932,7 @@ async fn a_flipped_byte_in_a_stored_entry_is_detected() {
     let mut node = Node::open(dir.path());
     // The snapshot is sent from the stored entries: the forged one stops it.
     let mut snap = node.sm.get_current_snapshot().await.unwrap().unwrap();
-    let mut sent = Vec::new();
-    let refused = tokio::io::AsyncReadExt::read_to_end(&mut *snap.snapshot, &mut sent)
-        .await
-        .unwrap_err();
+    let refused = stream_of(&mut snap).await.unwrap_err();
     assert!(
         refused.to_string().contains("do not rebuild the snapshot"),
         "{refused}"

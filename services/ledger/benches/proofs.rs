@@ -3,9 +3,11 @@
 //!
 //! `LEDGER_BENCH_ENTRIES` (default 1,000,000) entries of ~256-byte payloads are applied straight
 //! to the state machine (no Raft, no signatures) in batches of 2,000; the store is reopened (as
-//! by a restarted node, which loads the upper tree levels into memory), then proofs are timed
-//! at random indexes. Also prints the fill rate and the state file's bytes per entry.
-//! `LEDGER_BENCH_TENANTS=k` spreads the entries over k tenants in turn (proofs on the first).
+//! by a restarted node, which loads the upper tree levels and the leaf hashes into memory),
+//! then proofs are timed at random indexes, with everything in memory, without the leaf hashes,
+//! and with nothing in memory. Also prints the fill rate and the state file's bytes per entry.
+//! `LEDGER_BENCH_TENANTS=k` spreads the entries over k tenants in turn (proofs on the first);
+//! `LEDGER_BENCH_LEAF_CACHE_MB` sets the leaf-hash budget (default: enough for every entry).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -13,8 +15,10 @@ use std::time::Instant;
 
 use caretrail_crypto::{SignatureAlgorithm, SigningKey, Suite};
 use caretrail_ledger::storage::keys::REGISTRAR;
-use caretrail_ledger::storage::{self, AppendRequest, LedgerCommand, TenantSpec, TypeConfig};
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use caretrail_ledger::storage::{
+    self, AppendRequest, LedgerCommand, StoreOptions, TenantSpec, TypeConfig,
+};
+use criterion::{Criterion, criterion_group, criterion_main};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use rand::Rng;
 
@@ -109,16 +113,29 @@ fn proofs(c: &mut Criterion) {
         bytes as f64 / n as f64
     );
 
-    // Reopen, as a restarted node would: opening loads the upper tree levels into memory.
+    // Reopen, as a restarted node would: opening loads tree nodes into memory.
     drop((log, sm));
     print_table_stats(&dir.path().join("state.redb"), n);
+    let leaf_hash_cache_bytes = std::env::var("LEDGER_BENCH_LEAF_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(n * 32, |mb| mb << 20);
     let reopened = Instant::now();
-    let (_log, sm) = storage::open(dir.path()).unwrap();
+    let (_log, sm) = storage::open_with(
+        dir.path(),
+        &StoreOptions {
+            leaf_hash_cache_bytes,
+        },
+    )
+    .unwrap();
     let view = sm.view();
+    let cached = view.cached_tree_nodes();
     eprintln!(
-        "reopened in {:.1?}, {} upper tree nodes in memory",
+        "reopened in {:.1?}; in memory: {} upper tree nodes, {} leaf hashes ({:.0} MiB)",
         reopened.elapsed(),
-        view.cached_tree_nodes()
+        cached.upper,
+        cached.leaves,
+        (cached.upper + cached.leaves) as f64 * 32.0 / (1024.0 * 1024.0)
     );
     let tree = view.tree(TENANT).unwrap();
     let size = tree.size();
@@ -130,18 +147,6 @@ fn proofs(c: &mut Criterion) {
             black_box(tree.inclusion_proof(i, size).unwrap())
         })
     });
-    // The same with the in-memory upper tree levels emptied before each proof: the upper nodes
-    // are read from the store, as before they were kept in memory.
-    group.bench_function("inclusion proof, upper levels read from the store", |b| {
-        b.iter_batched(
-            || {
-                view.forget_cached_tree_nodes();
-                rng.gen_range(0..size)
-            },
-            |i| black_box(tree.inclusion_proof(i, size).unwrap()),
-            BatchSize::SmallInput,
-        )
-    });
     group.bench_function("consistency proof (random old size)", |b| {
         b.iter(|| {
             let old = rng.gen_range(1..size);
@@ -152,6 +157,22 @@ fn proofs(c: &mut Criterion) {
         b.iter(|| {
             let i = rng.gen_range(0..size);
             black_box(tree.entry(i).unwrap())
+        })
+    });
+    // Without the leaf hashes in memory, a proof's lowest siblings come from one range read
+    // of its 32-leaf block; with nothing in memory, from point reads of every node.
+    view.forget_cached_leaf_hashes();
+    group.bench_function("inclusion proof, leaf hashes read from the store", |b| {
+        b.iter(|| {
+            let i = rng.gen_range(0..size);
+            black_box(tree.inclusion_proof(i, size).unwrap())
+        })
+    });
+    view.forget_cached_tree_nodes();
+    group.bench_function("inclusion proof, every node read from the store", |b| {
+        b.iter(|| {
+            let i = rng.gen_range(0..size);
+            black_box(tree.inclusion_proof(i, size).unwrap())
         })
     });
     group.finish();

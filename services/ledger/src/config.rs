@@ -87,6 +87,11 @@ pub struct LedgerSettings {
     /// rather than a whole snapshot.
     #[serde(default = "default_keep_logs")]
     pub ledger_snapshot_keep_logs: u64,
+    /// Memory (MiB) for leaf hashes kept for proofs, all tenants together: 32 B per entry, so
+    /// 256 MiB covers 8M entries. Proofs of entries beyond it read a block of leaf hashes from
+    /// the store (a disk read once the store outgrows the page cache). 0 keeps none.
+    #[serde(default = "default_leaf_hash_cache_mb")]
+    pub ledger_leaf_hash_cache_mb: u64,
     /// How long an append waits for commit before answering `unavailable` (outcome unknown;
     /// retry with the same request id).
     #[serde(default = "default_propose_timeout")]
@@ -130,6 +135,9 @@ fn default_snapshot_every() -> u64 {
 fn default_keep_logs() -> u64 {
     1000
 }
+fn default_leaf_hash_cache_mb() -> u64 {
+    crate::storage::DEFAULT_LEAF_HASH_CACHE_BYTES >> 20
+}
 fn default_propose_timeout() -> u64 {
     10_000
 }
@@ -163,6 +171,7 @@ impl Default for LedgerSettings {
             ledger_max_batch: default_max_batch(),
             ledger_snapshot_every: default_snapshot_every(),
             ledger_snapshot_keep_logs: default_keep_logs(),
+            ledger_leaf_hash_cache_mb: default_leaf_hash_cache_mb(),
             ledger_propose_timeout_ms: default_propose_timeout(),
             ledger_heartbeat_ms: default_heartbeat(),
             ledger_election_timeout_min_ms: default_election_min(),
@@ -201,6 +210,13 @@ impl LedgerSettings {
             }
         }
         Ok(out)
+    }
+
+    /// How this node opens its storage.
+    pub fn store_options(&self) -> crate::storage::StoreOptions {
+        crate::storage::StoreOptions {
+            leaf_hash_cache_bytes: self.ledger_leaf_hash_cache_mb << 20,
+        }
     }
 
     pub fn checkpoint_key_file(&self) -> PathBuf {
@@ -259,6 +275,9 @@ impl Validate for LedgerSettings {
         }
         if self.ledger_snapshot_every < 100 {
             return invalid("ledger_snapshot_every must be ≥ 100");
+        }
+        if self.ledger_leaf_hash_cache_mb > 1 << 20 {
+            return invalid("ledger_leaf_hash_cache_mb must be 0..=1048576");
         }
         if !(100..=600_000).contains(&self.ledger_propose_timeout_ms) {
             return invalid("ledger_propose_timeout_ms must be 100..=600000");

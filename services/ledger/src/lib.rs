@@ -89,7 +89,9 @@ impl Application {
 
         // Storage, checked before anything is served from it.
         let dir = settings.ledger_data_dir.clone();
-        let (log, sm) = tokio::task::spawn_blocking(move || storage::open(&dir)).await??;
+        let options = settings.store_options();
+        let (log, sm) =
+            tokio::task::spawn_blocking(move || storage::open_with(&dir, &options)).await??;
         let view = sm.view();
         if settings.ledger_verify_on_start {
             let v = view.clone();

@@ -455,6 +455,7 @@ impl LedgerNode {
     /// Raft status for the admin API and `/readyz`.
     pub fn status(&self) -> NodeStatus {
         let m = self.raft.metrics().borrow().clone();
+        let cached = self.view.cached_tree_nodes();
         let last_log_index = m.last_log_index;
         let members: BTreeMap<NodeId, String> = m
             .membership_config
@@ -487,6 +488,9 @@ impl LedgerNode {
             voters,
             replication,
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            entries: self.view.entry_counts().0,
+            cached_upper_nodes: cached.upper,
+            cached_leaf_hashes: cached.leaves,
         }
     }
 
@@ -885,6 +889,13 @@ pub struct NodeStatus {
     /// Leader only: per-follower progress.
     pub replication: Option<BTreeMap<u64, PeerProgress>>,
     pub millis_since_quorum_ack: Option<u64>,
+    /// Ledger entries this node holds (all tenants).
+    pub entries: u64,
+    /// Tree nodes at levels ≥ 5 held in memory for proofs.
+    pub cached_upper_nodes: u64,
+    /// Leaf hashes held in memory for proofs (at most `ledger_leaf_hash_cache_mb` / 32 B):
+    /// fewer than `entries` means some proofs read a block of leaf hashes from disk.
+    pub cached_leaf_hashes: u64,
 }
 
 /// Members as openraft wants them.

@@ -52,8 +52,8 @@ pub mod schema;
 pub mod snapshot;
 mod snapshot_data;
 pub mod state;
+mod tree_cache;
 pub mod types;
-mod upper_nodes;
 pub mod view;
 
 use std::path::Path;
@@ -62,6 +62,7 @@ pub use error::StoreError;
 pub use log::{LogReader, LogStats, LogStore};
 pub use snapshot_data::SnapshotData;
 pub use state::{LedgerSnapshotBuilder, LedgerStateMachine};
+pub use tree_cache::CachedNodes;
 pub use types::{
     AppendRequest, Appended, CosignatureSpec, LedgerCommand, LedgerResponse, NodeId, Refusal,
     TenantRegistered, TenantSpec, TypeConfig,
@@ -73,10 +74,37 @@ pub use view::{
 /// File name of the Raft log database inside the storage directory.
 pub const LOG_FILE: &str = "raft-log.redb";
 
+/// Default budget for leaf hashes kept in memory: 8M entries' worth (32 B each).
+pub const DEFAULT_LEAF_HASH_CACHE_BYTES: u64 = 256 << 20;
+
+/// How a node's storage is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Memory for leaf hashes kept for proofs, all tenants together (32 B per entry; 0 = none).
+    /// With them, a proof at 10M entries costs no disk read ([`tree_cache`] module docs).
+    pub leaf_hash_cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            leaf_hash_cache_bytes: DEFAULT_LEAF_HASH_CACHE_BYTES,
+        }
+    }
+}
+
 /// Opens (or creates) a node's storage under `dir`: the Raft log and the state machine.
 pub fn open(dir: &Path) -> Result<(LogStore, LedgerStateMachine), StoreError> {
+    open_with(dir, &StoreOptions::default())
+}
+
+/// [`open`] with explicit options.
+pub fn open_with(
+    dir: &Path,
+    options: &StoreOptions,
+) -> Result<(LogStore, LedgerStateMachine), StoreError> {
     std::fs::create_dir_all(dir)?;
     let log = LogStore::open(&dir.join(LOG_FILE))?;
-    let sm = LedgerStateMachine::open(dir)?;
+    let sm = LedgerStateMachine::open_with(dir, options)?;
     Ok((log, sm))
 }

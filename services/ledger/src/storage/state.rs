@@ -28,6 +28,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
 use tokio::io::AsyncSeekExt;
 
+use super::StoreOptions;
 use super::error::{Result, StoreError};
 use super::schema::{
     COSIGS, CosigRecord, ENTRIES, FORMAT_VERSION, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP,
@@ -36,11 +37,11 @@ use super::schema::{
 };
 use super::snapshot;
 use super::snapshot_data::SnapshotData;
+use super::tree_cache::{MIN_UPPER_LEVEL, TreeCache};
 use super::types::{
     AppendRequest, Appended, LedgerCommand, LedgerResponse, LogId, RaftEntry, RaftStorageError,
     Refusal, Snapshot, SnapshotMeta, StoredMembership, TenantRegistered, TenantSpec, TypeConfig,
 };
-use super::upper_nodes::UpperNodes;
 use super::view::LedgerView;
 
 /// File name of the state machine database inside the storage directory.
@@ -98,8 +99,9 @@ pub(crate) struct SmShared {
     last_durable: Mutex<Instant>,
     /// Ledger entries now and at the last snapshot (for the snapshot schedule).
     pub(crate) counts: EntryCounts,
-    /// Upper tree levels, for proofs (valid for any database of this log: nodes never change).
-    pub(crate) upper_nodes: Arc<UpperNodes>,
+    /// Tree nodes kept in memory for proofs (valid for any database of this log: nodes never
+    /// change).
+    pub(crate) tree_cache: Arc<TreeCache>,
 }
 
 impl SmShared {
@@ -119,20 +121,21 @@ impl SmShared {
         // The new database holds the same log, so the cached nodes would still be right;
         // dropping them keeps what is served tied to what is on disk now. Whoever switched
         // databases reloads them (open, install_snapshot).
-        self.upper_nodes.clear();
+        self.tree_cache.clear();
     }
 
-    /// Loads the upper tree levels for proofs (an optimisation: on failure, proofs read them
-    /// from the store).
-    pub(crate) fn load_upper_nodes(&self) {
+    /// Loads the tree nodes kept in memory for proofs (an optimisation: on failure, proofs
+    /// read them from the store).
+    pub(crate) fn load_tree_cache(&self) {
         let started = Instant::now();
-        match self.upper_nodes.load(&self.db()) {
-            Ok(nodes) => tracing::info!(
-                nodes,
+        match self.tree_cache.load(&self.db()) {
+            Ok(counts) => tracing::info!(
+                upper_nodes = counts.upper,
+                leaf_hashes = counts.leaves,
                 elapsed_ms = started.elapsed().as_millis() as u64,
-                "upper tree levels loaded"
+                "tree nodes for proofs loaded into memory"
             ),
-            Err(error) => tracing::warn!(%error, "loading the upper tree levels failed"),
+            Err(error) => tracing::warn!(%error, "loading tree nodes into memory failed"),
         }
     }
 
@@ -248,6 +251,11 @@ impl LedgerStateMachine {
     /// Cleans up files of interrupted snapshot builds, transfers and installs, and refuses a
     /// state that is behind the current snapshot (see [`super::snapshot`]).
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// [`Self::open`] with explicit options.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Self> {
         std::fs::create_dir_all(dir.join(SNAPSHOT_DIR))?;
         snapshot::remove_temporaries(dir)?;
         let db = open_state_db(&dir.join(STATE_FILE))?;
@@ -258,12 +266,12 @@ impl LedgerStateMachine {
             counter: AtomicU64::new(0),
             last_durable: Mutex::new(Instant::now()),
             counts: EntryCounts::default(),
-            upper_nodes: Arc::default(),
+            tree_cache: Arc::new(TreeCache::new(options.leaf_hash_cache_bytes)),
         });
         snapshot::upgrade_legacy(&shared)?;
         snapshot::check_state_covers_snapshot(&shared)?;
         let tenants = load_tenants(&shared.db())?;
-        shared.load_upper_nodes();
+        shared.load_tree_cache();
         let entries = total_entries(&tenants);
         let in_snapshot = snapshot::current_entries(&shared)?.unwrap_or(entries);
         shared.counts.start(entries, in_snapshot);
@@ -308,6 +316,9 @@ pub(crate) fn read_applied(db: &Database) -> Result<(Option<LogId>, StoredMember
 }
 
 struct WriteTables<'t> {
+    /// Tree nodes written in this transaction at levels the [`TreeCache`] may keep, added to
+    /// it once the transaction has committed.
+    new_nodes: Vec<(u32, u8, u64, [u8; 32])>,
     entries: Table<'t, (u32, u64), &'static [u8]>,
     nodes: Table<'t, (u32, u8, u64), [u8; 32]>,
     leaves: Table<'t, (u32, [u8; 32]), u64>,
@@ -350,7 +361,7 @@ fn apply_blocking(
         Durability::None
     })?;
     let mut responses = Vec::with_capacity(entries.len());
-    let changed = {
+    let (changed, new_nodes) = {
         let mut meta = txn.open_table(SM_META)?;
         let mut tenants = txn.open_table(TENANTS)?;
         let next_tenant_no = match meta.get(KEY_NEXT_TENANT_NO)? {
@@ -358,6 +369,7 @@ fn apply_blocking(
             None => 0u32,
         };
         let mut tables = WriteTables {
+            new_nodes: Vec::new(),
             entries: txn.open_table(ENTRIES)?,
             nodes: txn.open_table(NODES)?,
             leaves: txn.open_table(LEAVES)?,
@@ -415,12 +427,13 @@ fn apply_blocking(
         if let Some(m) = membership {
             meta.insert(KEY_MEMBERSHIP, encode(&m)?.as_slice())?;
         }
-        overlay.changed
+        (overlay.changed, tables.new_nodes)
     };
     txn.commit()?;
     if durable {
         shared.durable_done(started);
     }
+    shared.tree_cache.extend(&new_nodes);
     let grown: u64 = changed
         .iter()
         .map(|(name, state)| {
@@ -612,6 +625,11 @@ fn append_one(
         tables
             .nodes
             .insert((no, id.level, id.index), *hash.as_bytes())?;
+        if id.level == 0 || id.level >= MIN_UPPER_LEVEL {
+            tables
+                .new_nodes
+                .push((no, id.level, id.index, *hash.as_bytes()));
+        }
     }
     tables.leaves.insert((no, *leaf.as_bytes()), index)?;
     if let Some(change) = key_change {
@@ -746,7 +764,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let meta = meta.clone();
         let installed = tokio::task::spawn_blocking(move || {
             let tenants = snapshot::install(&shared, &meta, file)?;
-            shared.load_upper_nodes();
+            shared.load_tree_cache();
             Ok(tenants)
         })
         .await

@@ -23,8 +23,8 @@ use super::schema::{
     decode,
 };
 use super::state::{SmShared, read_applied};
+use super::tree_cache::{CachedNodes, MIN_UPPER_LEVEL, TreeCache};
 use super::types::{LogId, StoredMembership};
-use super::upper_nodes::{MIN_LEVEL, UpperNodes};
 
 /// A tenant's log as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,15 +103,28 @@ impl LedgerView {
         self.shared.counts.get()
     }
 
-    /// Number of upper tree nodes held in memory for proofs (all tenants).
-    pub fn cached_tree_nodes(&self) -> usize {
-        self.shared.upper_nodes.len()
+    /// Tree nodes held in memory for proofs (all tenants).
+    pub fn cached_tree_nodes(&self) -> CachedNodes {
+        self.shared.tree_cache.counts()
     }
 
-    /// Empties the in-memory upper tree levels (benchmarks of proofs read from the store).
+    /// Empties the in-memory tree nodes: proofs read everything from the store (benchmarks,
+    /// tests) until [`Self::reload_cached_tree_nodes`].
     #[doc(hidden)]
     pub fn forget_cached_tree_nodes(&self) {
-        self.shared.upper_nodes.clear();
+        self.shared.tree_cache.clear();
+    }
+
+    /// Drops the in-memory leaf hashes only (benchmarks of proofs without them).
+    #[doc(hidden)]
+    pub fn forget_cached_leaf_hashes(&self) {
+        self.shared.tree_cache.clear_leaves();
+    }
+
+    /// Loads the in-memory tree nodes again, as opening the store does.
+    #[doc(hidden)]
+    pub fn reload_cached_tree_nodes(&self) {
+        self.shared.load_tree_cache();
     }
 
     /// A consistent read view of one tenant's log and tree.
@@ -126,7 +139,7 @@ impl LedgerView {
             decode(v.value())?
         };
         Ok(TenantTree {
-            upper_nodes: Arc::clone(&self.shared.upper_nodes),
+            tree_cache: Arc::clone(&self.shared.tree_cache),
             no: record.no,
             info: TenantInfo::new(tenant.to_string(), &record),
             txn,
@@ -357,7 +370,7 @@ impl VerifyTables {
 /// One tenant's log and Merkle tree as of one read transaction. Implements [`NodeSource`], so
 /// the `caretrail_ledger_proofs` proof functions run directly on the store.
 pub struct TenantTree {
-    upper_nodes: Arc<UpperNodes>,
+    tree_cache: Arc<TreeCache>,
     no: u32,
     info: TenantInfo,
     txn: ReadTransaction,
@@ -601,9 +614,10 @@ impl TenantTree {
     }
 }
 
-/// The nodes below [`MIN_LEVEL`] of one complete block of `2^MIN_LEVEL` leaves, recomputed
-/// from its leaf hashes: one range read of adjacent keys instead of a point read per level,
-/// each of which lands on a different page once the store outgrows memory.
+/// The nodes below [`MIN_UPPER_LEVEL`] of one complete block of `2^MIN_UPPER_LEVEL` leaves,
+/// recomputed from its leaf hashes (kept in memory, or one range read of adjacent keys) instead
+/// of a point read per level, each of which lands on a different page once the store outgrows
+/// memory.
 struct LowerBlock {
     block: u64,
     /// `levels[l]` holds the block's nodes at level `l` (level 0 = its leaf hashes).
@@ -612,11 +626,11 @@ struct LowerBlock {
 
 impl LowerBlock {
     fn of(level: u8, index: u64) -> u64 {
-        index >> (MIN_LEVEL - level)
+        index >> (MIN_UPPER_LEVEL - level)
     }
 
     fn get(&self, level: u8, index: u64) -> Option<[u8; HASH_LEN]> {
-        let first = self.block << (MIN_LEVEL - level);
+        let first = self.block << (MIN_UPPER_LEVEL - level);
         let row = self.levels.get(usize::from(level))?;
         row.get(usize::try_from(index.checked_sub(first)?).ok()?)
             .copied()
@@ -625,14 +639,20 @@ impl LowerBlock {
 
 impl TenantTree {
     fn lower_block(&self, block: u64) -> Result<LowerBlock> {
-        let width = 1u64 << MIN_LEVEL;
+        let width = 1u64 << MIN_UPPER_LEVEL;
         let first = block * width;
-        let mut leaves = Vec::with_capacity(width as usize);
-        for item in opened(&self.nodes, &self.txn, NODES)?
-            .range((self.no, 0u8, first)..(self.no, 0u8, first + width))?
-        {
-            leaves.push(item?.1.value());
-        }
+        let leaves = match self.tree_cache.leaf_run(self.no, first, width as usize) {
+            Some(leaves) => leaves,
+            None => {
+                let mut leaves = Vec::with_capacity(width as usize);
+                for item in opened(&self.nodes, &self.txn, NODES)?
+                    .range((self.no, 0u8, first)..(self.no, 0u8, first + width))?
+                {
+                    leaves.push(item?.1.value());
+                }
+                leaves
+            }
+        };
         if leaves.len() as u64 != width {
             return Err(StoreError::Corrupt(format!(
                 "tenant {:?}: leaf hashes {first}..{} are incomplete",
@@ -642,7 +662,7 @@ impl TenantTree {
         }
         let suite = self.info.suite;
         let mut levels = vec![leaves];
-        for _ in 1..MIN_LEVEL {
+        for _ in 1..MIN_UPPER_LEVEL {
             let below = levels.last().map_or(&[][..], Vec::as_slice);
             let row = below
                 .chunks_exact(2)
@@ -672,16 +692,16 @@ impl NodeSource for TenantTree {
     /// lowest siblings) are recomputed from that block's leaf hashes.
     fn nodes(&self, ids: &[TreeNodeId]) -> Result<Vec<HashValue>> {
         let in_block = |id: &TreeNodeId, block: u64| {
-            id.level < MIN_LEVEL && LowerBlock::of(id.level, id.index) == block
+            id.level < MIN_UPPER_LEVEL && LowerBlock::of(id.level, id.index) == block
         };
         let mut block: Option<LowerBlock> = None;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if id.level < MIN_LEVEL {
+            if id.level < MIN_UPPER_LEVEL {
                 let b = LowerBlock::of(id.level, id.index);
                 let loaded = block.as_ref().is_some_and(|k| k.block == b);
                 if !loaded
-                    && (b + 1) << MIN_LEVEL <= self.info.size
+                    && (b + 1) << MIN_UPPER_LEVEL <= self.info.size
                     && ids.iter().filter(|o| in_block(o, b)).count() >= 2
                 {
                     block = Some(self.lower_block(b)?);
@@ -701,18 +721,13 @@ impl NodeSource for TenantTree {
     }
 
     fn node(&self, level: u8, index: u64) -> Result<HashValue> {
-        let cached = UpperNodes::caches(level);
-        if cached && let Some(hash) = self.upper_nodes.get(self.no, level, index) {
+        if self.tree_cache.caches(level)
+            && let Some(hash) = self.tree_cache.get(self.no, level, index)
+        {
             return Ok(HashValue::new(self.info.suite, hash));
         }
         match opened(&self.nodes, &self.txn, NODES)?.get((self.no, level, index))? {
-            Some(g) => {
-                let hash = g.value();
-                if cached {
-                    self.upper_nodes.insert(self.no, level, index, hash);
-                }
-                Ok(HashValue::new(self.info.suite, hash))
-            }
+            Some(g) => Ok(HashValue::new(self.info.suite, g.value())),
             None => Err(ProofError::NodeUnavailable { level, index }.into()),
         }
     }

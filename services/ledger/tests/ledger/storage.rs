@@ -14,8 +14,8 @@ use base64::Engine as _;
 use caretrail_crypto::{HashValue, SignatureAlgorithm, SigningKey, Suite};
 use caretrail_ledger::storage::keys::{self, REGISTRAR};
 use caretrail_ledger::storage::{
-    self, AppendRequest, Appended, LedgerCommand, LedgerResponse, LedgerStateMachine, LedgerView,
-    LogStore, Refusal, TenantSpec, TypeConfig,
+    self, AppendRequest, Appended, CachedNodes, LedgerCommand, LedgerResponse, LedgerStateMachine,
+    LedgerView, LogStore, Refusal, StoreOptions, TenantSpec, TypeConfig,
 };
 use caretrail_ledger_proofs::{MemoryTree, leaf_hash, verify_consistency, verify_inclusion};
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
@@ -618,19 +618,23 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
     let tree = node.view().tree(tenant).unwrap();
     let size = tree.size();
     assert_eq!(size, 1030);
-    let leaves: Vec<HashValue> = (0..size).map(|i| tree.leaf_hash(i).unwrap()).collect();
+    let leaves: Vec<HashValue> = (0..size)
+        .map(|i| leaf_hash(Suite::Gm, &tree.entry_bytes(i).unwrap()))
+        .collect();
     let memory = MemoryTree::from_leaf_hashes(Suite::Gm, &leaves).unwrap();
-    // Levels ≥ 5 are kept in memory once read (the second pass, from a fresh read view,
-    // takes them from there) and lower nodes of complete 32-leaf blocks are recomputed from
-    // their leaf hashes: both must give the proofs of the in-memory reference tree.
-    for _pass in ["upper levels from the store", "upper levels from memory"] {
-        let tree = node.view().tree(tenant).unwrap();
+    // Leaf hashes and levels ≥ 5 are kept in memory, extended as entries are applied and
+    // loaded again at open; lower nodes of complete 32-leaf blocks are recomputed from their
+    // leaf hashes. Wherever the nodes come from, the proofs must be those of the in-memory
+    // reference tree.
+    let check_proofs = |view: &LedgerView| {
+        let tree = view.tree(tenant).unwrap();
         for s in [
             1, 2, 255, 256, 257, 511, 512, 513, 1000, 1023, 1024, 1025, 1030,
         ] {
             let root = tree.root_at(s).unwrap();
             assert_eq!(root, memory.root_at(s).unwrap());
-            for index in [0, s / 3, s / 2, s - 1] {
+            for index in [0, 31, 32, s / 3, s / 2, s - 1] {
+                let index = index.min(s - 1);
                 let proof = tree.inclusion_proof(index, s).unwrap();
                 assert_eq!(proof, memory.inclusion_proof(index, s).unwrap());
                 verify_inclusion(&leaves[index as usize], index, s, &proof, &root).unwrap();
@@ -641,18 +645,69 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
                 verify_consistency(old, s, &tree.root_at(old).unwrap(), &root, &proof).unwrap();
             }
         }
-    }
-    assert!(node.view().verify_store().unwrap().is_ok());
+        for index in [0, 500, 1029] {
+            assert_eq!(tree.leaf_hash(index).unwrap(), leaves[index as usize]);
+            tree.entry(index).unwrap();
+        }
+    };
+    // Levels ≥ 5: 2 + 1 for each 70-entry tenant and 32 + 16 + 8 + 4 + 2 + 1 for the
+    // 1030-entry one; every leaf hash (well within the default budget).
+    let all = CachedNodes {
+        upper: 2 * 3 + 63,
+        leaves: 2 * SMALL + 1030,
+    };
+    let view = node.view();
+    assert_eq!(view.cached_tree_nodes(), all, "extended by the applies");
+    check_proofs(&view);
+    view.forget_cached_leaf_hashes();
+    assert_eq!(view.cached_tree_nodes().leaves, 0);
+    check_proofs(&view);
+    view.forget_cached_tree_nodes();
+    assert_eq!(view.cached_tree_nodes(), CachedNodes::default());
+    check_proofs(&view);
+    view.reload_cached_tree_nodes();
+    assert_eq!(view.cached_tree_nodes(), all, "loaded from the store");
+    check_proofs(&view);
+    assert!(view.verify_store().unwrap().is_ok());
 
-    // Opening the store loads every node at levels ≥ 5: 2 + 1 for each 70-entry tenant and
-    // 32 + 16 + 8 + 4 + 2 + 1 for the 1030-entry one.
-    drop((tree, node));
+    // Opening the store loads them too; a budget of 100 leaf hashes takes a prefix of the
+    // first tenant's (70) and the next one's (30), and later appends are left to the store.
+    drop((tree, view, node));
     let node = Node::open(dir.path());
-    assert_eq!(node.view().cached_tree_nodes(), 2 * 3 + 63);
-    let tree = node.view().tree(tenant).unwrap();
-    for index in [0, 31, 32, 500, 1023, 1024, 1029] {
-        let proof = tree.inclusion_proof(index, size).unwrap();
-        assert_eq!(proof, memory.inclusion_proof(index, size).unwrap());
+    assert_eq!(node.view().cached_tree_nodes(), all);
+    drop(node);
+    let (log, sm) = storage::open_with(
+        dir.path(),
+        &StoreOptions {
+            leaf_hash_cache_bytes: 100 * 32,
+        },
+    )
+    .unwrap();
+    let next = log.log_state().last_log_id.map_or(1, |l| l.index + 1);
+    let mut node = Node { log, sm, next };
+    let view = node.view();
+    assert_eq!(
+        view.cached_tree_nodes(),
+        CachedNodes {
+            upper: all.upper,
+            leaves: 100
+        }
+    );
+    check_proofs(&view);
+    node.append(vec![request(tenant, REGISTRAR, "r-late", b"late")])
+        .await;
+    assert_eq!(view.cached_tree_nodes().leaves, 100);
+    let tree = view.tree(tenant).unwrap();
+    let late = tree.entry(1030).unwrap();
+    assert_eq!(late.payload, b"late");
+    let mut grown = leaves.clone();
+    grown.push(tree.leaf_hash(1030).unwrap());
+    let grown_memory = MemoryTree::from_leaf_hashes(Suite::Gm, &grown).unwrap();
+    for index in [0, 99, 100, 1029, 1030] {
+        assert_eq!(
+            tree.inclusion_proof(index, 1031).unwrap(),
+            grown_memory.inclusion_proof(index, 1031).unwrap()
+        );
     }
 }
 

@@ -115,7 +115,7 @@ fn proofs(c: &mut Criterion) {
 
     // Reopen, as a restarted node would: opening loads tree nodes into memory.
     drop((log, sm));
-    print_table_stats(&dir.path().join("state.redb"), n);
+    print_table_stats(&dir.path().join("state.redb"), n, tenants.len() as u32);
     let leaf_hash_cache_bytes = std::env::var("LEDGER_BENCH_LEAF_CACHE_MB")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -178,50 +178,47 @@ fn proofs(c: &mut Criterion) {
     group.finish();
 }
 
-/// Where the state's bytes go: pages and stored bytes per entry of each table.
-fn print_table_stats(path: &std::path::Path, n: u64) {
-    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition, TableHandle};
-    const ENTRIES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("entries");
+/// Where the state's bytes go: pages and stored bytes per entry of each table (the tenants'
+/// entries tables summed).
+fn print_table_stats(path: &std::path::Path, n: u64, tenants: u32) {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition, TableStats};
     const NODES: TableDefinition<(u32, u8, u64), [u8; 32]> = TableDefinition::new("nodes");
     const LEAVES: TableDefinition<(u32, [u8; 32]), u64> = TableDefinition::new("leaves");
     const REQUESTS: TableDefinition<(u32, &str, &str), u64> = TableDefinition::new("requests");
     let db = redb::Database::open(path).unwrap();
     let txn = db.begin_read().unwrap();
     let per = |x: u64| x as f64 / n as f64;
-    let report = |name: &str, stats: redb::TableStats| {
-        let pages = stats.leaf_pages() + stats.branch_pages();
+    let report = |name: &str, stats: &[TableStats]| {
+        let sum = |f: fn(&TableStats) -> u64| stats.iter().map(f).sum::<u64>();
+        let pages = sum(|s| s.leaf_pages() + s.branch_pages());
         eprintln!(
             "  {name:<9} {:>6.0} B/entry in pages ({pages} pages, height {}), stored {:.0} B/entry, \
              metadata {:.0}, fragmented {:.0}",
             per(pages * 4096),
-            stats.tree_height(),
-            per(stats.stored_bytes()),
-            per(stats.metadata_bytes()),
-            per(stats.fragmented_bytes()),
+            stats.iter().map(TableStats::tree_height).max().unwrap_or(0),
+            per(sum(TableStats::stored_bytes)),
+            per(sum(TableStats::metadata_bytes)),
+            per(sum(TableStats::fragmented_bytes)),
         );
     };
     eprintln!("state.redb by table:");
-    let tables = [
-        (
-            ENTRIES.name(),
-            txn.open_table(ENTRIES).unwrap().stats().unwrap(),
-        ),
-        (
-            NODES.name(),
-            txn.open_table(NODES).unwrap().stats().unwrap(),
-        ),
-        (
-            LEAVES.name(),
-            txn.open_table(LEAVES).unwrap().stats().unwrap(),
-        ),
-        (
-            REQUESTS.name(),
-            txn.open_table(REQUESTS).unwrap().stats().unwrap(),
-        ),
-    ];
-    for (name, stats) in tables {
-        report(name, stats);
-    }
+    let entries: Vec<TableStats> = (0..tenants)
+        .map(|no| {
+            let name = format!("entries_{no}");
+            let table = TableDefinition::<u64, &[u8]>::new(&name);
+            txn.open_table(table).unwrap().stats().unwrap()
+        })
+        .collect();
+    report("entries", &entries);
+    report("nodes", &[txn.open_table(NODES).unwrap().stats().unwrap()]);
+    report(
+        "leaves",
+        &[txn.open_table(LEAVES).unwrap().stats().unwrap()],
+    );
+    report(
+        "requests",
+        &[txn.open_table(REQUESTS).unwrap().stats().unwrap()],
+    );
 }
 
 criterion_group! {

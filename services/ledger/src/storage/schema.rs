@@ -7,16 +7,22 @@
 //! |---|---|---|
 //! | `sm_meta` | `"format"`, `"last_applied"`, `"membership"`, `"next_tenant_no"` | postcard |
 //! | `tenants` | tenant id | `TenantRecord` (postcard: number, suite, size, origin, checkpoint key) |
-//! | `entries` | (tenant no, index) | the canonical entry encoding (the Merkle leaf input) |
+//! | `entries_<tenant no>` | index | the canonical entry encoding (the Merkle leaf input) |
 //! | `nodes` | (tenant no, level, index) | hash of the perfect subtree; level 0 = leaf hashes |
 //! | `leaves` | (tenant no, leaf hash) | index |
 //! | `requests` | (tenant no, submitter, request id) | index |
 //! | `keys` | (tenant no, institution, key id) | `KeyRecord` (derived from key entries, see [`super::keys`]) |
 //! | `cosigs` | (tenant no, tree size, witness key name) | `CosigRecord` (witness cosignatures) |
+//!
+//! Entries, most of the bytes, have a table per tenant so that every append goes to the end of
+//! its table: in one table keyed (tenant no, index), tenants appending at once insert in the
+//! middle of it, and the B-tree's split pages stay about half full (format 2 measured 795
+//! instead of 521 bytes per entry with 8 tenants). A tenant's table is created by its first
+//! entry.
 
 use caretrail_crypto::{HASH_LEN, HashValue, Suite};
 use caretrail_ledger_proofs::{CompactRange, NodeId as TreeNodeId};
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, TableError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +30,8 @@ use super::error::{Result, StoreError};
 
 pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 pub(crate) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
-pub(crate) const ENTRIES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("entries");
+/// Format 2's one table of every tenant's entries (moved into per-tenant tables on open).
+pub(crate) const ENTRIES_V2: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("entries");
 pub(crate) const NODES: TableDefinition<(u32, u8, u64), [u8; HASH_LEN]> =
     TableDefinition::new("nodes");
 pub(crate) const LEAVES: TableDefinition<(u32, [u8; HASH_LEN]), u64> =
@@ -39,9 +46,30 @@ pub(crate) const KEY_MEMBERSHIP: &str = "membership";
 pub(crate) const KEY_NEXT_TENANT_NO: &str = "next_tenant_no";
 pub(crate) const KEY_FORMAT: &str = "format";
 
-/// Layout version of `state.redb`, stored under [`KEY_FORMAT`]; a database of another version
-/// is refused rather than misread.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Layout version of `state.redb`, stored under [`KEY_FORMAT`]; format 2 is converted when
+/// opened, any other version is refused rather than misread.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+
+/// Name of tenant `no`'s entries table.
+pub(crate) fn entries_table_name(no: u32) -> String {
+    format!("entries_{no}")
+}
+
+/// Definition of the entries table named `name` ([`entries_table_name`]).
+pub(crate) fn entries_table(name: &str) -> TableDefinition<'_, u64, &'static [u8]> {
+    TableDefinition::new(name)
+}
+
+pub(crate) type EntriesRead = ReadOnlyTable<u64, &'static [u8]>;
+
+/// Tenant `no`'s entries table, or `None` while it has no entries.
+pub(crate) fn read_entries(txn: &ReadTransaction, no: u32) -> Result<Option<EntriesRead>> {
+    match txn.open_table(entries_table(&entries_table_name(no))) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// What is stored per tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

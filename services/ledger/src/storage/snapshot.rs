@@ -60,8 +60,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StoreError};
 use super::schema::{
-    COSIGS, CosigRecord, ENTRIES, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS,
-    LEAVES, NODES, REQUESTS, SM_META, TENANTS, TenantRecord, decode, encode, load_frontier,
+    COSIGS, CosigRecord, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS, LEAVES, NODES,
+    REQUESTS, SM_META, TENANTS, TenantRecord, decode, encode, entries_table, entries_table_name,
+    load_frontier, read_entries,
 };
 use super::state::{
     SmShared, TenantCache, load_tenants, open_state_db, read_applied, total_entries,
@@ -340,10 +341,12 @@ fn write_stream(
             let from = frontier.size();
             let to = st.record.size.min(from.saturating_add(STREAM_CHUNK));
             let txn = db.begin_read()?;
-            let entries = txn.open_table(ENTRIES)?;
-            for item in entries.range((no, from)..(no, to))? {
+            let Some(entries) = read_entries(&txn, no)? else {
+                break;
+            };
+            for item in entries.range(from..to)? {
                 let (k, v) = item?;
-                let (_, index) = k.value();
+                let index = k.value();
                 if index != frontier.size() {
                     break 'chunks;
                 }
@@ -521,6 +524,7 @@ fn read_header(r: impl Read) -> Result<SnapshotHeader> {
 
 struct Importing {
     tenant: String,
+    entries_name: String,
     record: TenantRecord,
     root: HashValue,
     frontier: CompactRange,
@@ -596,6 +600,7 @@ fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
                     tenants.insert(st.tenant.as_str(), encode(&st.record)?.as_slice())?;
                 }
                 current = Some(Importing {
+                    entries_name: entries_table_name(st.record.no),
                     root: HashValue::new(st.record.suite, st.root),
                     frontier: CompactRange::new(st.record.suite),
                     tenant: st.tenant,
@@ -632,10 +637,10 @@ fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
                 let leaf = leaf_hash(t.record.suite, bytes);
                 let created = t.frontier.append(leaf)?;
                 {
-                    let mut entries = txn.open_table(ENTRIES)?;
+                    let mut entries = txn.open_table(entries_table(&t.entries_name))?;
                     let mut nodes = txn.open_table(NODES)?;
                     let mut leaves = txn.open_table(LEAVES)?;
-                    entries.insert((no, index), bytes)?;
+                    entries.insert(index, bytes)?;
                     for (id, hash) in created {
                         nodes.insert((no, id.level, id.index), *hash.as_bytes())?;
                     }

@@ -15,6 +15,7 @@
 //! per batch on every node is the largest single saving in the append path.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Slot;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,15 +26,15 @@ use caretrail_crypto::HashValue;
 use caretrail_ledger_proofs::{CompactRange, Entry, leaf_hash};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use tokio::io::AsyncSeekExt;
 
 use super::StoreOptions;
 use super::error::{Result, StoreError};
 use super::schema::{
-    COSIGS, CosigRecord, ENTRIES, FORMAT_VERSION, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP,
+    COSIGS, CosigRecord, ENTRIES_V2, FORMAT_VERSION, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP,
     KEY_NEXT_TENANT_NO, KEYS, LEAVES, NODES, REQUESTS, SM_META, TENANTS, TenantRecord, decode,
-    encode, load_frontier,
+    encode, entries_table, entries_table_name, load_frontier,
 };
 use super::snapshot;
 use super::snapshot_data::SnapshotData;
@@ -68,6 +69,16 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
                 meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
             }
             Some(Ok(FORMAT_VERSION)) => {}
+            Some(Ok(2)) => {
+                let started = Instant::now();
+                let moved = migrate_from_v2(&txn)?;
+                meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
+                tracing::info!(
+                    entries = moved,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "state.redb converted from format 2 to {FORMAT_VERSION} (entries moved into per-tenant tables)"
+                );
+            }
             Some(Ok(other)) => {
                 return Err(StoreError::Corrupt(format!(
                     "{} has format {other}, this build reads {FORMAT_VERSION}",
@@ -77,7 +88,6 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
             Some(Err(e)) => return Err(e),
         }
         txn.open_table(TENANTS)?;
-        txn.open_table(ENTRIES)?;
         txn.open_table(NODES)?;
         txn.open_table(LEAVES)?;
         txn.open_table(REQUESTS)?;
@@ -86,6 +96,29 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
     }
     txn.commit()?;
     Ok(db)
+}
+
+/// Format 2 → 3: moves each tenant's entries out of the one shared table into its own (in the
+/// opening transaction, so an interrupted conversion leaves format 2 to convert again).
+fn migrate_from_v2(txn: &WriteTransaction) -> Result<u64> {
+    let mut moved = 0u64;
+    {
+        let legacy = txn.open_table(ENTRIES_V2)?;
+        let mut target: Option<(u32, Table<'_, u64, &'static [u8]>)> = None;
+        for item in legacy.iter()? {
+            let (key, bytes) = item?;
+            let (no, index) = key.value();
+            if target.as_ref().map(|(open_no, _)| *open_no) != Some(no) {
+                target = Some((no, txn.open_table(entries_table(&entries_table_name(no)))?));
+            }
+            if let Some((_, table)) = target.as_mut() {
+                table.insert(index, bytes.value())?;
+            }
+            moved += 1;
+        }
+    }
+    txn.delete_table(ENTRIES_V2)?;
+    Ok(moved)
 }
 
 /// State shared by the state machine, its snapshot builders and the read views.
@@ -316,15 +349,29 @@ pub(crate) fn read_applied(db: &Database) -> Result<(Option<LogId>, StoredMember
 }
 
 struct WriteTables<'t> {
+    txn: &'t WriteTransaction,
+    /// Per-tenant entries tables, opened on a tenant's first append in the transaction.
+    entries: HashMap<u32, Table<'t, u64, &'static [u8]>>,
     /// Tree nodes written in this transaction at levels the [`TreeCache`] may keep, added to
     /// it once the transaction has committed.
     new_nodes: Vec<(u32, u8, u64, [u8; 32])>,
-    entries: Table<'t, (u32, u64), &'static [u8]>,
     nodes: Table<'t, (u32, u8, u64), [u8; 32]>,
     leaves: Table<'t, (u32, [u8; 32]), u64>,
     requests: Table<'t, (u32, &'static str, &'static str), u64>,
     keys: super::keys::KeysTable<'t>,
     cosigs: Table<'t, (u32, u64, &'static str), &'static [u8]>,
+}
+
+impl<'t> WriteTables<'t> {
+    fn entries(&mut self, no: u32) -> Result<&mut Table<'t, u64, &'static [u8]>> {
+        Ok(match self.entries.entry(no) {
+            Slot::Occupied(slot) => slot.into_mut(),
+            Slot::Vacant(slot) => slot.insert(
+                self.txn
+                    .open_table(entries_table(&entries_table_name(no)))?,
+            ),
+        })
+    }
 }
 
 /// Tenants touched by the batch being applied: copies of the cached state, written to the
@@ -369,8 +416,9 @@ fn apply_blocking(
             None => 0u32,
         };
         let mut tables = WriteTables {
+            txn: &txn,
+            entries: HashMap::new(),
             new_nodes: Vec::new(),
-            entries: txn.open_table(ENTRIES)?,
             nodes: txn.open_table(NODES)?,
             leaves: txn.open_table(LEAVES)?,
             requests: txn.open_table(REQUESTS)?,
@@ -544,8 +592,8 @@ fn append_one(
             .map(|g| g.value());
         if let Some(index) = prior {
             let bytes = tables
-                .entries
-                .get((no, index))?
+                .entries(no)?
+                .get(index)?
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!(
                         "tenant {:?}: request index points at missing entry {index}",
@@ -620,7 +668,7 @@ fn append_one(
     };
     let leaf: HashValue = leaf_hash(suite, &bytes);
     let created = state.frontier.append(leaf)?;
-    tables.entries.insert((no, index), bytes.as_slice())?;
+    tables.entries(no)?.insert(index, bytes.as_slice())?;
     for (id, hash) in created {
         tables
             .nodes

@@ -19,8 +19,8 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::error::{Result, StoreError};
 use super::schema::{
-    COSIGS, CosigRecord, ENTRIES, KEYS, KeyRecord, LEAVES, NODES, REQUESTS, TENANTS, TenantRecord,
-    decode,
+    COSIGS, CosigRecord, EntriesRead, KEYS, KeyRecord, LEAVES, NODES, REQUESTS, TENANTS,
+    TenantRecord, decode, read_entries,
 };
 use super::state::{SmShared, read_applied};
 use super::tree_cache::{CachedNodes, MIN_UPPER_LEVEL, TreeCache};
@@ -163,7 +163,6 @@ impl LedgerView {
         let txn = db.begin_read()?;
         let tenants = txn.open_table(TENANTS)?;
         let tables = VerifyTables {
-            entries: txn.open_table(ENTRIES)?,
             nodes: txn.open_table(NODES)?,
             leaves: txn.open_table(LEAVES)?,
             requests: txn.open_table(REQUESTS)?,
@@ -184,7 +183,10 @@ impl LedgerView {
                     return Ok(report);
                 }
             };
-            if let Some(m) = tables.verify_tenant(&tenant, &record, &mut report.entries)? {
+            let entries = read_entries(&txn, record.no)?;
+            if let Some(m) =
+                tables.verify_tenant(&tenant, &record, entries.as_ref(), &mut report.entries)?
+            {
                 report.first_mismatch = Some(m);
                 return Ok(report);
             }
@@ -237,7 +239,6 @@ impl fmt::Display for Mismatch {
 }
 
 struct VerifyTables {
-    entries: ReadOnlyTable<(u32, u64), &'static [u8]>,
     nodes: ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>,
     leaves: ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>,
     requests: ReadOnlyTable<(u32, &'static str, &'static str), u64>,
@@ -248,6 +249,7 @@ impl VerifyTables {
         &self,
         tenant: &str,
         record: &TenantRecord,
+        entries: Option<&EntriesRead>,
         entries_checked: &mut u64,
     ) -> Result<Option<Mismatch>> {
         let no = record.no;
@@ -257,9 +259,14 @@ impl VerifyTables {
         let mut range = CompactRange::new(suite);
         let mut node_count = 0u64;
         let mut request_count = 0u64;
-        for item in self.entries.range((no, 0)..=(no, u64::MAX))? {
+        for item in entries
+            .map(|t| t.range(0u64..))
+            .transpose()?
+            .into_iter()
+            .flatten()
+        {
             let (k, v) = item?;
-            let (_, index) = k.value();
+            let index = k.value();
             let expected = range.size();
             if index != expected {
                 return at(
@@ -376,7 +383,7 @@ pub struct TenantTree {
     txn: ReadTransaction,
     // Opened on first use: the append path's key check and receipts each need only a few,
     // and opening a table is a lookup of its own.
-    entries: OnceCell<ReadOnlyTable<(u32, u64), &'static [u8]>>,
+    entries: OnceCell<EntriesRead>,
     nodes: OnceCell<ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>>,
     leaves: OnceCell<ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>>,
     requests: OnceCell<ReadOnlyTable<(u32, &'static str, &'static str), u64>>,
@@ -464,8 +471,9 @@ impl TenantTree {
     /// (a tampered entry is reported, not served).
     pub fn entry_bytes(&self, index: u64) -> Result<Vec<u8>> {
         self.check_index(index)?;
-        let bytes = opened(&self.entries, &self.txn, ENTRIES)?
-            .get((self.no, index))?
+        let bytes = self
+            .entries_table()?
+            .get(index)?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "tenant {:?}: entry {index} is missing",
@@ -481,6 +489,19 @@ impl TenantTree {
             )));
         }
         Ok(bytes)
+    }
+
+    fn entries_table(&self) -> Result<&EntriesRead> {
+        if let Some(table) = self.entries.get() {
+            return Ok(table);
+        }
+        let table = read_entries(&self.txn, self.no)?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "tenant {:?}: its entries table is missing",
+                self.info.tenant
+            ))
+        })?;
+        Ok(self.entries.get_or_init(|| table))
     }
 
     /// Entry `index`, decoded (and checked as in [`Self::entry_bytes`]).

@@ -1006,6 +1006,97 @@ async fn a_flipped_byte_in_a_stored_entry_is_detected() {
     tree.entry(5).unwrap();
 }
 
+/// Format 2 kept every tenant's entries in one table keyed (tenant no, index); format 3 has a
+/// table per tenant. A format 2 state is converted when opened; unknown formats are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_2_state_is_converted_when_opened() {
+    use redb::{ReadableDatabase, ReadableTable};
+    type Legacy = redb::TableDefinition<'static, (u32, u64), &'static [u8]>;
+    const LEGACY: Legacy = redb::TableDefinition::new("entries");
+    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sm_meta");
+    let tenants = [("ten_a", Suite::Intl), ("ten_b", Suite::Gm)];
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let mut node = Node::open(dir.path());
+        fill(&mut node, &tenants, 45).await;
+        tenants.map(|(t, _)| node.view().tree(t).unwrap().root().unwrap())
+    };
+    let state = dir.path().join("state.redb");
+    let set_format = |txn: &redb::WriteTransaction, format: u8| {
+        // postcard's encoding of a small u32 is the byte itself.
+        let mut meta = txn.open_table(META).unwrap();
+        meta.insert("format", [format].as_slice()).unwrap();
+    };
+    // Rewrite the state in format 2's layout.
+    {
+        let db = redb::Database::open(&state).unwrap();
+        let txn = db.begin_write().unwrap();
+        for no in 0..tenants.len() as u32 {
+            let name = format!("entries_{no}");
+            let own = redb::TableDefinition::<u64, &[u8]>::new(&name);
+            let rows: Vec<(u64, Vec<u8>)> = txn
+                .open_table(own)
+                .unwrap()
+                .iter()
+                .unwrap()
+                .map(|r| {
+                    let (k, v) = r.unwrap();
+                    (k.value(), v.value().to_vec())
+                })
+                .collect();
+            assert_eq!(rows.len(), 45);
+            let mut legacy = txn.open_table(LEGACY).unwrap();
+            for (index, bytes) in rows {
+                legacy.insert((no, index), bytes.as_slice()).unwrap();
+            }
+            drop(legacy);
+            assert!(txn.delete_table(own).unwrap());
+        }
+        set_format(&txn, 2);
+        txn.commit().unwrap();
+    }
+    {
+        let mut node = Node::open(dir.path());
+        let view = node.view();
+        let report = view.verify_store().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.entries, 90);
+        for ((tenant, _), root) in tenants.iter().zip(&before) {
+            let tree = view.tree(tenant).unwrap();
+            assert_eq!(tree.root().unwrap(), *root);
+            assert_eq!(
+                tree.entry(44).unwrap().payload,
+                format!("{tenant}/44").as_bytes()
+            );
+        }
+        let appended = node
+            .append(vec![request("ten_a", REGISTRAR, "r-after", b"after")])
+            .await;
+        assert_eq!(appended[0].as_ref().unwrap().index, 45);
+        assert!(view.verify_store().unwrap().is_ok());
+    }
+    // Converted once: the shared table is gone and the format is recorded.
+    {
+        let db = redb::Database::open(&state).unwrap();
+        let txn = db.begin_read().unwrap();
+        assert!(matches!(
+            txn.open_table(LEGACY),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get("format").unwrap().unwrap().value(), [3]);
+    }
+    // A format this build does not know is refused, not misread.
+    {
+        let db = redb::Database::open(&state).unwrap();
+        let txn = db.begin_write().unwrap();
+        set_format(&txn, 9);
+        txn.commit().unwrap();
+    }
+    let refused = storage::open(dir.path()).err().expect("must refuse");
+    assert!(refused.to_string().contains("format 9"), "{refused}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewritten_tree_node_is_detected() {
     let dir = tempfile::tempdir().unwrap();

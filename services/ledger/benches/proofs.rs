@@ -8,6 +8,9 @@
 //! and with nothing in memory. Also prints the fill rate and the state file's bytes per entry.
 //! `LEDGER_BENCH_TENANTS=k` spreads the entries over k tenants in turn (proofs on the first);
 //! `LEDGER_BENCH_LEAF_CACHE_MB` sets the leaf-hash budget (default: enough for every entry).
+//! `LEDGER_BENCH_KEEP=1` keeps the filled store in `LEDGER_BENCH_DIR/proofs-<n>x<k>` and reuses
+//! it on the next run; `LEDGER_BENCH_IDLE_SECS=s` waits before timing, so that the host can
+//! page the state file out as it does for a node that serves proofs now and then.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -16,7 +19,7 @@ use std::time::Instant;
 use caretrail_crypto::{SignatureAlgorithm, SigningKey, Suite};
 use caretrail_ledger::storage::keys::REGISTRAR;
 use caretrail_ledger::storage::{
-    self, AppendRequest, LedgerCommand, StoreOptions, TenantSpec, TypeConfig,
+    self, AppendRequest, LedgerCommand, LedgerStateMachine, StoreOptions, TenantSpec, TypeConfig,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
@@ -31,21 +34,27 @@ fn entry(index: u64, cmd: LedgerCommand) -> openraft::Entry<TypeConfig> {
     }
 }
 
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn proofs(c: &mut Criterion) {
-    let n: u64 = std::env::var("LEDGER_BENCH_ENTRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir =
-        tempfile::tempdir_in(std::env::var("LEDGER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
-            .unwrap();
+    let n = env_u64("LEDGER_BENCH_ENTRIES").unwrap_or(1_000_000);
     // With several tenants, entries go to them in turn (as when many institutions write at
     // once); proofs are timed on the first.
-    let tenants: Vec<String> = (0..std::env::var("LEDGER_BENCH_TENANTS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(1)
-        .max(1))
+    let tenant_count = env_u64("LEDGER_BENCH_TENANTS").unwrap_or(1).max(1);
+    let base =
+        std::path::PathBuf::from(std::env::var("LEDGER_BENCH_DIR").unwrap_or_else(|_| ".".into()));
+    let (_temp, dir) = if std::env::var("LEDGER_BENCH_KEEP").as_deref() == Ok("1") {
+        let dir = base.join(format!("proofs-{n}x{tenant_count}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        (None, dir)
+    } else {
+        let temp = tempfile::tempdir_in(&base).unwrap();
+        let dir = temp.path().to_path_buf();
+        (Some(temp), dir)
+    };
+    let tenants: Vec<String> = (0..tenant_count)
         .map(|t| {
             if t == 0 {
                 TENANT.to_string()
@@ -54,11 +63,94 @@ fn proofs(c: &mut Criterion) {
             }
         })
         .collect();
-    let (log, mut sm) = storage::open(dir.path()).unwrap();
+    let opened = Instant::now();
+    let (log, sm) = storage::open(&dir).unwrap();
+    let held = sm.view().entry_counts().0;
+    if held == n {
+        // Opening converts a store of an older format, so this also times a conversion.
+        eprintln!(
+            "reusing the {n} entries in {} (opened in {:.1?})",
+            dir.display(),
+            opened.elapsed()
+        );
+        drop((log, sm));
+    } else {
+        assert_eq!(held, 0, "{} holds another ledger: remove it", dir.display());
+        drop(log);
+        fill(sm, n, &tenants, &dir);
+    }
+
+    // Reopen, as a restarted node would: opening loads tree nodes into memory.
+    print_table_stats(&dir.join("state.redb"), n, tenants.len() as u32);
+    let leaf_hash_cache_bytes = env_u64("LEDGER_BENCH_LEAF_CACHE_MB").map_or(n * 32, |mb| mb << 20);
+    let reopened = Instant::now();
+    let (_log, sm) = storage::open_with(
+        &dir,
+        &StoreOptions {
+            leaf_hash_cache_bytes,
+        },
+    )
+    .unwrap();
+    let view = sm.view();
+    let cached = view.cached_tree_nodes();
+    eprintln!(
+        "reopened in {:.1?}; in memory: {} upper tree nodes, {} leaf hashes ({:.0} MiB)",
+        reopened.elapsed(),
+        cached.upper,
+        cached.leaves,
+        (cached.upper + cached.leaves) as f64 * 32.0 / (1024.0 * 1024.0)
+    );
+    if let Some(idle) = env_u64("LEDGER_BENCH_IDLE_SECS") {
+        eprintln!("idle for {idle} s before timing");
+        std::thread::sleep(std::time::Duration::from_secs(idle));
+    }
+    let tree = view.tree(TENANT).unwrap();
+    let size = tree.size();
+    let mut rng = rand::thread_rng();
+    let mut group = c.benchmark_group(format!("proofs at {size} entries"));
+    group.bench_function("inclusion proof (random index, full tree)", |b| {
+        b.iter(|| {
+            let i = rng.gen_range(0..size);
+            black_box(tree.inclusion_proof(i, size).unwrap())
+        })
+    });
+    group.bench_function("consistency proof (random old size)", |b| {
+        b.iter(|| {
+            let old = rng.gen_range(1..size);
+            black_box(tree.consistency_proof(old, size).unwrap())
+        })
+    });
+    group.bench_function("entry read + leaf check", |b| {
+        b.iter(|| {
+            let i = rng.gen_range(0..size);
+            black_box(tree.entry(i).unwrap())
+        })
+    });
+    // Without the leaf hashes in memory, a proof's lowest siblings come from one range read
+    // of its 32-leaf block; with nothing in memory, from point reads of every node.
+    view.forget_cached_leaf_hashes();
+    group.bench_function("inclusion proof, leaf hashes read from the store", |b| {
+        b.iter(|| {
+            let i = rng.gen_range(0..size);
+            black_box(tree.inclusion_proof(i, size).unwrap())
+        })
+    });
+    view.forget_cached_tree_nodes();
+    group.bench_function("inclusion proof, every node read from the store", |b| {
+        b.iter(|| {
+            let i = rng.gen_range(0..size);
+            black_box(tree.inclusion_proof(i, size).unwrap())
+        })
+    });
+    group.finish();
+}
+
+/// Applies `n` entries spread over `tenants` straight to the state machine.
+fn fill(mut sm: LedgerStateMachine, n: u64, tenants: &[String], dir: &std::path::Path) {
     let registrar = SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
     let key_id = registrar.key_id().to_hex();
     let mut raft_index = 1;
-    for tenant in &tenants {
+    for tenant in tenants {
         sm.apply_entries(vec![entry(
             raft_index,
             LedgerCommand::RegisterTenant(TenantSpec {
@@ -102,9 +194,7 @@ fn proofs(c: &mut Criterion) {
         appended += batch;
     }
     let fill = started.elapsed();
-    let bytes = std::fs::metadata(dir.path().join("state.redb"))
-        .unwrap()
-        .len();
+    let bytes = std::fs::metadata(dir.join("state.redb")).unwrap().len();
     eprintln!(
         "filled {n} entries ({} tenants) in {fill:.1?} ({:.0} entries/s applied); state.redb {:.1} MiB = {:.0} bytes/entry",
         tenants.len(),
@@ -112,70 +202,6 @@ fn proofs(c: &mut Criterion) {
         bytes as f64 / (1024.0 * 1024.0),
         bytes as f64 / n as f64
     );
-
-    // Reopen, as a restarted node would: opening loads tree nodes into memory.
-    drop((log, sm));
-    print_table_stats(&dir.path().join("state.redb"), n, tenants.len() as u32);
-    let leaf_hash_cache_bytes = std::env::var("LEDGER_BENCH_LEAF_CACHE_MB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(n * 32, |mb| mb << 20);
-    let reopened = Instant::now();
-    let (_log, sm) = storage::open_with(
-        dir.path(),
-        &StoreOptions {
-            leaf_hash_cache_bytes,
-        },
-    )
-    .unwrap();
-    let view = sm.view();
-    let cached = view.cached_tree_nodes();
-    eprintln!(
-        "reopened in {:.1?}; in memory: {} upper tree nodes, {} leaf hashes ({:.0} MiB)",
-        reopened.elapsed(),
-        cached.upper,
-        cached.leaves,
-        (cached.upper + cached.leaves) as f64 * 32.0 / (1024.0 * 1024.0)
-    );
-    let tree = view.tree(TENANT).unwrap();
-    let size = tree.size();
-    let mut rng = rand::thread_rng();
-    let mut group = c.benchmark_group(format!("proofs at {size} entries"));
-    group.bench_function("inclusion proof (random index, full tree)", |b| {
-        b.iter(|| {
-            let i = rng.gen_range(0..size);
-            black_box(tree.inclusion_proof(i, size).unwrap())
-        })
-    });
-    group.bench_function("consistency proof (random old size)", |b| {
-        b.iter(|| {
-            let old = rng.gen_range(1..size);
-            black_box(tree.consistency_proof(old, size).unwrap())
-        })
-    });
-    group.bench_function("entry read + leaf check", |b| {
-        b.iter(|| {
-            let i = rng.gen_range(0..size);
-            black_box(tree.entry(i).unwrap())
-        })
-    });
-    // Without the leaf hashes in memory, a proof's lowest siblings come from one range read
-    // of its 32-leaf block; with nothing in memory, from point reads of every node.
-    view.forget_cached_leaf_hashes();
-    group.bench_function("inclusion proof, leaf hashes read from the store", |b| {
-        b.iter(|| {
-            let i = rng.gen_range(0..size);
-            black_box(tree.inclusion_proof(i, size).unwrap())
-        })
-    });
-    view.forget_cached_tree_nodes();
-    group.bench_function("inclusion proof, every node read from the store", |b| {
-        b.iter(|| {
-            let i = rng.gen_range(0..size);
-            black_box(tree.inclusion_proof(i, size).unwrap())
-        })
-    });
-    group.finish();
 }
 
 /// Where the state's bytes go: pages and stored bytes per entry of each table (the tenants'

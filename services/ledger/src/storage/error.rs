@@ -50,6 +50,7 @@ engine_error!(
     redb::StorageError,
     redb::CommitError,
     redb::SetDurabilityError,
+    redb::CompactionError,
 );
 
 impl From<postcard::Error> for StoreError {

@@ -57,10 +57,11 @@ const STATE_CACHE_BYTES: usize = 256 * 1024 * 1024;
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
-    let db = Database::builder()
+    let mut db = Database::builder()
         .set_cache_size(STATE_CACHE_BYTES)
         .create(path)?;
     let txn = db.begin_write()?;
+    let mut converted = false;
     {
         let mut meta = txn.open_table(SM_META)?;
         let format = meta.get(KEY_FORMAT)?.map(|v| decode::<u32>(v.value()));
@@ -73,6 +74,7 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
                 let started = Instant::now();
                 let moved = migrate_from_v2(&txn)?;
                 meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
+                converted = true;
                 tracing::info!(
                     entries = moved,
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -95,6 +97,15 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
         txn.open_table(COSIGS)?;
     }
     txn.commit()?;
+    if converted {
+        // The shared table's pages are free but still in the file, which about doubled.
+        let started = Instant::now();
+        db.compact()?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "state.redb compacted after the conversion"
+        );
+    }
     Ok(db)
 }
 

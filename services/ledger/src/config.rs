@@ -88,7 +88,7 @@ pub struct LedgerSettings {
     #[serde(default = "default_keep_logs")]
     pub ledger_snapshot_keep_logs: u64,
     /// Memory (MiB) for leaf hashes kept for proofs, all tenants together: 32 B per entry, so
-    /// 256 MiB covers 8M entries. Proofs of entries beyond it read a block of leaf hashes from
+    /// 512 MiB covers 16M entries. Proofs of entries beyond it read a block of leaf hashes from
     /// the store (a disk read once the store outgrows the page cache). 0 keeps none.
     #[serde(default = "default_leaf_hash_cache_mb")]
     pub ledger_leaf_hash_cache_mb: u64,

@@ -74,14 +74,14 @@ pub use view::{
 /// File name of the Raft log database inside the storage directory.
 pub const LOG_FILE: &str = "raft-log.redb";
 
-/// Default budget for leaf hashes kept in memory: 8M entries' worth (32 B each).
-pub const DEFAULT_LEAF_HASH_CACHE_BYTES: u64 = 256 << 20;
+/// Default budget for leaf hashes kept in memory: 16M entries' worth (32 B each).
+pub const DEFAULT_LEAF_HASH_CACHE_BYTES: u64 = 512 << 20;
 
 /// How a node's storage is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Memory for leaf hashes kept for proofs, all tenants together (32 B per entry; 0 = none).
-    /// With them, a proof at 10M entries costs no disk read ([`tree_cache`] module docs).
+    /// With them, an inclusion proof at 10M entries costs no disk read ([`tree_cache`] docs).
     pub leaf_hash_cache_bytes: u64,
 }
 

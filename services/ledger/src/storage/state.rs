@@ -99,12 +99,18 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
     txn.commit()?;
     if converted {
         // The shared table's pages are free but still in the file, which about doubled.
+        // Only disk space is at stake: on failure the free pages are reused by later appends.
         let started = Instant::now();
-        db.compact()?;
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "state.redb compacted after the conversion"
-        );
+        match db.compact() {
+            Ok(_) => tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "state.redb compacted after the conversion"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                "compacting state.redb after the conversion failed; its free pages stay in the file for later appends"
+            ),
+        }
     }
     Ok(db)
 }
@@ -822,9 +828,11 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let shared = self.shared.clone();
         let meta = meta.clone();
         let installed = tokio::task::spawn_blocking(move || {
-            let tenants = snapshot::install(&shared, &meta, file)?;
+            let installed = snapshot::install(&shared, &meta, file);
+            // Whether or not the install got as far as switching databases, the tree cache
+            // must hold the one in use now (a switch empties it).
             shared.load_tree_cache();
-            Ok(tenants)
+            installed
         })
         .await
         .map_err(StoreError::from)

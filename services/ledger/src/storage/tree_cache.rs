@@ -315,6 +315,12 @@ mod tests {
         assert_eq!(column.get(n), None);
         let first = 2 * CHUNK as u64;
         assert_eq!(column.run(first, 32).map(|r| r[31]), Some(hash(first + 31)));
+        // Past the end, and across a chunk boundary (all present, but not in one chunk).
         assert_eq!(column.run(first + 20, 32), None);
+        assert_eq!(column.run(CHUNK as u64 - 16, 32), None);
+        assert_eq!(
+            column.run(CHUNK as u64 - 16, 16).map(|r| r[15]),
+            Some(hash(CHUNK as u64 - 1))
+        );
     }
 }

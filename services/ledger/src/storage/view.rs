@@ -658,6 +658,20 @@ impl LowerBlock {
     }
 }
 
+/// The row of nodes above `row` (pairs hashed; `row` has an even length).
+fn parents(suite: Suite, row: &[[u8; HASH_LEN]]) -> Vec<[u8; HASH_LEN]> {
+    row.chunks_exact(2)
+        .map(|pair| {
+            *node_hash(
+                suite,
+                &HashValue::new(suite, pair[0]),
+                &HashValue::new(suite, pair[1]),
+            )
+            .as_bytes()
+        })
+        .collect()
+}
+
 impl TenantTree {
     fn lower_block(&self, block: u64) -> Result<LowerBlock> {
         let width = 1u64 << MIN_UPPER_LEVEL;
@@ -681,22 +695,10 @@ impl TenantTree {
                 first + width
             )));
         }
-        let suite = self.info.suite;
         let mut levels = vec![leaves];
         for _ in 1..MIN_UPPER_LEVEL {
             let below = levels.last().map_or(&[][..], Vec::as_slice);
-            let row = below
-                .chunks_exact(2)
-                .map(|pair| {
-                    *node_hash(
-                        suite,
-                        &HashValue::new(suite, pair[0]),
-                        &HashValue::new(suite, pair[1]),
-                    )
-                    .as_bytes()
-                })
-                .collect();
-            levels.push(row);
+            levels.push(parents(self.info.suite, below));
         }
         Ok(LowerBlock { block, levels })
     }
@@ -742,6 +744,9 @@ impl NodeSource for TenantTree {
     }
 
     fn node(&self, level: u8, index: u64) -> Result<HashValue> {
+        // Levels 1–4 outside a complete block are read, not recomputed: that is the newest
+        // entries' incomplete block (receipts), whose pages are hot, and up to 15 hashes per
+        // node would cost more than the read.
         if self.tree_cache.caches(level)
             && let Some(hash) = self.tree_cache.get(self.no, level, index)
         {

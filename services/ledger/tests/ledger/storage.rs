@@ -670,8 +670,9 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
     check_proofs(&view);
     assert!(view.verify_store().unwrap().is_ok());
 
-    // Opening the store loads them too; a budget of 100 leaf hashes takes a prefix of the
-    // first tenant's (70) and the next one's (30), and later appends are left to the store.
+    // Opening the store loads them too. A budget of 640 leaf hashes takes the two 70-entry
+    // tenants' and the first 500 of the large one's: its block 480..512 is then partly in
+    // memory and is read from the store, and later appends are left to the store.
     drop((tree, view, node));
     let node = Node::open(dir.path());
     assert_eq!(node.view().cached_tree_nodes(), all);
@@ -679,7 +680,7 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
     let (log, sm) = storage::open_with(
         dir.path(),
         &StoreOptions {
-            leaf_hash_cache_bytes: 100 * 32,
+            leaf_hash_cache_bytes: 640 * 32,
         },
     )
     .unwrap();
@@ -690,24 +691,39 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
         view.cached_tree_nodes(),
         CachedNodes {
             upper: all.upper,
-            leaves: 100
+            leaves: 640
         }
     );
     check_proofs(&view);
     node.append(vec![request(tenant, REGISTRAR, "r-late", b"late")])
         .await;
-    assert_eq!(view.cached_tree_nodes().leaves, 100);
+    assert_eq!(view.cached_tree_nodes().leaves, 640);
     let tree = view.tree(tenant).unwrap();
     let late = tree.entry(1030).unwrap();
     assert_eq!(late.payload, b"late");
     let mut grown = leaves.clone();
-    grown.push(tree.leaf_hash(1030).unwrap());
+    grown.push(leaf_hash(Suite::Gm, &tree.entry_bytes(1030).unwrap()));
     let grown_memory = MemoryTree::from_leaf_hashes(Suite::Gm, &grown).unwrap();
-    for index in [0, 99, 100, 1029, 1030] {
-        assert_eq!(
-            tree.inclusion_proof(index, 1031).unwrap(),
-            grown_memory.inclusion_proof(index, 1031).unwrap()
-        );
+    for size in [500, 501, 512, 1031] {
+        let root = grown_memory.root_at(size).unwrap();
+        assert_eq!(tree.root_at(size).unwrap(), root);
+        for index in [0, 479, 480, 499, 500, 511, 1029, 1030] {
+            if index >= size {
+                continue;
+            }
+            let proof = tree.inclusion_proof(index, size).unwrap();
+            assert_eq!(proof, grown_memory.inclusion_proof(index, size).unwrap());
+            verify_inclusion(&grown[index as usize], index, size, &proof, &root).unwrap();
+        }
+        for old in [1, 497, 500, 503, size] {
+            if old > size {
+                continue;
+            }
+            assert_eq!(
+                tree.consistency_proof(old, size).unwrap(),
+                grown_memory.consistency_proof(old, size).unwrap()
+            );
+        }
     }
 }
 
@@ -1019,6 +1035,8 @@ async fn a_format_2_state_is_converted_when_opened() {
     let before = {
         let mut node = Node::open(dir.path());
         fill(&mut node, &tenants, 45).await;
+        // A tenant without entries has no table in either format.
+        node.register("ten_empty", Suite::Intl).await;
         tenants.map(|(t, _)| node.view().tree(t).unwrap().root().unwrap())
     };
     let state = dir.path().join("state.redb");
@@ -1069,11 +1087,28 @@ async fn a_format_2_state_is_converted_when_opened() {
                 format!("{tenant}/44").as_bytes()
             );
         }
+        assert_eq!(view.tree("ten_empty").unwrap().size(), 0);
         let appended = node
             .append(vec![request("ten_a", REGISTRAR, "r-after", b"after")])
             .await;
         assert_eq!(appended[0].as_ref().unwrap().index, 45);
         assert!(view.verify_store().unwrap().is_ok());
+        // The converted store sends a snapshot a fresh node installs to the same state.
+        let mut snap = take_snapshot(&mut node).await;
+        let bytes = stream_of(&mut snap).await.unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let mut receiver = Node::open(other.path());
+        install_bytes(&mut receiver, &snap.meta, &bytes)
+            .await
+            .unwrap();
+        for (tenant, _) in &tenants {
+            assert_eq!(
+                receiver.view().tree(tenant).unwrap().root().unwrap(),
+                view.tree(tenant).unwrap().root().unwrap()
+            );
+        }
+        assert_eq!(receiver.view().tree("ten_empty").unwrap().size(), 0);
+        assert!(receiver.view().verify_store().unwrap().is_ok());
     }
     // Converted once: the shared table is gone and the format is recorded.
     {

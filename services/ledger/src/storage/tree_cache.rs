@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use caretrail_crypto::HASH_LEN;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::error::Result;
 use super::schema::{NODES, TENANTS, TenantRecord, decode};
@@ -190,37 +190,27 @@ impl TreeCache {
         }
         records.sort_by_key(|r| r.no);
         let mut loaded = Columns::default();
-        'levels: for level in (MIN_UPPER_LEVEL..64).rev() {
+        for level in (MIN_UPPER_LEVEL..64).rev() {
             for record in records.iter().filter(|r| r.size >> level > 0) {
                 let column = loaded.by_node.entry((record.no, level)).or_default();
-                for node in nodes.range((record.no, level, 0)..=(record.no, level, u64::MAX))? {
-                    if loaded.upper >= MAX_UPPER_NODES {
-                        break 'levels;
-                    }
-                    let (key, hash) = node?;
-                    if key.value().2 != column.len {
-                        break;
-                    }
-                    column.push(hash.value());
-                    loaded.upper += 1;
-                }
+                loaded.upper += load_prefix(
+                    column,
+                    &nodes,
+                    record.no,
+                    level,
+                    MAX_UPPER_NODES - loaded.upper,
+                )?;
             }
         }
         for record in &records {
-            let room = self.max_leaves - loaded.leaves;
-            if room == 0 {
-                break;
-            }
             let column = loaded.by_node.entry((record.no, 0)).or_default();
-            let end = record.size.min(room);
-            for node in nodes.range((record.no, 0u8, 0)..(record.no, 0u8, end))? {
-                let (key, hash) = node?;
-                if key.value().2 != column.len {
-                    break;
-                }
-                column.push(hash.value());
-                loaded.leaves += 1;
-            }
+            loaded.leaves += load_prefix(
+                column,
+                &nodes,
+                record.no,
+                0,
+                self.max_leaves - loaded.leaves,
+            )?;
         }
         let counts = CachedNodes {
             upper: loaded.upper,
@@ -249,6 +239,28 @@ impl TreeCache {
             leaves: columns.leaves,
         }
     }
+}
+
+/// Appends stored nodes `(no, level, 0..)` to an empty `column`, at most `limit` of them and
+/// up to the first gap; returns how many.
+fn load_prefix(
+    column: &mut Column,
+    nodes: &ReadOnlyTable<(u32, u8, u64), Hash>,
+    no: u32,
+    level: u8,
+    limit: u64,
+) -> Result<u64> {
+    if limit == 0 {
+        return Ok(0);
+    }
+    for node in nodes.range((no, level, 0)..(no, level, limit))? {
+        let (key, hash) = node?;
+        if key.value().2 != column.len {
+            break;
+        }
+        column.push(hash.value());
+    }
+    Ok(column.len)
 }
 
 #[cfg(test)]

@@ -119,7 +119,11 @@ struct Node {
 
 impl Node {
     fn open(dir: &Path) -> Self {
-        let (log, sm) = storage::open(dir).unwrap();
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    fn open_with(dir: &Path, options: &StoreOptions) -> Self {
+        let (log, sm) = storage::open_with(dir, options).unwrap();
         let next = log.log_state().last_log_id.map_or(1, |l| l.index + 1);
         Self { log, sm, next }
     }
@@ -677,15 +681,12 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
     let node = Node::open(dir.path());
     assert_eq!(node.view().cached_tree_nodes(), all);
     drop(node);
-    let (log, sm) = storage::open_with(
+    let mut node = Node::open_with(
         dir.path(),
         &StoreOptions {
             leaf_hash_cache_bytes: 640 * 32,
         },
-    )
-    .unwrap();
-    let next = log.log_state().last_log_id.map_or(1, |l| l.index + 1);
-    let mut node = Node { log, sm, next };
+    );
     let view = node.view();
     assert_eq!(
         view.cached_tree_nodes(),

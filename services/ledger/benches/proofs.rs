@@ -92,9 +92,11 @@ fn proofs(c: &mut Criterion) {
     )
     .unwrap();
     let view = sm.view();
+    eprintln!("reopened in {:.1?}", reopened.elapsed());
+    view.wait_tree_nodes_loaded();
     let cached = view.cached_tree_nodes();
     eprintln!(
-        "reopened in {:.1?}; in memory: {} upper tree nodes, {} leaf hashes ({:.0} MiB)",
+        "tree nodes loaded in the background {:.1?} after the open: {} upper tree nodes, {} leaf hashes ({:.0} MiB)",
         reopened.elapsed(),
         cached.upper,
         cached.leaves,

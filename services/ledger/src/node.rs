@@ -491,6 +491,7 @@ impl LedgerNode {
             entries: self.view.entry_counts().0,
             cached_upper_nodes: cached.upper,
             cached_leaf_hashes: cached.leaves,
+            loading_tree_nodes: self.view.loading_tree_nodes(),
         }
     }
 
@@ -896,6 +897,9 @@ pub struct NodeStatus {
     /// Leaf hashes held in memory for proofs (at most `ledger_leaf_hash_cache_mb` / 32 B):
     /// fewer than `entries` means some proofs read a block of leaf hashes from disk.
     pub cached_leaf_hashes: u64,
+    /// Whether the cached nodes are still being loaded from disk (after a start or a snapshot
+    /// install; the node serves meanwhile, its proofs reading the rest from disk).
+    pub loading_tree_nodes: bool,
 }
 
 /// Members as openraft wants them.

@@ -174,19 +174,10 @@ impl SmShared {
         self.tree_cache.clear();
     }
 
-    /// Loads the tree nodes kept in memory for proofs (an optimisation: on failure, proofs
-    /// read them from the store).
+    /// Starts loading the tree nodes kept in memory for proofs, in the background (an
+    /// optimisation: until they are in, and on failure, proofs read them from the store).
     pub(crate) fn load_tree_cache(&self) {
-        let started = Instant::now();
-        match self.tree_cache.load(&self.db()) {
-            Ok(counts) => tracing::info!(
-                upper_nodes = counts.upper,
-                leaf_hashes = counts.leaves,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "tree nodes for proofs loaded into memory"
-            ),
-            Err(error) => tracing::warn!(%error, "loading tree nodes into memory failed"),
-        }
+        self.tree_cache.start_loading(self.db());
     }
 
     /// Whether the next apply should commit durably.
@@ -740,6 +731,8 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
 
 impl Drop for LedgerStateMachine {
     fn drop(&mut self) {
+        // The loader holds the database open, which would keep the next open out.
+        self.shared.tree_cache.stop_loading();
         // A clean stop leaves nothing for the next start to re-apply.
         if let Err(e) = self.shared.make_durable() {
             tracing::warn!(error = %e, "making the ledger state durable at shutdown failed");

@@ -13,14 +13,19 @@
 //!   so that a proof's lowest siblings are recomputed from a block of 32 leaf hashes in memory
 //!   instead of a range read of the store.
 //!
-//! Levels 1–4 are not kept: recomputing them from their block costs a few µs. Loaded when the
-//! state is opened or replaced by a snapshot; whatever is not here is read from the store.
+//! Levels 1–4 are not kept: recomputing them from their block costs a few µs. Loaded in the
+//! background ([`Loader`]) when the state is opened or replaced by a snapshot, so a restart
+//! does not wait for it (minutes at 10M entries from a cold page cache); whatever is not here
+//! is read from the store.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 use caretrail_crypto::HASH_LEN;
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::error::Result;
 use super::schema::{NODES, TENANTS, TenantRecord, decode};
@@ -108,6 +113,9 @@ pub(crate) struct TreeCache {
     /// Most leaf hashes kept, all tenants together.
     max_leaves: u64,
     columns: RwLock<Columns>,
+    /// Changed by every clear: a loader that started before stops.
+    generation: AtomicU64,
+    loader: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl TreeCache {
@@ -115,6 +123,8 @@ impl TreeCache {
         Self {
             max_leaves: leaf_hash_budget_bytes / HASH_LEN as u64,
             columns: RwLock::default(),
+            generation: AtomicU64::new(0),
+            loader: Mutex::new(None),
         }
     }
 
@@ -131,6 +141,13 @@ impl TreeCache {
 
     fn read(&self) -> RwLockReadGuard<'_, Columns> {
         self.columns.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A column's length, and whether there is room for more at its level.
+    fn column_len(&self, column: (u32, u8)) -> (u64, bool) {
+        let columns = self.read();
+        let len = columns.by_node.get(&column).map_or(0, |c| c.len);
+        (len, self.has_room(&columns, column.1))
     }
 
     pub(crate) fn get(&self, tenant_no: u32, level: u8, index: u64) -> Option<Hash> {
@@ -153,21 +170,104 @@ impl TreeCache {
         if nodes.is_empty() {
             return;
         }
-        let mut guard = self.write();
-        let columns = &mut *guard;
+        let mut columns = self.write();
         for &(no, level, index, hash) in nodes {
-            let room = if level == 0 {
-                columns.leaves < self.max_leaves
-            } else {
-                level >= MIN_UPPER_LEVEL && columns.upper < MAX_UPPER_NODES
-            };
-            if !room {
-                continue;
+            self.push(&mut columns, no, level, index, hash);
+        }
+    }
+
+    /// Starts filling the cache from `db` in a background thread (see [`Loader`]), after
+    /// stopping any load under way and emptying it. Opening the store does not wait: until a
+    /// column is loaded, proofs read its nodes from the store.
+    pub(crate) fn start_loading(self: &Arc<Self>, db: Arc<Database>) {
+        self.clear();
+        let generation = self.generation.load(Ordering::SeqCst);
+        let cache = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("ledger-tree-cache".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match Loader::new(cache, db, generation).and_then(Loader::run) {
+                    Ok(Some(counts)) => tracing::info!(
+                        upper_nodes = counts.upper,
+                        leaf_hashes = counts.leaves,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "tree nodes for proofs loaded into memory"
+                    ),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "loading tree nodes into memory failed; proofs read the rest from the store"
+                    ),
+                }
+            });
+        match spawned {
+            Ok(handle) => *self.loader_slot() = Some(handle),
+            Err(error) => tracing::warn!(
+                %error,
+                "could not start loading tree nodes into memory; proofs read them from the store"
+            ),
+        }
+    }
+
+    /// Waits for a load under way to finish.
+    pub(crate) fn wait_loaded(&self) {
+        let handle = self.loader_slot().take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::warn!("the thread loading tree nodes into memory panicked");
+        }
+    }
+
+    /// Whether a load is under way.
+    pub(crate) fn loading(&self) -> bool {
+        self.loader_slot()
+            .as_ref()
+            .is_some_and(|handle| !handle.is_finished())
+    }
+
+    fn loader_slot(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.loader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `hashes`, stored nodes `first..` of one column, read by the loader of
+    /// `generation`: each only where it extends the column, within the bounds. `None` if the
+    /// cache was cleared since (the loader stops), else whether there is room for more.
+    fn extend_loaded(
+        &self,
+        columns: &mut Columns,
+        generation: u64,
+        (no, level): (u32, u8),
+        first: u64,
+        hashes: &[Hash],
+    ) -> Option<bool> {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return None;
+        }
+        for (index, hash) in (first..).zip(hashes) {
+            if !self.push(columns, no, level, index, *hash) {
+                return Some(false);
             }
-            let column = columns.by_node.entry((no, level)).or_default();
-            if column.len != index {
-                continue;
-            }
+        }
+        Some(self.has_room(columns, level))
+    }
+
+    fn has_room(&self, columns: &Columns, level: u8) -> bool {
+        if level == 0 {
+            columns.leaves < self.max_leaves
+        } else {
+            level >= MIN_UPPER_LEVEL && columns.upper < MAX_UPPER_NODES
+        }
+    }
+
+    /// Pushes one node if there is room and it extends its column; false only when full.
+    fn push(&self, columns: &mut Columns, no: u32, level: u8, index: u64, hash: Hash) -> bool {
+        if !self.has_room(columns, level) {
+            return false;
+        }
+        let column = columns.by_node.entry((no, level)).or_default();
+        if column.len == index {
             column.push(hash);
             if level == 0 {
                 columns.leaves += 1;
@@ -175,53 +275,18 @@ impl TreeCache {
                 columns.upper += 1;
             }
         }
+        true
     }
 
-    /// Replaces the contents with what `db` holds: every tenant's upper levels (highest
-    /// first, as every proof uses them, in case the bound is reached), then leaf hashes
-    /// tenant by tenant until the budget is spent.
-    pub(crate) fn load(&self, db: &Database) -> Result<CachedNodes> {
-        let txn = db.begin_read()?;
-        let tenants = txn.open_table(TENANTS)?;
-        let nodes = txn.open_table(NODES)?;
-        let mut records = Vec::new();
-        for item in tenants.iter()? {
-            records.push(decode::<TenantRecord>(item?.1.value())?);
-        }
-        records.sort_by_key(|r| r.no);
-        let mut loaded = Columns::default();
-        for level in (MIN_UPPER_LEVEL..64).rev() {
-            for record in records.iter().filter(|r| r.size >> level > 0) {
-                let column = loaded.by_node.entry((record.no, level)).or_default();
-                loaded.upper += load_prefix(
-                    column,
-                    &nodes,
-                    record.no,
-                    level,
-                    MAX_UPPER_NODES - loaded.upper,
-                )?;
-            }
-        }
-        for record in &records {
-            let column = loaded.by_node.entry((record.no, 0)).or_default();
-            loaded.leaves += load_prefix(
-                column,
-                &nodes,
-                record.no,
-                0,
-                self.max_leaves - loaded.leaves,
-            )?;
-        }
-        let counts = CachedNodes {
-            upper: loaded.upper,
-            leaves: loaded.leaves,
-        };
-        *self.write() = loaded;
-        Ok(counts)
+    /// Stops a load under way (waiting for its thread, so it no longer holds the database).
+    pub(crate) fn stop_loading(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.wait_loaded();
     }
 
-    /// Empties the cache and frees its memory.
+    /// Stops a load under way, empties the cache and frees its memory.
     pub(crate) fn clear(&self) {
+        self.stop_loading();
         *self.write() = Columns::default();
     }
 
@@ -241,31 +306,223 @@ impl TreeCache {
     }
 }
 
-/// Appends stored nodes `(no, level, 0..)` to an empty `column`, at most `limit` of them and
-/// up to the first gap; returns how many.
-fn load_prefix(
-    column: &mut Column,
-    nodes: &ReadOnlyTable<(u32, u8, u64), Hash>,
-    no: u32,
-    level: u8,
-    limit: u64,
-) -> Result<u64> {
-    if limit == 0 {
-        return Ok(0);
-    }
-    for node in nodes.range((no, level, 0)..(no, level, limit))? {
-        let (key, hash) = node?;
-        if key.value().2 != column.len {
-            break;
+/// Fills a [`TreeCache`] from the store while the node serves and appends, column by column:
+/// every tenant's upper levels (highest first, as every proof uses them, in case the bound is
+/// reached), then leaf hashes tenant by tenant until the budget is spent.
+///
+/// A column is read in chunks, each in its own read transaction and added without holding the
+/// cache's lock. Meanwhile applies cannot extend it (their nodes are past its end), so its last
+/// read is made *under* the lock: whatever was committed before is read there, and anything
+/// committed after is added by its apply's `extend`, which waits for the lock and then finds
+/// the column ending right before it. A tenant registered during the load is filled by its
+/// applies alone.
+pub(crate) struct Loader {
+    cache: Arc<TreeCache>,
+    db: Arc<Database>,
+    generation: u64,
+    /// Columns to fill, in order.
+    plan: Vec<(u32, u8)>,
+}
+
+impl Loader {
+    fn new(cache: Arc<TreeCache>, db: Arc<Database>, generation: u64) -> Result<Self> {
+        let txn = db.begin_read()?;
+        let tenants = txn.open_table(TENANTS)?;
+        let mut records = Vec::new();
+        for item in tenants.iter()? {
+            records.push(decode::<TenantRecord>(item?.1.value())?);
         }
-        column.push(hash.value());
+        records.sort_by_key(|r| r.no);
+        let mut plan = Vec::new();
+        for level in (MIN_UPPER_LEVEL..64).rev() {
+            plan.extend(
+                records
+                    .iter()
+                    .filter(|r| r.size >> level > 0)
+                    .map(|r| (r.no, level)),
+            );
+        }
+        if cache.max_leaves > 0 {
+            plan.extend(records.iter().filter(|r| r.size > 0).map(|r| (r.no, 0)));
+        }
+        Ok(Self {
+            cache,
+            db,
+            generation,
+            plan,
+        })
     }
-    Ok(column.len)
+
+    /// Fills every planned column; `None` if the cache was cleared meanwhile.
+    fn run(self) -> Result<Option<CachedNodes>> {
+        for &column in &self.plan {
+            if !self.fill(column)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.cache.counts()))
+    }
+
+    /// Whether to go on (false: the cache was cleared).
+    fn fill(&self, column: (u32, u8)) -> Result<bool> {
+        loop {
+            let (len, room) = self.cache.column_len(column);
+            if !room {
+                return Ok(true);
+            }
+            let chunk = self.read(column, len)?;
+            let caught_up = chunk.len() < CHUNK;
+            if caught_up {
+                break;
+            }
+            let mut columns = self.cache.write();
+            match self
+                .cache
+                .extend_loaded(&mut columns, self.generation, column, len, &chunk)
+            {
+                None => return Ok(false),
+                Some(false) => return Ok(true),
+                Some(true) => {}
+            }
+        }
+        let mut columns = self.cache.write();
+        let len = columns.by_node.get(&column).map_or(0, |c| c.len);
+        let tail = self.read(column, len)?;
+        Ok(self
+            .cache
+            .extend_loaded(&mut columns, self.generation, column, len, &tail)
+            .is_some())
+    }
+
+    /// Up to a chunk of stored nodes of `column` from `first`, stopping at a gap.
+    fn read(&self, (no, level): (u32, u8), first: u64) -> Result<Vec<Hash>> {
+        let txn = self.db.begin_read()?;
+        let nodes = txn.open_table(NODES)?;
+        let mut out = Vec::new();
+        for node in nodes.range((no, level, first)..(no, level, first + CHUNK as u64))? {
+            let (key, hash) = node?;
+            if key.value().2 != first + out.len() as u64 {
+                break;
+            }
+            out.push(hash.value());
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+    use redb::Durability;
+
     use super::*;
+
+    /// A database holding tenant no 1 with `n` leaf hashes (column `(1, 0)`) and no upper
+    /// nodes.
+    fn store_with(n: u64) -> (tempfile::TempDir, Arc<Database>) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("state.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let record = TenantRecord {
+                no: 1,
+                suite: caretrail_crypto::Suite::Intl,
+                size: n,
+                origin: "test".into(),
+                checkpoint_key: String::new(),
+                registrar_key: Vec::new(),
+                registrar_key_id: String::new(),
+            };
+            txn.open_table(TENANTS)
+                .unwrap()
+                .insert(
+                    "t",
+                    super::super::schema::encode(&record).unwrap().as_slice(),
+                )
+                .unwrap();
+            let mut nodes = txn.open_table(NODES).unwrap();
+            for i in 0..n {
+                nodes.insert((1, 0, i), hash(i)).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        (dir, Arc::new(db))
+    }
+
+    /// What an apply does: commit a node, then offer it to the cache.
+    fn apply(db: &Database, cache: &TreeCache, index: u64) {
+        let mut txn = db.begin_write().unwrap();
+        txn.set_durability(Durability::None).unwrap();
+        txn.open_table(NODES)
+            .unwrap()
+            .insert((1, 0, index), hash(index))
+            .unwrap();
+        txn.commit().unwrap();
+        cache.extend(&[(1, 0, index, hash(index))]);
+    }
+
+    fn loader(cache: &Arc<TreeCache>, db: &Arc<Database>) -> Loader {
+        Loader {
+            cache: Arc::clone(cache),
+            db: Arc::clone(db),
+            generation: cache.generation.load(Ordering::SeqCst),
+            plan: vec![(1, 0)],
+        }
+    }
+
+    #[test]
+    fn a_load_ends_with_the_column_the_store_holds_while_applies_go_on() {
+        // More than a chunk is stored; applies add 3,000 more while the loader reads. Whatever
+        // the interleaving, the column must end as the store's exact prefix with nothing
+        // missing, so that later applies keep extending it.
+        let stored = CHUNK as u64 + 100;
+        let (_dir, db) = store_with(stored);
+        let cache = Arc::new(TreeCache::new(u64::MAX));
+        let writer = {
+            let (db, cache) = (Arc::clone(&db), Arc::clone(&cache));
+            std::thread::spawn(move || {
+                for i in stored..stored + 3000 {
+                    apply(&db, &cache, i);
+                }
+            })
+        };
+        let counts = loader(&cache, &db).run().unwrap();
+        writer.join().unwrap();
+        assert!(counts.is_some());
+        apply(&db, &cache, stored + 3000);
+        let total = stored + 3001;
+        assert_eq!(cache.counts().leaves, total);
+        for i in [0, CHUNK as u64 - 1, CHUNK as u64, stored, total - 1] {
+            assert_eq!(cache.get(1, 0, i), Some(hash(i)), "node {i}");
+        }
+    }
+
+    #[test]
+    fn a_load_stops_when_the_cache_is_cleared_and_respects_the_budget() {
+        let (_dir, db) = store_with(100);
+        let cache = Arc::new(TreeCache::new(40 * HASH_LEN as u64));
+        let stale = loader(&cache, &db);
+        cache.clear();
+        assert_eq!(stale.run().unwrap(), None);
+        assert_eq!(cache.counts(), CachedNodes::default());
+        assert_eq!(
+            loader(&cache, &db).run().unwrap().map(|c| c.leaves),
+            Some(40)
+        );
+        assert_eq!(cache.get(1, 0, 39), Some(hash(39)));
+        assert_eq!(cache.get(1, 0, 40), None);
+        // In the background, planned from the tenants table (this store has no upper nodes).
+        cache.start_loading(Arc::clone(&db));
+        cache.wait_loaded();
+        assert!(!cache.loading());
+        assert_eq!(
+            cache.counts(),
+            CachedNodes {
+                upper: 0,
+                leaves: 40
+            }
+        );
+    }
 
     fn hash(i: u64) -> Hash {
         let mut h = [0u8; HASH_LEN];

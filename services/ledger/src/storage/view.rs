@@ -121,10 +121,23 @@ impl LedgerView {
         self.shared.tree_cache.clear_leaves();
     }
 
-    /// Loads the in-memory tree nodes again, as opening the store does.
+    /// Whether the tree nodes are still being loaded into memory (after a start or a
+    /// snapshot install).
+    pub fn loading_tree_nodes(&self) -> bool {
+        self.shared.tree_cache.loading()
+    }
+
+    /// Waits until the tree nodes being loaded into memory are in.
+    #[doc(hidden)]
+    pub fn wait_tree_nodes_loaded(&self) {
+        self.shared.tree_cache.wait_loaded();
+    }
+
+    /// Loads the in-memory tree nodes again, as opening the store does, and waits for them.
     #[doc(hidden)]
     pub fn reload_cached_tree_nodes(&self) {
         self.shared.load_tree_cache();
+        self.shared.tree_cache.wait_loaded();
     }
 
     /// A consistent read view of one tenant's log and tree.

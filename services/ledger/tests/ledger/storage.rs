@@ -679,6 +679,9 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
     // memory and is read from the store, and later appends are left to the store.
     drop((tree, view, node));
     let node = Node::open(dir.path());
+    // Proofs are served while the nodes load in the background.
+    check_proofs(&node.view());
+    node.view().wait_tree_nodes_loaded();
     assert_eq!(node.view().cached_tree_nodes(), all);
     drop(node);
     let mut node = Node::open_with(
@@ -688,6 +691,8 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
         },
     );
     let view = node.view();
+    view.wait_tree_nodes_loaded();
+    assert!(!view.loading_tree_nodes());
     assert_eq!(
         view.cached_tree_nodes(),
         CachedNodes {

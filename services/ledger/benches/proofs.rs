@@ -10,7 +10,9 @@
 //! `LEDGER_BENCH_LEAF_CACHE_MB` sets the leaf-hash budget (default: enough for every entry).
 //! `LEDGER_BENCH_KEEP=1` keeps the filled store in `LEDGER_BENCH_DIR/proofs-<n>x<k>` and reuses
 //! it on the next run; `LEDGER_BENCH_IDLE_SECS=s` waits before timing, so that the host can
-//! page the state file out as it does for a node that serves proofs now and then.
+//! page the state file out as it does for a node that serves proofs now and then;
+//! `LEDGER_BENCH_DROP_CACHES=1` (root only) empties the host's page cache before the reopen, to
+//! time a restart from a cold cache and proofs served while the tree nodes load.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -31,6 +33,40 @@ fn entry(index: u64, cmd: LedgerCommand) -> openraft::Entry<TypeConfig> {
     openraft::Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(cmd),
+    }
+}
+
+/// Times inclusion proofs at random indexes for as long as the tree nodes are loading (at
+/// most 10,000), as a restarted node serves them.
+fn time_proofs_while_loading(view: &storage::view::LedgerView) {
+    let tree = view.tree(TENANT).unwrap();
+    let size = tree.size();
+    let mut rng = rand::thread_rng();
+    let started = Instant::now();
+    let mut proofs = 0u32;
+    while proofs < 10_000 && view.loading_tree_nodes() {
+        black_box(tree.inclusion_proof(rng.gen_range(0..size), size).unwrap());
+        proofs += 1;
+    }
+    if proofs > 0 {
+        eprintln!(
+            "while the tree nodes loaded: {proofs} inclusion proofs, {:.1?} each on average",
+            started.elapsed() / proofs
+        );
+    }
+}
+
+/// Empties the host's page cache (needs root), so that the reopen reads from disk.
+fn drop_page_cache() {
+    let dropped = std::process::Command::new("sync")
+        .status()
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| e.to_string())
+        });
+    match dropped {
+        Ok(()) => eprintln!("page cache dropped"),
+        Err(e) => eprintln!("could not drop the page cache ({e}); the reopen may be warm"),
     }
 }
 
@@ -83,6 +119,9 @@ fn proofs(c: &mut Criterion) {
     // Reopen, as a restarted node would: opening loads tree nodes into memory.
     print_table_stats(&dir.join("state.redb"), n, tenants.len() as u32);
     let leaf_hash_cache_bytes = env_u64("LEDGER_BENCH_LEAF_CACHE_MB").map_or(n * 32, |mb| mb << 20);
+    if env_u64("LEDGER_BENCH_DROP_CACHES") == Some(1) {
+        drop_page_cache();
+    }
     let reopened = Instant::now();
     let (_log, sm) = storage::open_with(
         &dir,
@@ -93,6 +132,7 @@ fn proofs(c: &mut Criterion) {
     .unwrap();
     let view = sm.view();
     eprintln!("reopened in {:.1?}", reopened.elapsed());
+    time_proofs_while_loading(&view);
     view.wait_tree_nodes_loaded();
     let cached = view.cached_tree_nodes();
     eprintln!(

@@ -61,9 +61,7 @@ fn drop_page_cache() {
     let dropped = std::process::Command::new("sync")
         .status()
         .map_err(|e| e.to_string())
-        .and_then(|_| {
-            std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| e.to_string())
-        });
+        .and_then(|_| std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| e.to_string()));
     match dropped {
         Ok(()) => eprintln!("page cache dropped"),
         Err(e) => eprintln!("could not drop the page cache ({e}); the reopen may be warm"),

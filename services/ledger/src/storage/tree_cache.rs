@@ -19,7 +19,7 @@
 //! is read from the store.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -116,6 +116,9 @@ pub(crate) struct TreeCache {
     /// Changed by every clear: a loader that started before stops.
     generation: AtomicU64,
     loader: Mutex<Option<JoinHandle<()>>>,
+    /// Loader threads running (0 or 1: a new one starts after the last has stopped); kept
+    /// apart from the handle, which whoever waits takes away.
+    loaders_running: Arc<AtomicUsize>,
 }
 
 impl TreeCache {
@@ -125,6 +128,7 @@ impl TreeCache {
             columns: RwLock::default(),
             generation: AtomicU64::new(0),
             loader: Mutex::new(None),
+            loaders_running: Arc::default(),
         }
     }
 
@@ -183,9 +187,12 @@ impl TreeCache {
         self.clear();
         let generation = self.generation.load(Ordering::SeqCst);
         let cache = Arc::clone(self);
+        let running = Arc::clone(&self.loaders_running);
+        running.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name("ledger-tree-cache".into())
             .spawn(move || {
+                let _running = Running(running);
                 let started = Instant::now();
                 match Loader::new(cache, db, generation).and_then(Loader::run) {
                     Ok(Some(counts)) => tracing::info!(
@@ -203,10 +210,13 @@ impl TreeCache {
             });
         match spawned {
             Ok(handle) => *self.loader_slot() = Some(handle),
-            Err(error) => tracing::warn!(
-                %error,
-                "could not start loading tree nodes into memory; proofs read them from the store"
-            ),
+            Err(error) => {
+                self.loaders_running.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!(
+                    %error,
+                    "could not start loading tree nodes into memory; proofs read them from the store"
+                );
+            }
         }
     }
 
@@ -222,9 +232,7 @@ impl TreeCache {
 
     /// Whether a load is under way.
     pub(crate) fn loading(&self) -> bool {
-        self.loader_slot()
-            .as_ref()
-            .is_some_and(|handle| !handle.is_finished())
+        self.loaders_running.load(Ordering::SeqCst) > 0
     }
 
     fn loader_slot(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
@@ -303,6 +311,15 @@ impl TreeCache {
             upper: columns.upper,
             leaves: columns.leaves,
         }
+    }
+}
+
+/// Counts a loader thread as running until it ends, however it ends.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

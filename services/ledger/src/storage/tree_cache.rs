@@ -389,9 +389,6 @@ impl Loader {
             }
             let chunk = self.read(column, len)?;
             let caught_up = chunk.len() < CHUNK;
-            if caught_up {
-                break;
-            }
             let mut columns = self.cache.write();
             match self
                 .cache
@@ -399,9 +396,12 @@ impl Loader {
             {
                 None => return Ok(false),
                 Some(false) => return Ok(true),
+                Some(true) if caught_up => break,
                 Some(true) => {}
             }
         }
+        // Only what was committed since the last read (usually nothing, in hot pages) is read
+        // under the lock.
         let mut columns = self.cache.write();
         let len = columns.by_node.get(&column).map_or(0, |c| c.len);
         let tail = self.read(column, len)?;
@@ -430,6 +430,8 @@ impl Loader {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::AtomicBool;
+
     use redb::Durability;
 
     use super::*;
@@ -489,27 +491,37 @@ mod tests {
 
     #[test]
     fn a_load_ends_with_the_column_the_store_holds_while_applies_go_on() {
-        // More than a chunk is stored; applies add 3,000 more while the loader reads. Whatever
-        // the interleaving, the column must end as the store's exact prefix with nothing
-        // missing, so that later applies keep extending it.
+        // More than a chunk is stored, and applies go on while the loader reads, in 20 rounds
+        // (each a chance for an apply to land between the loader's last read and its push).
+        // Whatever the interleaving, the column must end as the store's exact prefix with
+        // nothing missing, so that the next apply extends it.
         let stored = CHUNK as u64 + 100;
         let (_dir, db) = store_with(stored);
         let cache = Arc::new(TreeCache::new(u64::MAX));
-        let writer = {
-            let (db, cache) = (Arc::clone(&db), Arc::clone(&cache));
-            std::thread::spawn(move || {
-                for i in stored..stored + 3000 {
-                    apply(&db, &cache, i);
-                }
-            })
-        };
-        let counts = loader(&cache, &db).run().unwrap();
-        writer.join().unwrap();
-        assert!(counts.is_some());
-        apply(&db, &cache, stored + 3000);
-        let total = stored + 3001;
-        assert_eq!(cache.counts().leaves, total);
-        for i in [0, CHUNK as u64 - 1, CHUNK as u64, stored, total - 1] {
+        let mut next = stored;
+        for round in 0..20 {
+            cache.clear();
+            let stop = Arc::new(AtomicBool::new(false));
+            let writer = {
+                let (db, cache, stop) = (Arc::clone(&db), Arc::clone(&cache), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut i = next;
+                    while !stop.load(Ordering::SeqCst) || i < next + 50 {
+                        apply(&db, &cache, i);
+                        i += 1;
+                    }
+                    i
+                })
+            };
+            let counts = loader(&cache, &db).run().unwrap();
+            stop.store(true, Ordering::SeqCst);
+            next = writer.join().unwrap();
+            assert!(counts.is_some());
+            apply(&db, &cache, next);
+            next += 1;
+            assert_eq!(cache.counts().leaves, next, "round {round}");
+        }
+        for i in [0, CHUNK as u64 - 1, CHUNK as u64, stored, next - 1] {
             assert_eq!(cache.get(1, 0, i), Some(hash(i)), "node {i}");
         }
     }

@@ -160,6 +160,20 @@ fn proofs(c: &mut Criterion) {
             black_box(tree.consistency_proof(old, size).unwrap())
         })
     });
+    // A receipt proves the newest entry against a checkpoint that usually ends mid-block,
+    // whose levels 1–4 are recomputed from that block's leaf hashes (not stored since format 4).
+    group.bench_function("receipt proof (newest entry, size ending mid-block)", |b| {
+        b.iter(|| {
+            let s = size - rng.gen_range(0..32.min(size - 1));
+            black_box(tree.inclusion_proof(s - 1, s).unwrap())
+        })
+    });
+    group.bench_function("root at a size ending mid-block", |b| {
+        b.iter(|| {
+            let s = size - rng.gen_range(0..32.min(size - 1));
+            black_box(tree.root_at(s).unwrap())
+        })
+    });
     group.bench_function("entry read + leaf check", |b| {
         b.iter(|| {
             let i = rng.gen_range(0..size);

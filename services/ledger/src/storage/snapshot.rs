@@ -62,7 +62,7 @@ use super::error::{Result, StoreError};
 use super::schema::{
     COSIGS, CosigRecord, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS, LEAVES, NODES,
     REQUESTS, SM_META, TENANTS, TenantRecord, decode, encode, entries_table, entries_table_name,
-    load_frontier, read_entries,
+    load_frontier, read_entries, stores_level,
 };
 use super::state::{
     SmShared, TenantCache, load_tenants, open_state_db, read_applied, total_entries,
@@ -641,7 +641,7 @@ fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
                     let mut nodes = txn.open_table(NODES)?;
                     let mut leaves = txn.open_table(LEAVES)?;
                     entries.insert(index, bytes)?;
-                    for (id, hash) in created {
+                    for (id, hash) in created.into_iter().filter(|(id, _)| stores_level(id.level)) {
                         nodes.insert((no, id.level, id.index), *hash.as_bytes())?;
                     }
                     leaves.insert((no, *leaf.as_bytes()), index)?;

@@ -33,12 +33,12 @@ use super::StoreOptions;
 use super::error::{Result, StoreError};
 use super::schema::{
     COSIGS, CosigRecord, ENTRIES_V2, FORMAT_VERSION, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP,
-    KEY_NEXT_TENANT_NO, KEYS, LEAVES, NODES, REQUESTS, SM_META, TENANTS, TenantRecord, decode,
-    encode, entries_table, entries_table_name, load_frontier,
+    KEY_NEXT_TENANT_NO, KEYS, LEAVES, MIN_UPPER_LEVEL, NODES, REQUESTS, SM_META, TENANTS,
+    TenantRecord, decode, encode, entries_table, entries_table_name, load_frontier, stores_level,
 };
 use super::snapshot;
 use super::snapshot_data::SnapshotData;
-use super::tree_cache::{MIN_UPPER_LEVEL, TreeCache};
+use super::tree_cache::TreeCache;
 use super::types::{
     AppendRequest, Appended, LedgerCommand, LedgerResponse, LogId, RaftEntry, RaftStorageError,
     Refusal, Snapshot, SnapshotMeta, StoredMembership, TenantRegistered, TenantSpec, TypeConfig,
@@ -70,15 +70,17 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
                 meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
             }
             Some(Ok(FORMAT_VERSION)) => {}
-            Some(Ok(2)) => {
+            Some(Ok(old @ (2 | 3))) => {
                 let started = Instant::now();
-                let moved = migrate_from_v2(&txn)?;
+                let moved = if old == 2 { migrate_from_v2(&txn)? } else { 0 };
+                let dropped = drop_lower_levels(&txn)?;
                 meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
                 converted = true;
                 tracing::info!(
-                    entries = moved,
+                    entries_moved = moved,
+                    nodes_dropped = dropped,
                     elapsed_ms = started.elapsed().as_millis() as u64,
-                    "state.redb converted from format 2 to {FORMAT_VERSION} (entries moved into per-tenant tables)"
+                    "state.redb converted from format {old} to {FORMAT_VERSION} (2 → 3: entries moved into per-tenant tables; 3 → 4: tree levels 1–4 no longer stored)"
                 );
             }
             Some(Ok(other)) => {
@@ -98,7 +100,8 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
     }
     txn.commit()?;
     if converted {
-        // The shared table's pages are free but still in the file, which about doubled.
+        // The dropped rows' pages (and format 2's shared table, which about doubled the file)
+        // are free but still in the file.
         // Only disk space is at stake: on failure the free pages are reused by later appends.
         let started = Instant::now();
         match db.compact() {
@@ -113,6 +116,27 @@ pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
         }
     }
     Ok(db)
+}
+
+/// Format 3 → 4: deletes the stored tree nodes of levels 1–4 (recomputed from leaf hashes
+/// since). Returns how many were deleted.
+fn drop_lower_levels(txn: &WriteTransaction) -> Result<u64> {
+    let mut numbers = Vec::new();
+    for item in txn.open_table(TENANTS)?.iter()? {
+        let (_, record) = item?;
+        numbers.push(decode::<TenantRecord>(record.value())?.no);
+    }
+    let mut nodes = txn.open_table(NODES)?;
+    let mut dropped = 0u64;
+    for no in numbers {
+        for level in 1..MIN_UPPER_LEVEL {
+            nodes.retain_in((no, level, 0u64)..=(no, level, u64::MAX), |_, _| {
+                dropped += 1;
+                false
+            })?;
+        }
+    }
+    Ok(dropped)
 }
 
 /// Format 2 → 3: moves each tenant's entries out of the one shared table into its own (in the
@@ -677,15 +701,13 @@ fn append_one(
     let leaf: HashValue = leaf_hash(suite, &bytes);
     let created = state.frontier.append(leaf)?;
     tables.entries(no)?.insert(index, bytes.as_slice())?;
-    for (id, hash) in created {
+    for (id, hash) in created.into_iter().filter(|(id, _)| stores_level(id.level)) {
         tables
             .nodes
             .insert((no, id.level, id.index), *hash.as_bytes())?;
-        if id.level == 0 || id.level >= MIN_UPPER_LEVEL {
-            tables
-                .new_nodes
-                .push((no, id.level, id.index, *hash.as_bytes()));
-        }
+        tables
+            .new_nodes
+            .push((no, id.level, id.index, *hash.as_bytes()));
     }
     tables.leaves.insert((no, *leaf.as_bytes()), index)?;
     if let Some(change) = key_change {

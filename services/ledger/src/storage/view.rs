@@ -19,11 +19,11 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::error::{Result, StoreError};
 use super::schema::{
-    COSIGS, CosigRecord, EntriesRead, KEYS, KeyRecord, LEAVES, NODES, REQUESTS, TENANTS,
-    TenantRecord, decode, read_entries,
+    COSIGS, CosigRecord, EntriesRead, KEYS, KeyRecord, LEAVES, MIN_UPPER_LEVEL, NODES, REQUESTS,
+    TENANTS, TenantRecord, decode, read_entries, stores_level,
 };
 use super::state::{SmShared, read_applied};
-use super::tree_cache::{CachedNodes, MIN_UPPER_LEVEL, TreeCache};
+use super::tree_cache::{CachedNodes, TreeCache};
 use super::types::{LogId, StoredMembership};
 
 /// A tenant's log as stored.
@@ -303,6 +303,9 @@ impl VerifyTables {
             }
             let leaf = leaf_hash(suite, bytes);
             for (id, hash) in range.append(leaf)? {
+                if !stores_level(id.level) {
+                    continue;
+                }
                 node_count += 1;
                 match self.nodes.get((no, id.level, id.index))? {
                     None => {
@@ -648,10 +651,10 @@ impl TenantTree {
     }
 }
 
-/// The nodes below [`MIN_UPPER_LEVEL`] of one complete block of `2^MIN_UPPER_LEVEL` leaves,
-/// recomputed from its leaf hashes (kept in memory, or one range read of adjacent keys) instead
-/// of a point read per level, each of which lands on a different page once the store outgrows
-/// memory.
+/// The nodes below [`MIN_UPPER_LEVEL`] of one block of `2^MIN_UPPER_LEVEL` leaves (the last
+/// block may be incomplete), recomputed from its leaf hashes (kept in memory, or one range read
+/// of adjacent keys): levels 1–4 are not stored, and level-0 siblings read one by one would
+/// each land on a different page once the store outgrows memory.
 struct LowerBlock {
     block: u64,
     /// `levels[l]` holds the block's nodes at level `l` (level 0 = its leaf hashes).
@@ -671,7 +674,7 @@ impl LowerBlock {
     }
 }
 
-/// The row of nodes above `row` (pairs hashed; `row` has an even length).
+/// The row of nodes above `row` (pairs hashed; an odd last node has no parent yet).
 fn parents(suite: Suite, row: &[[u8; HASH_LEN]]) -> Vec<[u8; HASH_LEN]> {
     row.chunks_exact(2)
         .map(|pair| {
@@ -688,24 +691,28 @@ fn parents(suite: Suite, row: &[[u8; HASH_LEN]]) -> Vec<[u8; HASH_LEN]> {
 impl TenantTree {
     fn lower_block(&self, block: u64) -> Result<LowerBlock> {
         let width = 1u64 << MIN_UPPER_LEVEL;
-        let first = block * width;
-        let leaves = match self.tree_cache.leaf_run(self.no, first, width as usize) {
+        let first = block.saturating_mul(width);
+        let end = first.saturating_add(width).min(self.info.size);
+        let count = end.saturating_sub(first);
+        let leaves = match usize::try_from(count)
+            .ok()
+            .and_then(|n| self.tree_cache.leaf_run(self.no, first, n))
+        {
             Some(leaves) => leaves,
             None => {
                 let mut leaves = Vec::with_capacity(width as usize);
                 for item in opened(&self.nodes, &self.txn, NODES)?
-                    .range((self.no, 0u8, first)..(self.no, 0u8, first + width))?
+                    .range((self.no, 0u8, first)..(self.no, 0u8, end))?
                 {
                     leaves.push(item?.1.value());
                 }
                 leaves
             }
         };
-        if leaves.len() as u64 != width {
+        if leaves.len() as u64 != count {
             return Err(StoreError::Corrupt(format!(
-                "tenant {:?}: leaf hashes {first}..{} are incomplete",
+                "tenant {:?}: leaf hashes {first}..{end} are incomplete",
                 self.info.tenant,
-                first + width
             )));
         }
         let mut levels = vec![leaves];
@@ -724,8 +731,9 @@ impl NodeSource for TenantTree {
         self.info.suite
     }
 
-    /// Upper levels come from memory; lower nodes that share a complete block (a proof's
-    /// lowest siblings) are recomputed from that block's leaf hashes.
+    /// Upper levels come from memory; levels 1–4, and leaf hashes that share a block with
+    /// another requested node (a proof's lowest siblings), are recomputed from that block's
+    /// leaf hashes.
     fn nodes(&self, ids: &[TreeNodeId]) -> Result<Vec<HashValue>> {
         let in_block = |id: &TreeNodeId, block: u64| {
             id.level < MIN_UPPER_LEVEL && LowerBlock::of(id.level, id.index) == block
@@ -737,8 +745,8 @@ impl NodeSource for TenantTree {
                 let b = LowerBlock::of(id.level, id.index);
                 let loaded = block.as_ref().is_some_and(|k| k.block == b);
                 if !loaded
-                    && (b + 1) << MIN_UPPER_LEVEL <= self.info.size
-                    && ids.iter().filter(|o| in_block(o, b)).count() >= 2
+                    && (!stores_level(id.level)
+                        || ids.iter().filter(|o| in_block(o, b)).count() >= 2)
                 {
                     block = Some(self.lower_block(b)?);
                 }
@@ -757,9 +765,14 @@ impl NodeSource for TenantTree {
     }
 
     fn node(&self, level: u8, index: u64) -> Result<HashValue> {
-        // Levels 1–4 outside a complete block are read, not recomputed: that is the newest
-        // entries' incomplete block (receipts), whose pages are hot, and up to 15 hashes per
-        // node would cost more than the read.
+        if !stores_level(level) {
+            // Only nodes of complete subtrees within the tree's size exist.
+            return self
+                .lower_block(LowerBlock::of(level, index))?
+                .get(level, index)
+                .map(|hash| HashValue::new(self.info.suite, hash))
+                .ok_or_else(|| ProofError::NodeUnavailable { level, index }.into());
+        }
         if self.tree_cache.caches(level)
             && let Some(hash) = self.tree_cache.get(self.no, level, index)
         {

@@ -1125,7 +1125,8 @@ async fn a_format_2_state_is_converted_when_opened() {
             Err(redb::TableError::TableDoesNotExist(_))
         ));
         let meta = txn.open_table(META).unwrap();
-        assert_eq!(meta.get("format").unwrap().unwrap().value(), [3]);
+        assert_eq!(meta.get("format").unwrap().unwrap().value(), [4]);
+        assert_eq!(stored_lower_levels(&txn), 0);
     }
     // A format this build does not know is refused, not misread.
     {
@@ -1138,38 +1139,156 @@ async fn a_format_2_state_is_converted_when_opened() {
     assert!(refused.to_string().contains("format 9"), "{refused}");
 }
 
+const NODES_TABLE: redb::TableDefinition<(u32, u8, u64), [u8; 32]> =
+    redb::TableDefinition::new("nodes");
+
+/// Rows of the `nodes` table at levels 1–4, which format 4 does not store.
+fn stored_lower_levels(txn: &redb::ReadTransaction) -> usize {
+    use redb::ReadableTable;
+    txn.open_table(NODES_TABLE)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .filter(|r| (1..5).contains(&r.as_ref().unwrap().0.value().1))
+        .count()
+}
+
+fn edit_nodes(dir: &Path, edit: impl FnOnce(&mut redb::Table<'_, (u32, u8, u64), [u8; 32]>)) {
+    let db = redb::Database::open(dir.join("state.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    edit(&mut txn.open_table(NODES_TABLE).unwrap());
+    txn.commit().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewritten_tree_node_is_detected() {
+    use redb::ReadableDatabase;
     let dir = tempfile::tempdir().unwrap();
     {
         let mut node = Node::open(dir.path());
         fill(&mut node, &[("ten_a", Suite::Intl)], 40).await;
     }
-    // Edit the database directly: replace the level-1 node over leaves 2 and 3.
     {
-        const NODES: redb::TableDefinition<(u32, u8, u64), [u8; 32]> =
-            redb::TableDefinition::new("nodes");
         let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let mut nodes = txn.open_table(NODES).unwrap();
-            nodes.insert((0, 1, 1), [0xab; 32]).unwrap();
-        }
-        txn.commit().unwrap();
+        assert_eq!(stored_lower_levels(&db.begin_read().unwrap()), 0);
     }
+    // A level-1 node over leaves 2 and 3 is not stored: a row written there is reported, and
+    // proofs, which recompute levels 1–4 from the block's leaf hashes, never read it.
+    edit_nodes(dir.path(), |nodes| {
+        nodes.insert((0, 1, 1), [0xab; 32]).unwrap();
+    });
     let node = Node::open(dir.path());
     let m = node.view().verify_store().unwrap().first_mismatch.unwrap();
-    assert_eq!((m.tenant.as_str(), m.index), ("ten_a", Some(3)));
-    assert!(m.problem.contains("(1, 1)"), "{m}");
-    // Proofs recompute the levels below 5 of a complete 32-leaf block from its leaf hashes,
-    // so the rewritten node (a sibling in leaf 0's proof) does not reach them.
+    assert_eq!((m.tenant.as_str(), m.index), ("ten_a", None));
+    assert!(m.problem.contains("tree nodes are stored"), "{m}");
     let tree = node.view().tree("ten_a").unwrap();
     let leaves: Vec<HashValue> = (0..40).map(|i| tree.leaf_hash(i).unwrap()).collect();
     let memory = MemoryTree::from_leaf_hashes(Suite::Intl, &leaves).unwrap();
+    for index in [0, 3, 33, 39] {
+        assert_eq!(
+            tree.inclusion_proof(index, 40).unwrap(),
+            memory.inclusion_proof(index, 40).unwrap()
+        );
+    }
+    assert_eq!(tree.root().unwrap(), memory.root_at(40).unwrap());
+    drop((tree, node));
+    // A stored node rewritten: the level-5 node over leaves 0..32, created by entry 31.
+    edit_nodes(dir.path(), |nodes| {
+        nodes.remove((0, 1, 1)).unwrap();
+        nodes.insert((0, 5, 0), [0xab; 32]).unwrap();
+    });
+    let node = Node::open(dir.path());
+    let m = node.view().verify_store().unwrap().first_mismatch.unwrap();
+    assert_eq!((m.tenant.as_str(), m.index), ("ten_a", Some(31)));
+    assert!(m.problem.contains("(5, 0)"), "{m}");
+}
+
+/// Format 3 stored tree levels 1–4 as well; format 4 recomputes them from leaf hashes. A
+/// format 3 state loses those rows when opened and keeps its roots and proofs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_3_state_drops_tree_levels_1_to_4_when_opened() {
+    use caretrail_ledger_proofs::merkle::node_hash;
+    use redb::{ReadableDatabase, ReadableTable};
+    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sm_meta");
+    let tenants = [("ten_a", Suite::Intl), ("ten_b", Suite::Gm)];
+    let dir = tempfile::tempdir().unwrap();
+    let roots = {
+        let mut node = Node::open(dir.path());
+        fill(&mut node, &tenants, 77).await;
+        tenants.map(|(t, _)| node.view().tree(t).unwrap().root().unwrap())
+    };
+    // Add the level 1–4 rows format 3 had (38 + 19 + 9 + 4 per tenant of 77 entries).
+    edit_nodes(dir.path(), |nodes| {
+        for (no, (_, suite)) in tenants.iter().enumerate() {
+            let no = no as u32;
+            let mut row: Vec<HashValue> = nodes
+                .range((no, 0u8, 0u64)..(no, 1u8, 0u64))
+                .unwrap()
+                .map(|r| HashValue::new(*suite, r.unwrap().1.value()))
+                .collect();
+            assert_eq!(row.len(), 77);
+            for level in 1..5u8 {
+                row = row
+                    .chunks_exact(2)
+                    .map(|p| node_hash(*suite, &p[0], &p[1]))
+                    .collect();
+                for (i, h) in row.iter().enumerate() {
+                    nodes.insert((no, level, i as u64), *h.as_bytes()).unwrap();
+                }
+            }
+        }
+    });
+    {
+        let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("format", [3u8].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        assert_eq!(stored_lower_levels(&db.begin_read().unwrap()), 2 * 70);
+    }
+    {
+        let mut node = Node::open(dir.path());
+        let view = node.view();
+        let report = view.verify_store().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.entries, 2 * 77);
+        for ((tenant, suite), root) in tenants.iter().zip(&roots) {
+            let tree = view.tree(tenant).unwrap();
+            assert_eq!(tree.root().unwrap(), *root);
+            let leaves: Vec<HashValue> = (0..77).map(|i| tree.leaf_hash(i).unwrap()).collect();
+            let memory = MemoryTree::from_leaf_hashes(*suite, &leaves).unwrap();
+            for (index, size) in [(0, 77), (40, 77), (76, 77), (5, 45), (70, 71)] {
+                assert_eq!(
+                    tree.inclusion_proof(index, size).unwrap(),
+                    memory.inclusion_proof(index, size).unwrap()
+                );
+            }
+            assert_eq!(
+                tree.consistency_proof(45, 77).unwrap(),
+                memory.consistency_proof(45, 77).unwrap()
+            );
+        }
+        // The frontier was rebuilt from leaf hashes: the next append extends the same tree.
+        let appended = node
+            .append(vec![request("ten_a", REGISTRAR, "r-after", b"after")])
+            .await;
+        assert_eq!(appended[0].as_ref().unwrap().index, 77);
+        assert!(view.verify_store().unwrap().is_ok());
+    }
+    let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
     assert_eq!(
-        tree.inclusion_proof(0, 40).unwrap(),
-        memory.inclusion_proof(0, 40).unwrap()
+        txn.open_table(META)
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .unwrap()
+            .value(),
+        [4]
     );
+    assert_eq!(stored_lower_levels(&txn), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

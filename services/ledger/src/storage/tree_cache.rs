@@ -119,6 +119,9 @@ pub(crate) struct TreeCache {
     /// Loader threads running (0 or 1: a new one starts after the last has stopped); kept
     /// apart from the handle, which whoever waits takes away.
     loaders_running: Arc<AtomicUsize>,
+    /// Held by a test to keep a background load from starting its work.
+    #[cfg(test)]
+    load_gate: Mutex<()>,
 }
 
 impl TreeCache {
@@ -129,6 +132,8 @@ impl TreeCache {
             generation: AtomicU64::new(0),
             loader: Mutex::new(None),
             loaders_running: Arc::default(),
+            #[cfg(test)]
+            load_gate: Mutex::new(()),
         }
     }
 
@@ -193,6 +198,8 @@ impl TreeCache {
             .name("ledger-tree-cache".into())
             .spawn(move || {
                 let _running = Running(running);
+                #[cfg(test)]
+                drop(cache.load_gate.lock());
                 let started = Instant::now();
                 match Loader::new(cache, db, generation).and_then(Loader::run) {
                     Ok(Some(counts)) => tracing::info!(
@@ -541,7 +548,12 @@ mod tests {
         assert_eq!(cache.get(1, 0, 39), Some(hash(39)));
         assert_eq!(cache.get(1, 0, 40), None);
         // In the background, planned from the tenants table (this store has no upper nodes).
+        // Held at its start, the load is reported as running and the cache is empty until then.
+        let gate = cache.load_gate.lock().unwrap();
         cache.start_loading(Arc::clone(&db));
+        assert!(cache.loading());
+        assert_eq!(cache.counts(), CachedNodes::default());
+        drop(gate);
         cache.wait_loaded();
         assert!(!cache.loading());
         assert_eq!(

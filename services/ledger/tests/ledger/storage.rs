@@ -1035,7 +1035,6 @@ async fn a_format_2_state_is_converted_when_opened() {
     use redb::{ReadableDatabase, ReadableTable};
     type Legacy = redb::TableDefinition<'static, (u32, u64), &'static [u8]>;
     const LEGACY: Legacy = redb::TableDefinition::new("entries");
-    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sm_meta");
     let tenants = [("ten_a", Suite::Intl), ("ten_b", Suite::Gm)];
     let dir = tempfile::tempdir().unwrap();
     let before = {
@@ -1141,6 +1140,7 @@ async fn a_format_2_state_is_converted_when_opened() {
 
 const NODES_TABLE: redb::TableDefinition<(u32, u8, u64), [u8; 32]> =
     redb::TableDefinition::new("nodes");
+const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sm_meta");
 
 /// Rows of the `nodes` table at levels 1–4, which format 4 does not store.
 fn stored_lower_levels(txn: &redb::ReadTransaction) -> usize {
@@ -1209,7 +1209,6 @@ async fn a_rewritten_tree_node_is_detected() {
 async fn a_format_3_state_drops_tree_levels_1_to_4_when_opened() {
     use caretrail_ledger_proofs::merkle::node_hash;
     use redb::{ReadableDatabase, ReadableTable};
-    const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sm_meta");
     let tenants = [("ten_a", Suite::Intl), ("ten_b", Suite::Gm)];
     let dir = tempfile::tempdir().unwrap();
     let roots = {

@@ -25,8 +25,7 @@
 //! proof reads anyway. Storing them cost ~0.94 B-tree inserts and ~85 B of pages per entry.
 
 use caretrail_crypto::{HASH_LEN, HashValue, Suite};
-use caretrail_ledger_proofs::merkle::{empty_root, node_hash};
-use caretrail_ledger_proofs::{CompactRange, NodeId as TreeNodeId};
+use caretrail_ledger_proofs::{CompactRange, NodeId as TreeNodeId, root as merkle_root};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, TableError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -66,18 +65,6 @@ pub(crate) fn stores_level(level: u8) -> bool {
 /// First leaf of the block of `2^MIN_UPPER_LEVEL` leaves that holds leaf `index`.
 pub(crate) fn block_start(index: u64) -> u64 {
     index & !((1u64 << MIN_UPPER_LEVEL) - 1)
-}
-
-/// Hash of the perfect subtree over `leaves` (a power of two of them, as stored nodes are).
-pub(crate) fn subtree_hash(suite: Suite, leaves: &[[u8; HASH_LEN]]) -> HashValue {
-    let mut row: Vec<HashValue> = leaves.iter().map(|h| HashValue::new(suite, *h)).collect();
-    while row.len() > 1 {
-        row = row
-            .chunks_exact(2)
-            .map(|pair| node_hash(suite, &pair[0], &pair[1]))
-            .collect();
-    }
-    row.pop().unwrap_or_else(|| empty_root(suite))
 }
 
 /// Name of tenant `no`'s entries table.
@@ -198,10 +185,14 @@ pub(crate) fn load_frontier(
             .checked_sub(last_block)
             .and_then(|f| usize::try_from(f).ok())
             .ok_or_else(|| missing(id.level, id.index))?;
-        let covered = leaves
+        let covered: Vec<HashValue> = leaves
             .get(first..first + (1usize << id.level))
-            .ok_or_else(|| missing(id.level, id.index))?;
-        hashes.push(subtree_hash(record.suite, covered));
+            .ok_or_else(|| missing(id.level, id.index))?
+            .iter()
+            .map(|h| HashValue::new(record.suite, *h))
+            .collect();
+        // A perfect subtree's hash is the RFC 9162 root of its leaves.
+        hashes.push(merkle_root(record.suite, &covered)?);
     }
     Ok(CompactRange::from_parts(record.suite, record.size, hashes)?)
 }

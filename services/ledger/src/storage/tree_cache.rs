@@ -13,8 +13,8 @@
 //!   so that a proof's lowest siblings are recomputed from a block of 32 leaf hashes in memory
 //!   instead of a range read of the store.
 //!
-//! Levels 1–4 are neither kept nor stored: recomputing them from their block costs a few µs. Loaded in the
-//! background ([`Loader`]) when the state is opened or replaced by a snapshot, so a restart
+//! Levels 1–4 are neither kept nor stored: recomputing them from their block costs a few µs.
+//! Loaded in the background ([`Loader`]) when the state is opened or replaced by a snapshot, so a restart
 //! does not wait for it (17–105 s at 10M entries from a cold page cache, depending on the
 //! disk); whatever is not here is read from the store.
 
@@ -28,10 +28,7 @@ use caretrail_crypto::HASH_LEN;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::error::Result;
-use super::schema::{NODES, TENANTS, TenantRecord, decode};
-
-/// Lowest upper level kept (level 0 = leaf hashes; a level-5 node covers 32 entries).
-pub(crate) use super::schema::MIN_UPPER_LEVEL;
+use super::schema::{MIN_UPPER_LEVEL, NODES, TENANTS, TenantRecord, decode};
 
 /// Most upper-level nodes kept: 64 MiB, enough for ~32M entries across all tenants.
 pub(crate) const MAX_UPPER_NODES: u64 = 1 << 21;

@@ -92,6 +92,11 @@ pub struct LedgerSettings {
     /// the store (a disk read once the store outgrows the page cache). 0 keeps none.
     #[serde(default = "default_leaf_hash_cache_mb")]
     pub ledger_leaf_hash_cache_mb: u64,
+    /// Memory (MiB) for the state database's page cache (redb's, on top of the OS page
+    /// cache; filled as pages are read). A larger one did not make appends cheaper at 10M
+    /// entries (docs/PERFORMANCE.md), so this is a memory knob, not a speed one.
+    #[serde(default = "default_state_cache_mb")]
+    pub ledger_state_cache_mb: u64,
     /// How long an append waits for commit before answering `unavailable` (outcome unknown;
     /// retry with the same request id).
     #[serde(default = "default_propose_timeout")]
@@ -138,6 +143,9 @@ fn default_keep_logs() -> u64 {
 fn default_leaf_hash_cache_mb() -> u64 {
     crate::storage::DEFAULT_LEAF_HASH_CACHE_BYTES >> 20
 }
+fn default_state_cache_mb() -> u64 {
+    (crate::storage::DEFAULT_STATE_CACHE_BYTES >> 20) as u64
+}
 fn default_propose_timeout() -> u64 {
     10_000
 }
@@ -172,6 +180,7 @@ impl Default for LedgerSettings {
             ledger_snapshot_every: default_snapshot_every(),
             ledger_snapshot_keep_logs: default_keep_logs(),
             ledger_leaf_hash_cache_mb: default_leaf_hash_cache_mb(),
+            ledger_state_cache_mb: default_state_cache_mb(),
             ledger_propose_timeout_ms: default_propose_timeout(),
             ledger_heartbeat_ms: default_heartbeat(),
             ledger_election_timeout_min_ms: default_election_min(),
@@ -216,6 +225,8 @@ impl LedgerSettings {
     pub fn store_options(&self) -> crate::storage::StoreOptions {
         crate::storage::StoreOptions {
             leaf_hash_cache_bytes: self.ledger_leaf_hash_cache_mb << 20,
+            state_cache_bytes: usize::try_from(self.ledger_state_cache_mb << 20)
+                .unwrap_or(usize::MAX),
         }
     }
 
@@ -279,6 +290,9 @@ impl Validate for LedgerSettings {
         if self.ledger_leaf_hash_cache_mb > 1 << 20 {
             return invalid("ledger_leaf_hash_cache_mb must be 0..=1048576");
         }
+        if !(16..=1 << 20).contains(&self.ledger_state_cache_mb) {
+            return invalid("ledger_state_cache_mb must be 16..=1048576");
+        }
         if !(100..=600_000).contains(&self.ledger_propose_timeout_ms) {
             return invalid("ledger_propose_timeout_ms must be 100..=600000");
         }
@@ -312,5 +326,28 @@ impl Config {
             auth: AuthSettings::default(),
             ledger,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_state_cache_size_reaches_the_store_and_a_tiny_one_is_refused() {
+        let settings = LedgerSettings {
+            ledger_state_cache_mb: 1024,
+            ..LedgerSettings::default()
+        };
+        assert!(settings.validate().is_ok());
+        assert_eq!(settings.store_options().state_cache_bytes, 1 << 30);
+
+        let tiny = LedgerSettings {
+            ledger_state_cache_mb: 8,
+            ..LedgerSettings::default()
+        };
+        let err = tiny.validate().unwrap_err().to_string();
+        assert!(err.contains("ledger_state_cache_mb"), "{err}");
     }
 }

@@ -77,18 +77,25 @@ pub const LOG_FILE: &str = "raft-log.redb";
 /// Default budget for leaf hashes kept in memory: 16M entries' worth (32 B each).
 pub const DEFAULT_LEAF_HASH_CACHE_BYTES: u64 = 512 << 20;
 
+/// Default page cache of the state database (redb's own, on top of the OS page cache).
+pub const DEFAULT_STATE_CACHE_BYTES: usize = 256 << 20;
+
 /// How a node's storage is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Memory for leaf hashes kept for proofs, all tenants together (32 B per entry; 0 = none).
     /// With them, an inclusion proof at 10M entries costs no disk read ([`tree_cache`] docs).
     pub leaf_hash_cache_bytes: u64,
+    /// redb's page cache of the state database (filled as pages are read). At 10M entries,
+    /// 256 MiB and 2 GiB gave the same append cost (docs/PERFORMANCE.md, "The cluster at 10M entries").
+    pub state_cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             leaf_hash_cache_bytes: DEFAULT_LEAF_HASH_CACHE_BYTES,
+            state_cache_bytes: DEFAULT_STATE_CACHE_BYTES,
         }
     }
 }

@@ -738,7 +738,7 @@ pub(crate) fn install(
     if new_path.exists() {
         std::fs::remove_file(&new_path)?;
     }
-    let new_db = open_state_db(&new_path)?;
+    let new_db = open_state_db(&new_path, shared.cache_bytes)?;
     let imported = import(&new_db, &mut file).and_then(|meta| {
         if expected.last_log_id != meta.last_log_id
             || expected.last_membership != meta.last_membership
@@ -765,7 +765,7 @@ pub(crate) fn install(
     let state_path = shared.state_path();
     std::fs::rename(&new_path, &state_path)?;
     fsync_dir(&shared.dir)?;
-    let db = open_state_db(&state_path)?;
+    let db = open_state_db(&state_path, shared.cache_bytes)?;
     let tenants = load_tenants(&db)?;
     // The state now holds the snapshot (durably), so its manifest may become current; a crash
     // before this leaves the state ahead of the old manifest, which is harmless.

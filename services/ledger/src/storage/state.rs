@@ -50,15 +50,12 @@ pub const STATE_FILE: &str = "state.redb";
 /// Directory of snapshot files inside the storage directory.
 pub const SNAPSHOT_DIR: &str = "snapshots";
 
-/// redb page cache of the state database.
-const STATE_CACHE_BYTES: usize = 256 * 1024 * 1024;
-
 /// Longest time between durable commits of the state (the rest commit without fsync).
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
-pub(crate) fn open_state_db(path: &Path) -> Result<Database> {
+pub(crate) fn open_state_db(path: &Path, cache_bytes: usize) -> Result<Database> {
     let mut db = Database::builder()
-        .set_cache_size(STATE_CACHE_BYTES)
+        .set_cache_size(cache_bytes)
         .create(path)?;
     let txn = db.begin_write()?;
     let mut converted = false;
@@ -176,6 +173,8 @@ pub(crate) struct SmShared {
     /// Tree nodes kept in memory for proofs (valid for any database of this log: nodes never
     /// change).
     pub(crate) tree_cache: Arc<TreeCache>,
+    /// redb's page cache for the state database, also when a snapshot replaces it.
+    pub(crate) cache_bytes: usize,
 }
 
 impl SmShared {
@@ -323,7 +322,8 @@ impl LedgerStateMachine {
     pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Self> {
         std::fs::create_dir_all(dir.join(SNAPSHOT_DIR))?;
         snapshot::remove_temporaries(dir)?;
-        let db = open_state_db(&dir.join(STATE_FILE))?;
+        let cache_bytes = options.state_cache_bytes;
+        let db = open_state_db(&dir.join(STATE_FILE), cache_bytes)?;
         let shared = Arc::new(SmShared {
             dir: dir.to_path_buf(),
             db: RwLock::new(Arc::new(db)),
@@ -332,6 +332,7 @@ impl LedgerStateMachine {
             last_durable: Mutex::new(Instant::now()),
             counts: EntryCounts::default(),
             tree_cache: Arc::new(TreeCache::new(options.leaf_hash_cache_bytes)),
+            cache_bytes,
         });
         snapshot::upgrade_legacy(&shared)?;
         snapshot::check_state_covers_snapshot(&shared)?;

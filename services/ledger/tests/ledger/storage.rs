@@ -688,6 +688,7 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
         dir.path(),
         &StoreOptions {
             leaf_hash_cache_bytes: 640 * 32,
+            ..StoreOptions::default()
         },
     );
     let view = node.view();

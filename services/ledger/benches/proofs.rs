@@ -240,20 +240,9 @@ fn time_appends(sm: &mut LedgerStateMachine) {
         while done < round {
             let count = batch.min(round - done);
             let entries = (next..next + count)
-                .map(|i| AppendRequest {
-                    tenant: TENANT.into(),
-                    kind: "record.anchored".into(),
-                    submitter: REGISTRAR.into(),
-                    request_id: format!("{:032x}", rng.r#gen::<u128>()),
-                    key_id: info.registrar_key_id.clone(),
-                    payload: format!(
-                        "{{\"content_hash\":\"{:064x}\",\"record\":\"rec_{i:032x}\",\"pad\":\"{}\"}}",
-                        i,
-                        "x".repeat(120)
-                    )
-                    .into_bytes(),
-                    signature: vec![0x5a; 64],
-                    timestamp_ms: 1_700_000_000_000 + i,
+                .map(|i| {
+                    let request_id = format!("{:032x}", rng.r#gen::<u128>());
+                    bench_request(TENANT, i, request_id, &info.registrar_key_id)
                 })
                 .collect();
             let started = Instant::now();
@@ -281,6 +270,26 @@ fn time_appends(sm: &mut LedgerStateMachine) {
     }
 }
 
+/// The registrar's submission number `i` to `tenant`: a ~256-byte payload and a dummy
+/// signature (applies do not check signatures; the leader does before proposing).
+fn bench_request(tenant: &str, i: u64, request_id: String, key_id: &str) -> AppendRequest {
+    AppendRequest {
+        tenant: tenant.into(),
+        kind: "record.anchored".into(),
+        submitter: REGISTRAR.into(),
+        request_id,
+        key_id: key_id.into(),
+        payload: format!(
+            "{{\"content_hash\":\"{:064x}\",\"record\":\"rec_{i:032x}\",\"pad\":\"{}\"}}",
+            i,
+            "x".repeat(120)
+        )
+        .into_bytes(),
+        signature: vec![0x5a; 64],
+        timestamp_ms: 1_700_000_000_000 + i,
+    }
+}
+
 /// Applies `n` entries spread over `tenants` straight to the state machine.
 fn fill(mut sm: LedgerStateMachine, n: u64, tenants: &[String], dir: &std::path::Path) {
     let registrar = SigningKey::generate(SignatureAlgorithm::Ed25519).unwrap();
@@ -305,20 +314,9 @@ fn fill(mut sm: LedgerStateMachine, n: u64, tenants: &[String], dir: &std::path:
     while appended < n {
         let batch = (n - appended).min(2_000);
         let entries = (appended..appended + batch)
-            .map(|i| AppendRequest {
-                tenant: tenants[(i % tenants.len() as u64) as usize].clone(),
-                kind: "record.anchored".into(),
-                submitter: REGISTRAR.into(),
-                request_id: format!("r{i}"),
-                key_id: key_id.clone(),
-                payload: format!(
-                    "{{\"content_hash\":\"{:064x}\",\"record\":\"rec_{i:032x}\",\"pad\":\"{}\"}}",
-                    i,
-                    "x".repeat(120)
-                )
-                .into_bytes(),
-                signature: vec![0x5a; 64],
-                timestamp_ms: 1_700_000_000_000 + i,
+            .map(|i| {
+                let tenant = &tenants[(i % tenants.len() as u64) as usize];
+                bench_request(tenant, i, format!("r{i}"), &key_id)
             })
             .collect();
         sm.apply_entries(vec![entry(

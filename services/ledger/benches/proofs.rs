@@ -5,7 +5,8 @@
 //! to the state machine (no Raft, no signatures) in batches of 2,000; the store is reopened (as
 //! by a restarted node, which loads the upper tree levels and the leaf hashes into memory),
 //! then proofs are timed at random indexes, with everything in memory, without the leaf hashes,
-//! and with nothing in memory, as are a receipt's proof and a root at sizes ending mid-block. Also prints the fill rate and the state file's bytes per entry.
+//! and with nothing in memory, as are a receipt's proof and a root at sizes ending mid-block.
+//! Also prints the fill rate and the state file's bytes per entry.
 //! `LEDGER_BENCH_TENANTS=k` spreads the entries over k tenants in turn (proofs on the first);
 //! `LEDGER_BENCH_LEAF_CACHE_MB` sets the leaf-hash budget (default: enough for every entry);
 //! `LEDGER_BENCH_STATE_CACHE_MB` redb's page cache of the state (default: the node's).

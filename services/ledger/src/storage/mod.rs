@@ -87,7 +87,8 @@ pub struct StoreOptions {
     /// With them, an inclusion proof at 10M entries costs no disk read ([`tree_cache`] docs).
     pub leaf_hash_cache_bytes: u64,
     /// redb's page cache of the state database (filled as pages are read). At 10M entries,
-    /// 256 MiB and 2 GiB gave the same append cost (docs/PERFORMANCE.md, "The cluster at 10M entries").
+    /// 256 MiB and 2 GiB gave the same append cost (docs/PERFORMANCE.md, "2026-12-02: the
+    /// cluster at 10M entries").
     pub state_cache_bytes: usize,
 }
 

@@ -15,8 +15,8 @@
 //!
 //! Levels 1–4 are neither kept nor stored: recomputing them from their block costs a few µs.
 //! Loaded in the background ([`Loader`]) when the state is opened or replaced by a snapshot,
-//! so a restart does not wait for it (17–105 s at 10M entries from a cold page cache, depending on the
-//! disk); whatever is not here is read from the store.
+//! so a restart does not wait for it (17–105 s at 10M entries from a cold page cache,
+//! depending on the disk); whatever is not here is read from the store.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -130,7 +130,7 @@ fn proofs(c: &mut Criterion) {
     }
 
     // Reopen, as a restarted node would: opening loads tree nodes into memory.
-    print_table_stats(&dir.join("state.redb"), n, tenants.len() as u32);
+    print_table_stats(&dir.join("state.redb"), n);
     let leaf_hash_cache_bytes = env_u64("LEDGER_BENCH_LEAF_CACHE_MB").map_or(n * 32, |mb| mb << 20);
     if env_u64("LEDGER_BENCH_DROP_CACHES") == Some(1) {
         drop_page_cache();
@@ -141,6 +141,7 @@ fn proofs(c: &mut Criterion) {
         &StoreOptions {
             leaf_hash_cache_bytes,
             state_cache_bytes,
+            ..StoreOptions::default()
         },
     )
     .unwrap();
@@ -340,12 +341,9 @@ fn fill(mut sm: LedgerStateMachine, n: u64, tenants: &[String], dir: &std::path:
 }
 
 /// Where the state's bytes go: pages and stored bytes per entry of each table (the tenants'
-/// entries tables summed).
-fn print_table_stats(path: &std::path::Path, n: u64, tenants: u32) {
-    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition, TableStats};
-    const NODES: TableDefinition<(u32, u8, u64), [u8; 32]> = TableDefinition::new("nodes");
-    const LEAVES: TableDefinition<(u32, [u8; 32]), u64> = TableDefinition::new("leaves");
-    const REQUESTS: TableDefinition<(u32, &str, &str), u64> = TableDefinition::new("requests");
+/// entries tables and the index generations summed).
+fn print_table_stats(path: &std::path::Path, n: u64) {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle, TableStats};
     let db = redb::Database::open(path).unwrap();
     let txn = db.begin_read().unwrap();
     let per = |x: u64| x as f64 / n as f64;
@@ -353,33 +351,32 @@ fn print_table_stats(path: &std::path::Path, n: u64, tenants: u32) {
         let sum = |f: fn(&TableStats) -> u64| stats.iter().map(f).sum::<u64>();
         let pages = sum(|s| s.leaf_pages() + s.branch_pages());
         eprintln!(
-            "  {name:<9} {:>6.0} B/entry in pages ({pages} pages, height {}), stored {:.0} B/entry, \
-             metadata {:.0}, fragmented {:.0}",
+            "  {name:<9} {:>6.0} B/entry in pages ({pages} pages in {} tables, height {}), \
+             stored {:.0} B/entry, metadata {:.0}, fragmented {:.0}",
             per(pages * 4096),
+            stats.len(),
             stats.iter().map(TableStats::tree_height).max().unwrap_or(0),
             per(sum(TableStats::stored_bytes)),
             per(sum(TableStats::metadata_bytes)),
             per(sum(TableStats::fragmented_bytes)),
         );
     };
+    // Tables of one kind share a name prefix: entries_<tenant>, leaves[_<generation>], ...
+    let handles: Vec<redb::UntypedTableHandle> = txn.list_tables().unwrap().collect();
+    let stats_of = |prefix: &str| -> Vec<TableStats> {
+        handles
+            .iter()
+            .filter(|handle| handle.name().split('_').next() == Some(prefix))
+            .map(|handle| {
+                let table = txn.open_untyped_table(handle.clone()).unwrap();
+                table.stats().unwrap()
+            })
+            .collect()
+    };
     eprintln!("state.redb by table:");
-    let entries: Vec<TableStats> = (0..tenants)
-        .map(|no| {
-            let name = format!("entries_{no}");
-            let table = TableDefinition::<u64, &[u8]>::new(&name);
-            txn.open_table(table).unwrap().stats().unwrap()
-        })
-        .collect();
-    report("entries", &entries);
-    report("nodes", &[txn.open_table(NODES).unwrap().stats().unwrap()]);
-    report(
-        "leaves",
-        &[txn.open_table(LEAVES).unwrap().stats().unwrap()],
-    );
-    report(
-        "requests",
-        &[txn.open_table(REQUESTS).unwrap().stats().unwrap()],
-    );
+    for kind in ["entries", "nodes", "leaves", "requests"] {
+        report(kind, &stats_of(kind));
+    }
 }
 
 criterion_group! {

@@ -227,6 +227,7 @@ impl LedgerSettings {
             leaf_hash_cache_bytes: self.ledger_leaf_hash_cache_mb << 20,
             state_cache_bytes: usize::try_from(self.ledger_state_cache_mb << 20)
                 .unwrap_or(usize::MAX),
+            ..Default::default()
         }
     }
 

@@ -46,6 +46,7 @@
 //! not hash to its stored leaf hash.
 
 pub mod error;
+mod generations;
 pub mod keys;
 pub mod log;
 pub mod schema;
@@ -90,6 +91,10 @@ pub struct StoreOptions {
     /// 256 MiB and 2 GiB gave the same append cost (docs/PERFORMANCE.md, "2026-12-02: the
     /// cluster at 10M entries").
     pub state_cache_bytes: usize,
+    /// Entries per generation of the leaf-hash and request-id indexes (tests use a few to
+    /// cross generations; see the generations module docs).
+    #[doc(hidden)]
+    pub index_generation_entries: u64,
 }
 
 impl Default for StoreOptions {
@@ -97,6 +102,7 @@ impl Default for StoreOptions {
         Self {
             leaf_hash_cache_bytes: DEFAULT_LEAF_HASH_CACHE_BYTES,
             state_cache_bytes: DEFAULT_STATE_CACHE_BYTES,
+            index_generation_entries: generations::DEFAULT_GENERATION_ENTRIES,
         }
     }
 }

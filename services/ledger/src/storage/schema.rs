@@ -9,8 +9,9 @@
 //! | `tenants` | tenant id | `TenantRecord` (postcard: number, suite, size, origin, checkpoint key) |
 //! | `entries_<tenant no>` | index | the canonical entry encoding (the Merkle leaf input) |
 //! | `nodes` | (tenant no, level, index) | hash of the perfect subtree: level 0 (leaf hashes) and levels ≥ [`MIN_UPPER_LEVEL`] |
-//! | `leaves` | (tenant no, leaf hash) | index |
-//! | `requests` | (tenant no, submitter, request id) | index |
+//! | `leaves`, `leaves_<g>` | (tenant no, leaf hash) | index |
+//! | `requests`, `requests_<g>` | (tenant no, submitter, request id) | index |
+//! | `request_filters` | generation g | Bloom filter of the sealed generation g's request keys |
 //! | `keys` | (tenant no, institution, key id) | `KeyRecord` (derived from key entries, see [`super::keys`]) |
 //! | `cosigs` | (tenant no, tree size, witness key name) | `CosigRecord` (witness cosignatures) |
 //!
@@ -19,6 +20,10 @@
 //! middle of it, and the B-tree's split pages stay about half full (format 2 measured 795
 //! instead of 521 bytes per entry with 8 tenants). A tenant's table is created by its first
 //! entry.
+//!
+//! The leaf-hash and request-id indexes are split into generations of up to 1M entries
+//! (format 5), so that their random-key inserts cost the same whatever the ledger's size
+//! ([`super::generations`]); generation 0 is named as format 4's single tables were.
 //!
 //! Levels 1–4 of the tree are not stored (format 4): each is the hash of at most 16 leaf
 //! hashes of one block of 32, recomputed in a few µs from that block's leaf hashes, which a
@@ -38,10 +43,6 @@ pub(crate) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("t
 pub(crate) const ENTRIES_V2: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("entries");
 pub(crate) const NODES: TableDefinition<(u32, u8, u64), [u8; HASH_LEN]> =
     TableDefinition::new("nodes");
-pub(crate) const LEAVES: TableDefinition<(u32, [u8; HASH_LEN]), u64> =
-    TableDefinition::new("leaves");
-pub(crate) const REQUESTS: TableDefinition<(u32, &str, &str), u64> =
-    TableDefinition::new("requests");
 pub(crate) const KEYS: TableDefinition<(u32, &str, &str), &[u8]> = TableDefinition::new("keys");
 pub(crate) const COSIGS: TableDefinition<(u32, u64, &str), &[u8]> = TableDefinition::new("cosigs");
 
@@ -50,9 +51,9 @@ pub(crate) const KEY_MEMBERSHIP: &str = "membership";
 pub(crate) const KEY_NEXT_TENANT_NO: &str = "next_tenant_no";
 pub(crate) const KEY_FORMAT: &str = "format";
 
-/// Layout version of `state.redb`, stored under [`KEY_FORMAT`]; formats 2 and 3 are converted
+/// Layout version of `state.redb`, stored under [`KEY_FORMAT`]; formats 2 to 4 are converted
 /// when opened, any other version is refused rather than misread.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 /// Lowest tree level above the leaves that `nodes` stores (a level-5 node covers 32 entries).
 pub(crate) const MIN_UPPER_LEVEL: u8 = 5;

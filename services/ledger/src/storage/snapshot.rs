@@ -59,9 +59,10 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransacti
 use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StoreError};
+use super::generations::{Generations, IndexWriter};
 use super::schema::{
-    COSIGS, CosigRecord, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS, LEAVES, NODES,
-    REQUESTS, SM_META, TENANTS, TenantRecord, decode, encode, entries_table, entries_table_name,
+    COSIGS, CosigRecord, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS, NODES,
+    SM_META, TENANTS, TenantRecord, decode, encode, entries_table, entries_table_name,
     load_frontier, read_entries, stores_level,
 };
 use super::state::{
@@ -561,7 +562,8 @@ fn begin(db: &Database, durability: Durability) -> Result<WriteTransaction> {
 }
 
 /// Reads a snapshot stream into the (empty) database `db`, checking everything (module docs).
-fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
+fn import(db: &Database, input: impl Read, generation_entries: u64) -> Result<SnapshotMeta> {
+    let mut generations = Generations::empty(generation_entries);
     let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, input));
     let mut magic = [0u8; 8];
     r.exact(&mut magic)?;
@@ -639,24 +641,19 @@ fn import(db: &Database, input: impl Read) -> Result<SnapshotMeta> {
                 {
                     let mut entries = txn.open_table(entries_table(&t.entries_name))?;
                     let mut nodes = txn.open_table(NODES)?;
-                    let mut leaves = txn.open_table(LEAVES)?;
+                    let mut indexes = IndexWriter::open(&txn, &generations)?;
                     entries.insert(index, bytes)?;
                     for (id, hash) in created.into_iter().filter(|(id, _)| stores_level(id.level)) {
                         nodes.insert((no, id.level, id.index), *hash.as_bytes())?;
                     }
-                    leaves.insert((no, *leaf.as_bytes()), index)?;
+                    let request = (!entry.request_id.is_empty())
+                        .then_some((entry.submitter.as_str(), entry.request_id.as_str()));
+                    indexes.insert(&mut generations, no, leaf.as_bytes(), request, index)?;
                     if let Ok(Some(change)) =
                         super::keys::parse_key_change(&entry.kind, &entry.payload)
                     {
                         let mut keys = txn.open_table(KEYS)?;
                         super::keys::apply(&mut keys, no, index, change)?;
-                    }
-                    if !entry.request_id.is_empty() {
-                        let mut requests = txn.open_table(REQUESTS)?;
-                        requests.insert(
-                            (no, entry.submitter.as_str(), entry.request_id.as_str()),
-                            index,
-                        )?;
                     }
                 }
                 in_txn += 1;
@@ -739,7 +736,7 @@ pub(crate) fn install(
         std::fs::remove_file(&new_path)?;
     }
     let new_db = open_state_db(&new_path, shared.cache_bytes)?;
-    let imported = import(&new_db, &mut file).and_then(|meta| {
+    let imported = import(&new_db, &mut file, shared.generation_entries).and_then(|meta| {
         if expected.last_log_id != meta.last_log_id
             || expected.last_membership != meta.last_membership
         {

@@ -31,10 +31,11 @@ use tokio::io::AsyncSeekExt;
 
 use super::StoreOptions;
 use super::error::{Result, StoreError};
+use super::generations::{self, Generations, IndexWriter};
 use super::schema::{
     COSIGS, CosigRecord, ENTRIES_V2, FORMAT_VERSION, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP,
-    KEY_NEXT_TENANT_NO, KEYS, LEAVES, MIN_UPPER_LEVEL, NODES, REQUESTS, SM_META, TENANTS,
-    TenantRecord, decode, encode, entries_table, entries_table_name, load_frontier, stores_level,
+    KEY_NEXT_TENANT_NO, KEYS, MIN_UPPER_LEVEL, NODES, SM_META, TENANTS, TenantRecord, decode,
+    encode, entries_table, entries_table_name, load_frontier, stores_level,
 };
 use super::snapshot;
 use super::snapshot_data::SnapshotData;
@@ -67,6 +68,13 @@ pub(crate) fn open_state_db(path: &Path, cache_bytes: usize) -> Result<Database>
                 meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
             }
             Some(Ok(FORMAT_VERSION)) => {}
+            Some(Ok(4)) => {
+                // Format 4's two index tables are generation 0 of format 5 as they are.
+                meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
+                tracing::info!(
+                    "state.redb converted from format 4 to {FORMAT_VERSION}: its leaf-hash and request-id indexes are the first index generation"
+                );
+            }
             Some(Ok(old @ (2 | 3))) => {
                 let started = Instant::now();
                 let moved = if old == 2 { migrate_from_v2(&txn)? } else { 0 };
@@ -77,7 +85,7 @@ pub(crate) fn open_state_db(path: &Path, cache_bytes: usize) -> Result<Database>
                     entries_moved = moved,
                     nodes_dropped = dropped,
                     elapsed_ms = started.elapsed().as_millis() as u64,
-                    "state.redb converted from format {old} to {FORMAT_VERSION} (2 → 3: entries moved into per-tenant tables; 3 → 4: tree levels 1–4 no longer stored)"
+                    "state.redb converted from format {old} to {FORMAT_VERSION} (2 → 3: entries moved into per-tenant tables; 3 → 4: tree levels 1–4 no longer stored; 4 → 5: the indexes become generation 0)"
                 );
             }
             Some(Ok(other)) => {
@@ -90,8 +98,7 @@ pub(crate) fn open_state_db(path: &Path, cache_bytes: usize) -> Result<Database>
         }
         txn.open_table(TENANTS)?;
         txn.open_table(NODES)?;
-        txn.open_table(LEAVES)?;
-        txn.open_table(REQUESTS)?;
+        generations::create_tables(&txn)?;
         txn.open_table(KEYS)?;
         txn.open_table(COSIGS)?;
     }
@@ -175,6 +182,8 @@ pub(crate) struct SmShared {
     pub(crate) tree_cache: Arc<TreeCache>,
     /// redb's page cache for the state database, also when a snapshot replaces it.
     pub(crate) cache_bytes: usize,
+    /// Entries per index generation ([`generations`]).
+    pub(crate) generation_entries: u64,
 }
 
 impl SmShared {
@@ -249,6 +258,30 @@ pub(crate) struct TenantState {
 
 pub(crate) type TenantCache = HashMap<String, TenantState>;
 
+/// What the apply path keeps in memory besides the database: tenants and index generations.
+pub(crate) struct ApplyCache {
+    pub tenants: TenantCache,
+    pub generations: Generations,
+}
+
+impl ApplyCache {
+    pub(crate) fn load(shared: &SmShared) -> Result<Self> {
+        let db = shared.db();
+        Ok(Self {
+            tenants: load_tenants(&db)?,
+            generations: Generations::load(&db, shared.generation_entries)?,
+        })
+    }
+
+    /// A placeholder while the real one is lent to a blocking task.
+    fn placeholder() -> Self {
+        Self {
+            tenants: TenantCache::new(),
+            generations: Generations::empty(1),
+        }
+    }
+}
+
 pub(crate) fn total_entries(tenants: &TenantCache) -> u64 {
     tenants.values().map(|t| t.record.size).sum()
 }
@@ -306,7 +339,7 @@ pub(crate) fn load_tenants(db: &Database) -> Result<TenantCache> {
 /// The ledger state machine.
 pub struct LedgerStateMachine {
     shared: Arc<SmShared>,
-    tenants: TenantCache,
+    cache: ApplyCache,
 }
 
 impl LedgerStateMachine {
@@ -333,15 +366,16 @@ impl LedgerStateMachine {
             counts: EntryCounts::default(),
             tree_cache: Arc::new(TreeCache::new(options.leaf_hash_cache_bytes)),
             cache_bytes,
+            generation_entries: options.index_generation_entries,
         });
         snapshot::upgrade_legacy(&shared)?;
         snapshot::check_state_covers_snapshot(&shared)?;
-        let tenants = load_tenants(&shared.db())?;
+        let cache = ApplyCache::load(&shared)?;
         shared.load_tree_cache();
-        let entries = total_entries(&tenants);
+        let entries = total_entries(&cache.tenants);
         let in_snapshot = snapshot::current_entries(&shared)?.unwrap_or(entries);
         shared.counts.start(entries, in_snapshot);
-        Ok(Self { shared, tenants })
+        Ok(Self { shared, cache })
     }
 
     /// A read handle (entries, roots, proofs, verification); cheap to clone, usable from any
@@ -358,11 +392,17 @@ impl LedgerStateMachine {
     /// Applies Raft entries (blocking). [`RaftStateMachine::apply`] runs this on a blocking
     /// thread.
     pub fn apply_entries(&mut self, entries: Vec<RaftEntry>) -> Result<Vec<LedgerResponse>> {
-        apply_blocking(&self.shared, &mut self.tenants, entries)
+        let result = apply_blocking(&self.shared, &mut self.cache, entries);
+        if result.is_err() {
+            self.reload_cache()?;
+        }
+        result
     }
 
-    fn reload_tenants(&mut self) -> Result<()> {
-        self.tenants = load_tenants(&self.shared.db())?;
+    /// Rereads what the apply path caches from the database in use: after a failed apply
+    /// (whose changes to the cache were not committed) or a snapshot install.
+    fn reload_cache(&mut self) -> Result<()> {
+        self.cache = ApplyCache::load(&self.shared)?;
         Ok(())
     }
 }
@@ -389,8 +429,7 @@ struct WriteTables<'t> {
     /// it once the transaction has committed.
     new_nodes: Vec<(u32, u8, u64, [u8; 32])>,
     nodes: Table<'t, (u32, u8, u64), [u8; 32]>,
-    leaves: Table<'t, (u32, [u8; 32]), u64>,
-    requests: Table<'t, (u32, &'static str, &'static str), u64>,
+    indexes: IndexWriter<'t>,
     keys: super::keys::KeysTable<'t>,
     cosigs: Table<'t, (u32, u64, &'static str), &'static [u8]>,
 }
@@ -426,11 +465,14 @@ impl Overlay<'_> {
     }
 }
 
+/// On error, `cache.generations` may count uncommitted inserts: reload it.
 fn apply_blocking(
     shared: &SmShared,
-    cache: &mut TenantCache,
+    apply_cache: &mut ApplyCache,
     entries: Vec<RaftEntry>,
 ) -> Result<Vec<LedgerResponse>> {
+    let cache = &mut apply_cache.tenants;
+    let generations = &mut apply_cache.generations;
     let db = shared.db();
     let started = Instant::now();
     let durable = shared.durable_due();
@@ -453,8 +495,7 @@ fn apply_blocking(
             entries: HashMap::new(),
             new_nodes: Vec::new(),
             nodes: txn.open_table(NODES)?,
-            leaves: txn.open_table(LEAVES)?,
-            requests: txn.open_table(REQUESTS)?,
+            indexes: IndexWriter::open(&txn, generations)?,
             keys: txn.open_table(KEYS)?,
             cosigs: txn.open_table(COSIGS)?,
         };
@@ -480,7 +521,7 @@ fn apply_blocking(
                 EntryPayload::Normal(LedgerCommand::AppendBatch { entries }) => {
                     let mut results = Vec::with_capacity(entries.len());
                     for req in entries {
-                        results.push(append_one(&mut tables, &mut overlay, req)?);
+                        results.push(append_one(&mut tables, &mut overlay, generations, req)?);
                     }
                     responses.push(LedgerResponse::Appended(results));
                 }
@@ -610,6 +651,7 @@ fn register_tenant(
 fn append_one(
     tables: &mut WriteTables<'_>,
     overlay: &mut Overlay<'_>,
+    generations: &mut Generations,
     req: AppendRequest,
 ) -> Result<std::result::Result<Appended, Refusal>> {
     let Some(state) = overlay.get_mut(&req.tenant) else {
@@ -619,10 +661,10 @@ fn append_one(
     let suite = state.record.suite;
 
     if !req.request_id.is_empty() {
-        let prior = tables
-            .requests
-            .get((no, req.submitter.as_str(), req.request_id.as_str()))?
-            .map(|g| g.value());
+        let prior =
+            tables
+                .indexes
+                .find_request(generations, no, &req.submitter, &req.request_id)?;
         if let Some(index) = prior {
             let bytes = tables
                 .entries(no)?
@@ -710,16 +752,14 @@ fn append_one(
             .new_nodes
             .push((no, id.level, id.index, *hash.as_bytes()));
     }
-    tables.leaves.insert((no, *leaf.as_bytes()), index)?;
     if let Some(change) = key_change {
         super::keys::apply(&mut tables.keys, no, index, change)?;
     }
-    if !entry.request_id.is_empty() {
-        tables.requests.insert(
-            (no, entry.submitter.as_str(), entry.request_id.as_str()),
-            index,
-        )?;
-    }
+    let request = (!entry.request_id.is_empty())
+        .then_some((entry.submitter.as_str(), entry.request_id.as_str()));
+    tables
+        .indexes
+        .insert(generations, no, leaf.as_bytes(), request, index)?;
     state.record.size = state.frontier.size();
     Ok(Ok(Appended {
         tenant: entry.tenant,
@@ -785,20 +825,24 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             return Ok(Vec::new());
         }
         let shared = self.shared.clone();
-        let mut tenants = std::mem::take(&mut self.tenants);
+        let mut cache = std::mem::replace(&mut self.cache, ApplyCache::placeholder());
         let joined = tokio::task::spawn_blocking(move || {
-            let result = apply_blocking(&shared, &mut tenants, entries);
-            (result, tenants)
+            let result = apply_blocking(&shared, &mut cache, entries);
+            (result, cache)
         })
         .await;
         match joined {
-            Ok((result, tenants)) => {
-                self.tenants = tenants;
-                result.map_err(StoreError::write_sm)
+            Ok((Ok(responses), cache)) => {
+                self.cache = cache;
+                Ok(responses)
+            }
+            Ok((Err(e), _)) => {
+                self.reload_cache().map_err(StoreError::read_sm)?;
+                Err(e.write_sm())
             }
             Err(e) => {
                 // The cache went with the failed task; rebuild it from the database.
-                self.reload_tenants().map_err(StoreError::read_sm)?;
+                self.reload_cache().map_err(StoreError::read_sm)?;
                 Err(StoreError::from(e).write_sm())
             }
         }
@@ -855,12 +899,19 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         .and_then(|r| r);
         match installed {
             Ok(tenants) => {
-                self.tenants = tenants;
+                // The import wrote the index generations; their filters are read back.
+                let generations =
+                    Generations::load(&self.shared.db(), self.shared.generation_entries)
+                        .map_err(StoreError::read_sm)?;
+                self.cache = ApplyCache {
+                    tenants,
+                    generations,
+                };
                 Ok(())
             }
             Err(e) => {
                 // The cache must follow whichever database is in use now.
-                self.reload_tenants().map_err(StoreError::read_sm)?;
+                self.reload_cache().map_err(StoreError::read_sm)?;
                 Err(e.write_snapshot())
             }
         }

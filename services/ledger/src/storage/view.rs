@@ -18,9 +18,10 @@ use caretrail_ledger_proofs::{
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::error::{Result, StoreError};
+use super::generations::IndexTables;
 use super::schema::{
-    COSIGS, CosigRecord, EntriesRead, KEYS, KeyRecord, LEAVES, MIN_UPPER_LEVEL, NODES, REQUESTS,
-    TENANTS, TenantRecord, decode, read_entries, stores_level,
+    COSIGS, CosigRecord, EntriesRead, KEYS, KeyRecord, MIN_UPPER_LEVEL, NODES, TENANTS,
+    TenantRecord, decode, read_entries, stores_level,
 };
 use super::state::{SmShared, read_applied};
 use super::tree_cache::{CachedNodes, TreeCache};
@@ -158,8 +159,7 @@ impl LedgerView {
             txn,
             entries: OnceCell::new(),
             nodes: OnceCell::new(),
-            leaves: OnceCell::new(),
-            requests: OnceCell::new(),
+            indexes: OnceCell::new(),
             keys: OnceCell::new(),
             cosigs: OnceCell::new(),
         })
@@ -177,8 +177,7 @@ impl LedgerView {
         let tenants = txn.open_table(TENANTS)?;
         let tables = VerifyTables {
             nodes: txn.open_table(NODES)?,
-            leaves: txn.open_table(LEAVES)?,
-            requests: txn.open_table(REQUESTS)?,
+            indexes: IndexTables::open(&txn)?,
         };
         let mut report = VerifyReport::default();
         for item in tenants.iter()? {
@@ -253,8 +252,7 @@ impl fmt::Display for Mismatch {
 
 struct VerifyTables {
     nodes: ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>,
-    leaves: ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>,
-    requests: ReadOnlyTable<(u32, &'static str, &'static str), u64>,
+    indexes: IndexTables,
 }
 
 impl VerifyTables {
@@ -328,15 +326,16 @@ impl VerifyTables {
                     Some(_) => {}
                 }
             }
-            if self.leaves.get((no, *leaf.as_bytes()))?.map(|g| g.value()) != Some(index) {
+            if self.indexes.leaf(no, leaf.as_bytes())? != Some(index) {
                 return at(index, "leaf-hash index does not point at this entry".into());
             }
             if !entry.request_id.is_empty() {
                 request_count += 1;
-                let got = self
-                    .requests
-                    .get((no, entry.submitter.as_str(), entry.request_id.as_str()))?
-                    .map(|g| g.value());
+                let got = self.indexes.request(
+                    no,
+                    entry.submitter.as_str(),
+                    entry.request_id.as_str(),
+                )?;
                 if got != Some(index) {
                     return at(
                         index,
@@ -363,24 +362,14 @@ impl VerifyTables {
                 "{stored_nodes} tree nodes are stored, the entries imply {node_count}"
             ));
         }
-        let stored_leaves = self
-            .leaves
-            .range((no, [0u8; HASH_LEN])..=(no, [0xffu8; HASH_LEN]))?
-            .count() as u64;
+        let stored_leaves = self.indexes.count_leaves(no)?;
         if stored_leaves != range.size() {
             return whole(format!(
                 "{stored_leaves} leaf-hash index rows for {} entries",
                 range.size()
             ));
         }
-        let mut stored_requests = 0u64;
-        for item in self.requests.range((no, "", "")..)? {
-            let (k, _) = item?;
-            if k.value().0 != no {
-                break;
-            }
-            stored_requests += 1;
-        }
+        let stored_requests = self.indexes.count_requests(no)?;
         if stored_requests != request_count {
             return whole(format!(
                 "{stored_requests} request-id index rows for {request_count} entries with request ids"
@@ -401,8 +390,7 @@ pub struct TenantTree {
     // and opening a table is a lookup of its own.
     entries: OnceCell<EntriesRead>,
     nodes: OnceCell<ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>>,
-    leaves: OnceCell<ReadOnlyTable<(u32, [u8; HASH_LEN]), u64>>,
-    requests: OnceCell<ReadOnlyTable<(u32, &'static str, &'static str), u64>>,
+    indexes: OnceCell<IndexTables>,
     keys: OnceCell<KeysTable>,
     cosigs: OnceCell<CosigsTable>,
 }
@@ -548,18 +536,26 @@ impl TenantTree {
         if leaf.suite() != self.info.suite {
             return Ok(None);
         }
-        Ok(opened(&self.leaves, &self.txn, LEAVES)?
-            .get((self.no, *leaf.as_bytes()))?
-            .map(|g| g.value())
+        Ok(self
+            .indexes()?
+            .leaf(self.no, leaf.as_bytes())?
             .filter(|i| *i < self.info.size))
     }
 
     /// Index of the entry appended for (submitter, request id).
     pub fn index_of_request(&self, submitter: &str, request_id: &str) -> Result<Option<u64>> {
-        Ok(opened(&self.requests, &self.txn, REQUESTS)?
-            .get((self.no, submitter, request_id))?
-            .map(|g| g.value())
+        Ok(self
+            .indexes()?
+            .request(self.no, submitter, request_id)?
             .filter(|i| *i < self.info.size))
+    }
+
+    fn indexes(&self) -> Result<&IndexTables> {
+        if let Some(indexes) = self.indexes.get() {
+            return Ok(indexes);
+        }
+        let opened = IndexTables::open(&self.txn)?;
+        Ok(self.indexes.get_or_init(|| opened))
     }
 
     /// RFC 9162 inclusion proof of entry `index` in the tree of `size` entries.

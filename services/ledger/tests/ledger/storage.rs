@@ -1125,7 +1125,7 @@ async fn a_format_2_state_is_converted_when_opened() {
             Err(redb::TableError::TableDoesNotExist(_))
         ));
         let meta = txn.open_table(META).unwrap();
-        assert_eq!(meta.get("format").unwrap().unwrap().value(), [4]);
+        assert_eq!(meta.get("format").unwrap().unwrap().value(), [5]);
         assert_eq!(stored_lower_levels(&txn), 0);
     }
     // A format this build does not know is refused, not misread.
@@ -1286,9 +1286,210 @@ async fn a_format_3_state_drops_tree_levels_1_to_4_when_opened() {
             .unwrap()
             .unwrap()
             .value(),
-        [4]
+        [5]
     );
     assert_eq!(stored_lower_levels(&txn), 0);
+}
+
+/// Index generations of `generation_entries` entries: small enough that a few dozen appends
+/// seal several, mid-batch.
+fn small_generations(generation_entries: u64) -> StoreOptions {
+    StoreOptions {
+        index_generation_entries: generation_entries,
+        ..StoreOptions::default()
+    }
+}
+
+/// Names of the state's tables whose names start with `prefix`.
+fn tables_named(dir: &Path, prefix: &str) -> Vec<String> {
+    use redb::{ReadableDatabase, TableHandle};
+    let db = redb::Database::open(dir.join("state.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    txn.list_tables()
+        .unwrap()
+        .map(|t| t.name().to_string())
+        .filter(|name| name.starts_with(prefix))
+        .collect()
+}
+
+/// Retries every `r<i>` for i in `ids` (same content as [`fill`] appended) and a new id; each
+/// retry must come back as the original entry, found in whichever generation holds it.
+async fn assert_retries_are_duplicates(node: &mut Node, tenant: &str, ids: std::ops::Range<u64>) {
+    let tree = node.view().tree(tenant).unwrap();
+    let size = tree.size();
+    let retries = ids
+        .clone()
+        .map(|i| {
+            request(
+                tenant,
+                REGISTRAR,
+                &format!("r{i}"),
+                format!("{tenant}/{i}").as_bytes(),
+            )
+        })
+        .collect();
+    let results = node.append(retries).await;
+    for (i, result) in ids.clone().zip(results) {
+        let appended = result.unwrap();
+        assert!(appended.duplicate, "r{i} was appended again");
+        assert_eq!(
+            Some(appended.index),
+            tree.index_of_request(REGISTRAR, &format!("r{i}")).unwrap()
+        );
+        let leaf = HashValue::new(tree.info().suite, appended.leaf_hash);
+        assert_eq!(tree.index_of_leaf(&leaf).unwrap(), Some(appended.index));
+    }
+    assert_eq!(node.view().tree(tenant).unwrap().size(), size);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexes_span_generations_and_every_retry_is_still_recognised() {
+    let tenants = [("ten_a", Suite::Intl), ("ten_b", Suite::Gm)];
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_generations(5);
+    let mut node = Node::open_with(dir.path(), &options);
+    // 2 × 23 entries in batches of two: generations of 5 fill up mid-batch.
+    fill(&mut node, &tenants, 23).await;
+    for (tenant, _) in tenants {
+        assert_retries_are_duplicates(&mut node, tenant, 0..23).await;
+    }
+    // The same id for other content is refused, whichever generation holds the original.
+    let conflict = node
+        .append(vec![request("ten_a", REGISTRAR, "r0", b"other")])
+        .await
+        .remove(0);
+    assert!(matches!(
+        conflict,
+        Err(Refusal::RequestIdConflict { index: 0, .. })
+    ));
+    assert!(node.view().verify_store().unwrap().is_ok());
+    let before = observe(&node.view());
+    drop(node);
+    // 46 entries in generations of 5: 0..=8 sealed, 9 active.
+    assert_eq!(tables_named(dir.path(), "leaves").len(), 10);
+
+    // After a restart the sealed generations' filters come from disk.
+    let mut node = Node::open_with(dir.path(), &options);
+    assert_eq!(observe(&node.view()), before);
+    for (tenant, _) in tenants {
+        assert_retries_are_duplicates(&mut node, tenant, 0..23).await;
+    }
+    // New ids are appended, and sealing goes on.
+    let fresh = node
+        .append(vec![
+            request("ten_a", REGISTRAR, "new-1", b"new-1"),
+            request("ten_a", REGISTRAR, "new-2", b"new-2"),
+        ])
+        .await;
+    assert_eq!(
+        fresh
+            .iter()
+            .map(|r| r.as_ref().unwrap().index)
+            .collect::<Vec<_>>(),
+        vec![23, 24]
+    );
+    assert!(node.view().verify_store().unwrap().is_ok());
+
+    // A store whose node now uses another generation size reads the old generations.
+    drop(node);
+    let mut node = Node::open(dir.path());
+    for (tenant, _) in tenants {
+        assert_retries_are_duplicates(&mut node, tenant, 0..23).await;
+    }
+
+    // A snapshot rebuilds the indexes in generations on the receiving node.
+    let other = tempfile::tempdir().unwrap();
+    let mut receiver = Node::open_with(other.path(), &small_generations(3));
+    transfer(&mut node, &mut receiver).await.unwrap();
+    receiver.next = node.next;
+    assert!(receiver.view().verify_store().unwrap().is_ok());
+    for (tenant, _) in tenants {
+        assert_retries_are_duplicates(&mut receiver, tenant, 0..23).await;
+    }
+    drop(receiver);
+    assert!(tables_named(other.path(), "leaves").len() > 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_or_damaged_request_filter_is_rebuilt_and_misses_nothing() {
+    let filters: redb::TableDefinition<u32, &[u8]> = redb::TableDefinition::new("request_filters");
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_generations(4);
+    {
+        let mut node = Node::open_with(dir.path(), &options);
+        fill(&mut node, &[("ten_a", Suite::Intl)], 17).await;
+    }
+    {
+        use redb::{ReadableTable, ReadableTableMetadata};
+        let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(filters).unwrap();
+            assert_eq!(table.len().unwrap(), 4, "generations 0..=3 are sealed");
+            // Generation 1's filter claims no keys; generation 2's is not a filter at all.
+            let empty = {
+                let stored = table.get(1).unwrap().unwrap();
+                let mut bytes = stored.value().to_vec();
+                bytes[8..].fill(0);
+                bytes
+            };
+            table.insert(1, empty.as_slice()).unwrap();
+            table.insert(2, b"garbage".as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    // Trusting either filter would append those generations' retries a second time.
+    let mut node = Node::open_with(dir.path(), &options);
+    assert_retries_are_duplicates(&mut node, "ten_a", 0..17).await;
+    assert!(node.view().verify_store().unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_4_state_becomes_the_first_index_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut node = Node::open(dir.path());
+        fill(&mut node, &[("ten_a", Suite::Intl)], 12).await;
+    }
+    // Format 4 had one table per index and no filters.
+    {
+        let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("format", [4u8].as_slice())
+            .unwrap();
+        let filters: redb::TableDefinition<u32, &[u8]> =
+            redb::TableDefinition::new("request_filters");
+        assert!(txn.delete_table(filters).unwrap());
+        txn.commit().unwrap();
+    }
+    let mut node = Node::open_with(dir.path(), &small_generations(5));
+    // The 12-entry generation 0 is over the size: sealed by the first append.
+    let appended = node
+        .append(vec![
+            request("ten_a", REGISTRAR, "after-1", b"after-1"),
+            request("ten_a", REGISTRAR, "after-2", b"after-2"),
+        ])
+        .await;
+    assert_eq!(appended[1].as_ref().unwrap().index, 13);
+    assert_retries_are_duplicates(&mut node, "ten_a", 0..12).await;
+    assert!(node.view().verify_store().unwrap().is_ok());
+    drop(node);
+    assert_eq!(
+        tables_named(dir.path(), "leaves"),
+        vec!["leaves".to_string(), "leaves_1".to_string()]
+    );
+    let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert_eq!(
+        redb::ReadableTable::get(&meta, "format")
+            .unwrap()
+            .unwrap()
+            .value(),
+        [5]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 //! Also prints the fill rate and the state file's bytes per entry.
 //! `LEDGER_BENCH_TENANTS=k` spreads the entries over k tenants in turn (proofs on the first);
 //! `LEDGER_BENCH_LEAF_CACHE_MB` sets the leaf-hash budget (default: enough for every entry);
-//! `LEDGER_BENCH_STATE_CACHE_MB` redb's page cache of the state (default: the node's).
+//! `LEDGER_BENCH_STATE_CACHE_MB` redb's page cache of the state (default: the node's);
+//! `LEDGER_BENCH_GENERATION_ENTRIES` the entries per index generation (default: the node's).
 //! After the reopen, appends in small transactions are timed (see `time_appends`).
 //! `LEDGER_BENCH_KEEP=1` keeps the filled store in `LEDGER_BENCH_DIR/proofs-<n>x<k>` and reuses
 //! it on the next run; `LEDGER_BENCH_IDLE_SECS=s` waits before timing, so that the host can
@@ -104,11 +105,14 @@ fn proofs(c: &mut Criterion) {
         .map_or(storage::DEFAULT_STATE_CACHE_BYTES, |mb| {
             usize::try_from(mb << 20).unwrap()
         });
+    let index_generation_entries = env_u64("LEDGER_BENCH_GENERATION_ENTRIES")
+        .unwrap_or(StoreOptions::default().index_generation_entries);
     let opened = Instant::now();
     let (log, sm) = storage::open_with(
         &dir,
         &StoreOptions {
             state_cache_bytes,
+            index_generation_entries,
             ..StoreOptions::default()
         },
     )
@@ -141,7 +145,7 @@ fn proofs(c: &mut Criterion) {
         &StoreOptions {
             leaf_hash_cache_bytes,
             state_cache_bytes,
-            ..StoreOptions::default()
+            index_generation_entries,
         },
     )
     .unwrap();

@@ -28,9 +28,11 @@
 //!   and a state-machine fsync proceed in parallel, and log purges never rewrite state pages.
 //!
 //! Costs: a B-tree rewrites a few pages per commit (write amplification) and leaves pages
-//! partly filled (the leaf-hash index has random keys), so the file is larger than the data;
-//! after an unclean shutdown redb re-verifies the file's checksums on open (time grows with the
-//! size of `state.redb`). Entries are stored once in the state machine; the log copy is purged
+//! partly filled (the leaf-hash index has random keys), so the file is larger than the data.
+//! Random keys also make an insert's cost grow with the tree, so the two random-key indexes
+//! are split into generations of bounded size ([`generations`]), the LSM idea without the
+//! merging. After an unclean shutdown redb re-verifies the file's checksums on open (time
+//! grows with the size of `state.redb`). Entries are stored once in the state machine; the log copy is purged
 //! after each snapshot.
 //!
 //! # Layout

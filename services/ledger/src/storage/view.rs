@@ -18,7 +18,7 @@ use caretrail_ledger_proofs::{
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::error::{Result, StoreError};
-use super::generations::IndexTables;
+use super::generations::{IndexTables, ScanHint};
 use super::schema::{
     COSIGS, CosigRecord, EntriesRead, KEYS, KeyRecord, MIN_UPPER_LEVEL, NODES, TENANTS,
     TenantRecord, decode, read_entries, stores_level,
@@ -270,6 +270,9 @@ impl VerifyTables {
         let mut range = CompactRange::new(suite);
         let mut node_count = 0u64;
         let mut request_count = 0u64;
+        // Entries come in index order, so each is indexed in the generation of the one before
+        // or a newer one.
+        let mut hint = ScanHint::default();
         for item in entries
             .map(|t| t.range(0u64..))
             .transpose()?
@@ -326,15 +329,16 @@ impl VerifyTables {
                     Some(_) => {}
                 }
             }
-            if self.indexes.leaf(no, leaf.as_bytes())? != Some(index) {
+            if self.indexes.leaf_scanning(no, leaf.as_bytes(), &mut hint)? != Some(index) {
                 return at(index, "leaf-hash index does not point at this entry".into());
             }
             if !entry.request_id.is_empty() {
                 request_count += 1;
-                let got = self.indexes.request(
+                let got = self.indexes.request_scanning(
                     no,
                     entry.submitter.as_str(),
                     entry.request_id.as_str(),
+                    &mut hint,
                 )?;
                 if got != Some(index) {
                     return at(

@@ -342,15 +342,16 @@ impl<'t> IndexWriter<'t> {
         })
     }
 
-    /// Index of the entry appended for (tenant no, submitter, request id), if any.
+    /// Index of the entry appended for (tenant no, submitter, request id), if any. `h` is
+    /// [`request_hash`] of the key, computed once for this lookup and the key's insert.
     pub(crate) fn find_request(
         &mut self,
         generations: &Generations,
         no: u32,
         submitter: &str,
         request_id: &str,
+        h: KeyHash,
     ) -> Result<Option<u64>> {
-        let h = request_hash(no, submitter, request_id);
         if generations.active_filter.may_contain(h)
             && let Some(index) = self.requests.get((no, submitter, request_id))?
         {
@@ -375,22 +376,21 @@ impl<'t> IndexWriter<'t> {
         Ok(None)
     }
 
-    /// Indexes entry `index` of tenant `no`. On error the transaction must be dropped and
-    /// `generations` reloaded ([`Generations::load`]): it may already count the insert.
+    /// Indexes entry `index` of tenant `no`, with its (submitter, request id, [`request_hash`])
+    /// if it has a request id. On error the transaction must be dropped and `generations`
+    /// reloaded ([`Generations::load`]): it may already count the insert.
     pub(crate) fn insert(
         &mut self,
         generations: &mut Generations,
         no: u32,
         leaf: &[u8; HASH_LEN],
-        request: Option<(&str, &str)>,
+        request: Option<(&str, &str, KeyHash)>,
         index: u64,
     ) -> Result<()> {
         self.leaves.insert((no, *leaf), index)?;
-        if let Some((submitter, request_id)) = request {
+        if let Some((submitter, request_id, h)) = request {
             self.requests.insert((no, submitter, request_id), index)?;
-            generations
-                .active_filter
-                .insert(request_hash(no, submitter, request_id));
+            generations.active_filter.insert(h);
         }
         generations.active_entries += 1;
         if generations.active_entries >= generations.capacity {

@@ -59,7 +59,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransacti
 use serde::{Deserialize, Serialize};
 
 use super::error::{Result, StoreError};
-use super::generations::{Generations, IndexWriter};
+use super::generations::{Generations, IndexWriter, request_hash};
 use super::schema::{
     COSIGS, CosigRecord, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS, NODES,
     SM_META, TENANTS, TenantRecord, decode, encode, entries_table, entries_table_name,
@@ -646,8 +646,11 @@ fn import(db: &Database, input: impl Read, generation_entries: u64) -> Result<Sn
                     for (id, hash) in created.into_iter().filter(|(id, _)| stores_level(id.level)) {
                         nodes.insert((no, id.level, id.index), *hash.as_bytes())?;
                     }
-                    let request = (!entry.request_id.is_empty())
-                        .then_some((entry.submitter.as_str(), entry.request_id.as_str()));
+                    let request = (!entry.request_id.is_empty()).then(|| {
+                        let (submitter, request_id) = (&entry.submitter, &entry.request_id);
+                        let hash = request_hash(no, submitter, request_id);
+                        (submitter.as_str(), request_id.as_str(), hash)
+                    });
                     indexes.insert(&mut generations, no, leaf.as_bytes(), request, index)?;
                     if let Ok(Some(change)) =
                         super::keys::parse_key_change(&entry.kind, &entry.payload)

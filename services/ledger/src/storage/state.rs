@@ -660,11 +660,14 @@ fn append_one(
     let no = state.record.no;
     let suite = state.record.suite;
 
-    if !req.request_id.is_empty() {
+    // Hashed once, for the lookup and the insert.
+    let request_hash = (!req.request_id.is_empty())
+        .then(|| generations::request_hash(no, &req.submitter, &req.request_id));
+    if let Some(hash) = request_hash {
         let prior =
             tables
                 .indexes
-                .find_request(generations, no, &req.submitter, &req.request_id)?;
+                .find_request(generations, no, &req.submitter, &req.request_id, hash)?;
         if let Some(index) = prior {
             let bytes = tables
                 .entries(no)?
@@ -755,8 +758,8 @@ fn append_one(
     if let Some(change) = key_change {
         super::keys::apply(&mut tables.keys, no, index, change)?;
     }
-    let request = (!entry.request_id.is_empty())
-        .then_some((entry.submitter.as_str(), entry.request_id.as_str()));
+    let request =
+        request_hash.map(|hash| (entry.submitter.as_str(), entry.request_id.as_str(), hash));
     tables
         .indexes
         .insert(generations, no, leaf.as_bytes(), request, index)?;

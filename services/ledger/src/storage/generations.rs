@@ -32,10 +32,11 @@ use std::collections::hash_map::Entry as Slot;
 use caretrail_crypto::{HASH_LEN, Suite};
 use redb::{
     ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition, TableError, WriteTransaction,
+    TableDefinition, WriteTransaction,
 };
 
 use super::error::{Result, StoreError};
+use super::schema::open_if_exists;
 
 /// Entries per generation of the two indexes, unless [`super::StoreOptions`] says otherwise.
 /// A generation's request filter takes 10 bits per entry (1.25 MiB); at open, the active
@@ -249,7 +250,7 @@ impl Generations {
         let active = active_generation(&filters)?;
         let mut sealed = Vec::with_capacity(active as usize);
         for generation in 0..active {
-            let requests = open_read(&txn, requests_table(&requests_name(generation)))?;
+            let requests = open_if_exists(&txn, requests_table(&requests_name(generation)))?;
             let rows = match &requests {
                 Some(t) => t.len()?,
                 None => 0,
@@ -275,13 +276,13 @@ impl Generations {
                 }
             }
         }
-        let requests = open_read(&txn, requests_table(&requests_name(active)))?;
+        let requests = open_if_exists(&txn, requests_table(&requests_name(active)))?;
         let rows = match &requests {
             Some(t) => t.len()?,
             None => 0,
         };
         let active_filter = build_filter(requests.as_ref(), rows.max(capacity))?;
-        let active_entries = match open_read(&txn, leaves_table(&leaves_name(active)))? {
+        let active_entries = match open_if_exists(&txn, leaves_table(&leaves_name(active)))? {
             Some(t) => t.len()?,
             None => 0,
         };
@@ -292,17 +293,6 @@ impl Generations {
             active_filter,
             sealed,
         })
-    }
-}
-
-fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
-    txn: &ReadTransaction,
-    definition: TableDefinition<'_, K, V>,
-) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
-    match txn.open_table(definition) {
-        Ok(table) => Ok(Some(table)),
-        Err(TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -462,17 +452,17 @@ fn find_from<T>(
 
 impl IndexTables {
     pub(crate) fn open(txn: &ReadTransaction) -> Result<Self> {
-        let active = match open_read(txn, REQUEST_FILTERS)? {
+        let active = match open_if_exists(txn, REQUEST_FILTERS)? {
             Some(filters) => active_generation(&filters)?,
             None => 0,
         };
         let mut leaves = Vec::new();
         let mut requests = Vec::new();
         for generation in 0..=active {
-            if let Some(t) = open_read(txn, leaves_table(&leaves_name(generation)))? {
+            if let Some(t) = open_if_exists(txn, leaves_table(&leaves_name(generation)))? {
                 leaves.push(t);
             }
-            if let Some(t) = open_read(txn, requests_table(&requests_name(generation)))? {
+            if let Some(t) = open_if_exists(txn, requests_table(&requests_name(generation)))? {
                 requests.push(t);
             }
         }

@@ -32,8 +32,8 @@
 //! Random keys also make an insert's cost grow with the tree, so the two random-key indexes
 //! are split into generations of bounded size ([`generations`]), the LSM idea without the
 //! merging. After an unclean shutdown redb re-verifies the file's checksums on open (time
-//! grows with the size of `state.redb`). Entries are stored once in the state machine; the log copy is purged
-//! after each snapshot.
+//! grows with the size of `state.redb`). Entries are stored once in the state machine; the log
+//! copy is purged after each snapshot.
 //!
 //! # Layout
 //!

@@ -82,7 +82,16 @@ pub(crate) type EntriesRead = ReadOnlyTable<u64, &'static [u8]>;
 
 /// Tenant `no`'s entries table, or `None` while it has no entries.
 pub(crate) fn read_entries(txn: &ReadTransaction, no: u32) -> Result<Option<EntriesRead>> {
-    match txn.open_table(entries_table(&entries_table_name(no))) {
+    open_if_exists(txn, entries_table(&entries_table_name(no)))
+}
+
+/// The table `definition` as of `txn`, or `None` if it was never created (tables created on
+/// first use: a tenant's entries, the index generations).
+pub(crate) fn open_if_exists<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    definition: TableDefinition<'_, K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>> {
+    match txn.open_table(definition) {
         Ok(table) => Ok(Some(table)),
         Err(TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),

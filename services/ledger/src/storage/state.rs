@@ -266,10 +266,14 @@ pub(crate) struct ApplyCache {
 
 impl ApplyCache {
     pub(crate) fn load(shared: &SmShared) -> Result<Self> {
-        let db = shared.db();
+        Self::with_tenants(shared, load_tenants(&shared.db())?)
+    }
+
+    /// With `tenants` already read from the database in use (a snapshot install's).
+    fn with_tenants(shared: &SmShared, tenants: TenantCache) -> Result<Self> {
         Ok(Self {
-            tenants: load_tenants(&db)?,
-            generations: Generations::load(&db, shared.generation_entries)?,
+            tenants,
+            generations: Generations::load(&shared.db(), shared.generation_entries)?,
         })
     }
 
@@ -903,13 +907,8 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         match installed {
             Ok(tenants) => {
                 // The import wrote the index generations; their filters are read back.
-                let generations =
-                    Generations::load(&self.shared.db(), self.shared.generation_entries)
-                        .map_err(StoreError::read_sm)?;
-                self.cache = ApplyCache {
-                    tenants,
-                    generations,
-                };
+                self.cache =
+                    ApplyCache::with_tenants(&self.shared, tenants).map_err(StoreError::read_sm)?;
                 Ok(())
             }
             Err(e) => {

@@ -1046,11 +1046,6 @@ async fn a_format_2_state_is_converted_when_opened() {
         tenants.map(|(t, _)| node.view().tree(t).unwrap().root().unwrap())
     };
     let state = dir.path().join("state.redb");
-    let set_format = |txn: &redb::WriteTransaction, format: u8| {
-        // postcard's encoding of a small u32 is the byte itself.
-        let mut meta = txn.open_table(META).unwrap();
-        meta.insert("format", [format].as_slice()).unwrap();
-    };
     // Rewrite the state in format 2's layout.
     {
         let db = redb::Database::open(&state).unwrap();
@@ -1124,8 +1119,7 @@ async fn a_format_2_state_is_converted_when_opened() {
             txn.open_table(LEGACY),
             Err(redb::TableError::TableDoesNotExist(_))
         ));
-        let meta = txn.open_table(META).unwrap();
-        assert_eq!(meta.get("format").unwrap().unwrap().value(), [5]);
+        assert_eq!(stored_format(&txn), [5]);
         assert_eq!(stored_lower_levels(&txn), 0);
     }
     // A format this build does not know is refused, not misread.
@@ -1142,6 +1136,22 @@ async fn a_format_2_state_is_converted_when_opened() {
 const NODES_TABLE: redb::TableDefinition<(u32, u8, u64), [u8; 32]> =
     redb::TableDefinition::new("nodes");
 const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sm_meta");
+const REQUEST_FILTERS: redb::TableDefinition<u32, &[u8]> =
+    redb::TableDefinition::new("request_filters");
+
+/// Records `format` as the state's layout version (postcard's encoding of a small u32 is the
+/// byte itself).
+fn set_format(txn: &redb::WriteTransaction, format: u8) {
+    let mut meta = txn.open_table(META).unwrap();
+    meta.insert("format", [format].as_slice()).unwrap();
+}
+
+/// The state's recorded layout version, as stored.
+fn stored_format(txn: &redb::ReadTransaction) -> Vec<u8> {
+    let meta = txn.open_table(META).unwrap();
+    let format = redb::ReadableTable::get(&meta, "format").unwrap().unwrap();
+    format.value().to_vec()
+}
 
 /// Rows of the `nodes` table at levels 1–4, which format 4 does not store.
 fn stored_lower_levels(txn: &redb::ReadTransaction) -> usize {
@@ -1241,10 +1251,7 @@ async fn a_format_3_state_drops_tree_levels_1_to_4_when_opened() {
     {
         let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META)
-            .unwrap()
-            .insert("format", [3u8].as_slice())
-            .unwrap();
+        set_format(&txn, 3);
         txn.commit().unwrap();
         assert_eq!(stored_lower_levels(&db.begin_read().unwrap()), 2 * 70);
     }
@@ -1279,15 +1286,7 @@ async fn a_format_3_state_drops_tree_levels_1_to_4_when_opened() {
     }
     let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
     let txn = db.begin_read().unwrap();
-    assert_eq!(
-        txn.open_table(META)
-            .unwrap()
-            .get("format")
-            .unwrap()
-            .unwrap()
-            .value(),
-        [5]
-    );
+    assert_eq!(stored_format(&txn), [5]);
     assert_eq!(stored_lower_levels(&txn), 0);
 }
 
@@ -1412,7 +1411,6 @@ async fn the_indexes_span_generations_and_every_retry_is_still_recognised() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_or_damaged_request_filter_is_rebuilt_and_misses_nothing() {
-    let filters: redb::TableDefinition<u32, &[u8]> = redb::TableDefinition::new("request_filters");
     let dir = tempfile::tempdir().unwrap();
     let options = small_generations(4);
     {
@@ -1424,7 +1422,7 @@ async fn a_lost_or_damaged_request_filter_is_rebuilt_and_misses_nothing() {
         let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut table = txn.open_table(filters).unwrap();
+            let mut table = txn.open_table(REQUEST_FILTERS).unwrap();
             assert_eq!(table.len().unwrap(), 4, "generations 0..=3 are sealed");
             // Generation 1's filter claims no keys; generation 2's is not a filter at all.
             let empty = {
@@ -1455,13 +1453,8 @@ async fn a_format_4_state_becomes_the_first_index_generation() {
     {
         let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META)
-            .unwrap()
-            .insert("format", [4u8].as_slice())
-            .unwrap();
-        let filters: redb::TableDefinition<u32, &[u8]> =
-            redb::TableDefinition::new("request_filters");
-        assert!(txn.delete_table(filters).unwrap());
+        set_format(&txn, 4);
+        assert!(txn.delete_table(REQUEST_FILTERS).unwrap());
         txn.commit().unwrap();
     }
     let mut node = Node::open_with(dir.path(), &small_generations(5));
@@ -1482,14 +1475,7 @@ async fn a_format_4_state_becomes_the_first_index_generation() {
     );
     let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
-    let meta = txn.open_table(META).unwrap();
-    assert_eq!(
-        redb::ReadableTable::get(&meta, "format")
-            .unwrap()
-            .unwrap()
-            .value(),
-        [5]
-    );
+    assert_eq!(stored_format(&txn), [5]);
 }
 
 // ---------------------------------------------------------------------------------------------

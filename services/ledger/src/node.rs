@@ -6,7 +6,8 @@
 //! 1. Any node accepts appends (bus RPC, internal HTTP). A node that is not the leader
 //!    forwards them unchanged to the leader over the cluster port ([`ClusterRequest`]).
 //! 2. The leader checks each submission (shape, kind, payload size, tenant) and its signature
-//!    against the submitter's key **as registered in the tenant's log**, on blocking threads.
+//!    against the submitter's key **as registered in the tenant's log** (a single submission on
+//!    the calling thread, larger requests on blocking threads in chunks).
 //! 3. Checked submissions queue for the batcher, which stamps them with the leader's clock and
 //!    proposes up to `ledger_max_batch` of them as one Raft entry, keeping a few proposals in
 //!    flight. openraft 0.9 hands storage one entry per proposal, so this is where batching
@@ -111,6 +112,13 @@ struct Pending {
 
 /// Proposals in flight at once.
 const PIPELINE: usize = 4;
+/// Requests of at most this many submissions are checked and given their receipts on the
+/// calling thread. Handing them to the blocking pool costs a thread wake-up and two context
+/// switches each way, more than one Ed25519 check or one receipt (all in memory: the key
+/// cache, the cached tree nodes and leaf hashes, pages of entries just written), and
+/// single-entry appends are what services send. Larger requests, and receipts while the tree
+/// nodes are still loading after a start (proofs then read the store), go to the pool.
+const INLINE_SUBMISSIONS: usize = 1;
 /// How long a request waits for a leader to exist before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 
@@ -410,6 +418,9 @@ impl LedgerNode {
             });
         }
         // 3. Receipts.
+        if appended.len() <= INLINE_SUBMISSIONS && !self.view.loading_tree_nodes() {
+            return receipts(&self.view, &self.checkpoints, &self.keys, appended);
+        }
         let view = self.view.clone();
         let checkpoints = self.checkpoints.clone();
         let keys = self.keys.clone();
@@ -424,13 +435,19 @@ impl LedgerNode {
         subs: Vec<SignedSubmission>,
     ) -> Vec<Result<AppendRequest, LedgerFailure>> {
         const CHUNK: usize = 256;
+        let max_payload = self.settings.ledger_max_payload_bytes;
+        if subs.len() <= INLINE_SUBMISSIONS {
+            return subs
+                .into_iter()
+                .map(|s| check_submission(&self.view, &self.keys, max_payload, s))
+                .collect();
+        }
         let mut handles = Vec::new();
         let mut subs = subs;
         while !subs.is_empty() {
             let rest = subs.split_off(subs.len().min(CHUNK));
             let chunk = std::mem::replace(&mut subs, rest);
             let view = self.view.clone();
-            let max_payload = self.settings.ledger_max_payload_bytes;
             let cache = self.keys.clone();
             handles.push(tokio::task::spawn_blocking(move || {
                 chunk

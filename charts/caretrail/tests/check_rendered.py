@@ -231,6 +231,10 @@ def check_env(label: str, docs) -> None:
                 field = name[len("CARETRAIL_"):].lower()
                 if field not in settings:
                     fail(where, f"{name} is set but {binary} has no setting {field!r}")
+                # Helm reads numbers as floats: a big one rendered without `| int64` comes
+                # out as 1.048576e+06, which no integer setting parses.
+                if isinstance(env[name], str) and re.fullmatch(r"-?\d+(\.\d+)?e[+-]\d+", env[name]):
+                    fail(where, f"{name}={env[name]!r} is in float notation (missing | int64)")
             for field, required in settings.items():
                 if required and f"CARETRAIL_{field.upper()}" not in env:
                     fail(where, f"{binary} requires CARETRAIL_{field.upper()}, which is not set")

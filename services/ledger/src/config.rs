@@ -97,6 +97,13 @@ pub struct LedgerSettings {
     /// entries (docs/PERFORMANCE.md), so this is a memory knob, not a speed one.
     #[serde(default = "default_state_cache_mb")]
     pub ledger_state_cache_mb: u64,
+    /// Entries per generation of the leaf-hash and request-id indexes (docs/ARCHITECTURE.md,
+    /// state layout): an append costs what an insert into one generation's trees costs, so
+    /// smaller generations make appends cheaper, at 10 bits of request filter per entry either
+    /// way and one filter probe per sealed generation on each new request id. A changed
+    /// value applies from the active generation on; sealed ones keep their size.
+    #[serde(default = "default_index_generation_entries")]
+    pub ledger_index_generation_entries: u64,
     /// How long an append waits for commit before answering `unavailable` (outcome unknown;
     /// retry with the same request id).
     #[serde(default = "default_propose_timeout")]
@@ -146,6 +153,9 @@ fn default_leaf_hash_cache_mb() -> u64 {
 fn default_state_cache_mb() -> u64 {
     (crate::storage::DEFAULT_STATE_CACHE_BYTES >> 20) as u64
 }
+fn default_index_generation_entries() -> u64 {
+    crate::storage::DEFAULT_GENERATION_ENTRIES
+}
 fn default_propose_timeout() -> u64 {
     10_000
 }
@@ -181,6 +191,7 @@ impl Default for LedgerSettings {
             ledger_snapshot_keep_logs: default_keep_logs(),
             ledger_leaf_hash_cache_mb: default_leaf_hash_cache_mb(),
             ledger_state_cache_mb: default_state_cache_mb(),
+            ledger_index_generation_entries: default_index_generation_entries(),
             ledger_propose_timeout_ms: default_propose_timeout(),
             ledger_heartbeat_ms: default_heartbeat(),
             ledger_election_timeout_min_ms: default_election_min(),
@@ -227,7 +238,7 @@ impl LedgerSettings {
             leaf_hash_cache_bytes: self.ledger_leaf_hash_cache_mb << 20,
             state_cache_bytes: usize::try_from(self.ledger_state_cache_mb << 20)
                 .unwrap_or(usize::MAX),
-            ..Default::default()
+            index_generation_entries: self.ledger_index_generation_entries,
         }
     }
 
@@ -294,6 +305,9 @@ impl Validate for LedgerSettings {
         if !(16..=1 << 20).contains(&self.ledger_state_cache_mb) {
             return invalid("ledger_state_cache_mb must be 16..=1048576");
         }
+        if !(1024..=1 << 30).contains(&self.ledger_index_generation_entries) {
+            return invalid("ledger_index_generation_entries must be 1024..=1073741824");
+        }
         if !(100..=600_000).contains(&self.ledger_propose_timeout_ms) {
             return invalid("ledger_propose_timeout_ms must be 100..=600000");
         }
@@ -350,5 +364,34 @@ mod tests {
         };
         let err = tiny.validate().unwrap_err().to_string();
         assert!(err.contains("ledger_state_cache_mb"), "{err}");
+    }
+
+    #[test]
+    fn the_index_generation_size_reaches_the_store_within_its_bounds() {
+        let settings = LedgerSettings {
+            ledger_index_generation_entries: 1 << 17,
+            ..LedgerSettings::default()
+        };
+        assert!(settings.validate().is_ok());
+        assert_eq!(settings.store_options().index_generation_entries, 1 << 17);
+        assert_eq!(
+            LedgerSettings::default()
+                .store_options()
+                .index_generation_entries,
+            crate::storage::DEFAULT_GENERATION_ENTRIES
+        );
+        for bad in [0, 1023, (1 << 30) + 1] {
+            let err = LedgerSettings {
+                ledger_index_generation_entries: bad,
+                ..LedgerSettings::default()
+            }
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("ledger_index_generation_entries"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

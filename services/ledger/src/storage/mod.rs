@@ -62,6 +62,7 @@ pub mod view;
 use std::path::Path;
 
 pub use error::StoreError;
+pub use generations::DEFAULT_GENERATION_ENTRIES;
 pub use log::{LogReader, LogStats, LogStore};
 pub use snapshot_data::SnapshotData;
 pub use state::{LedgerSnapshotBuilder, LedgerStateMachine};
@@ -93,9 +94,8 @@ pub struct StoreOptions {
     /// 256 MiB and 2 GiB gave the same append cost (docs/PERFORMANCE.md, "2026-12-02: the
     /// cluster at 10M entries").
     pub state_cache_bytes: usize,
-    /// Entries per generation of the leaf-hash and request-id indexes (tests use a few to
-    /// cross generations; see the generations module docs).
-    #[doc(hidden)]
+    /// Entries per generation of the leaf-hash and request-id indexes (see the generations
+    /// module docs; `ledger_index_generation_entries`).
     pub index_generation_entries: u64,
 }
 

@@ -109,3 +109,79 @@ impl Claims {
         self.kind == PrincipalKind::Operator
     }
 }
+
+impl Claims {
+    /// Reads the tenant's whole trail: auditors and tenant admins, and apps holding
+    /// `audit:read`. The one definition every service's audit-level reads use.
+    pub fn reads_trail(&self) -> bool {
+        self.tenant.is_some()
+            && match self.kind {
+                PrincipalKind::App => self.has_scope(scopes::AUDIT_READ),
+                PrincipalKind::User => {
+                    self.has_role(Role::Auditor) || self.has_role(Role::TenantAdmin)
+                }
+                PrincipalKind::Operator => false,
+            }
+    }
+
+    /// A token of a tenant (a person or an app), never the platform operator's.
+    pub fn is_tenant_member(&self) -> bool {
+        self.tenant.is_some() && self.kind != PrincipalKind::Operator
+    }
+}
+
+/// A rule deciding, from the verified token alone, whether its holder may call an operation.
+/// Handlers name their rule in their signature (`Guarded<AuditReader>` in
+/// `caretrail_platform::auth`), so who may call a route is read where the route is declared;
+/// checks that need the object (its tenant, its owner) stay in the operation.
+pub trait Policy: 'static {
+    /// Completes "this operation needs …" in the 403 a refused caller gets.
+    const NEEDS: &'static str;
+    fn allows(claims: &Claims) -> bool;
+}
+
+/// The policies shared by the services.
+pub mod policy {
+    use super::{Claims, Policy, PrincipalKind};
+
+    /// Any person or app of a tenant.
+    pub struct TenantMember;
+    impl Policy for TenantMember {
+        const NEEDS: &'static str = "a tenant's token";
+        fn allows(c: &Claims) -> bool {
+            c.is_tenant_member()
+        }
+    }
+
+    /// Readers of the whole trail: auditors, tenant admins, apps with `audit:read`.
+    pub struct AuditReader;
+    impl Policy for AuditReader {
+        const NEEDS: &'static str = "the auditor or tenant_admin role (apps: audit:read)";
+        fn allows(c: &Claims) -> bool {
+            c.reads_trail()
+        }
+    }
+
+    /// Auditors (and apps with `audit:read`) only: questions about what another subject
+    /// could do belong to whoever audits, not to those who manage people.
+    pub struct Auditor;
+    impl Policy for Auditor {
+        const NEEDS: &'static str = "the auditor role (apps: audit:read)";
+        fn allows(c: &Claims) -> bool {
+            c.is_tenant_member()
+                && match c.kind {
+                    PrincipalKind::App => c.has_scope(super::scopes::AUDIT_READ),
+                    _ => c.has_role(super::Role::Auditor),
+                }
+        }
+    }
+
+    /// The platform operator.
+    pub struct Operator;
+    impl Policy for Operator {
+        const NEEDS: &'static str = "the platform operator's token";
+        fn allows(c: &Claims) -> bool {
+            c.is_operator()
+        }
+    }
+}

@@ -74,6 +74,11 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {
     OsRng.try_fill_bytes(buf).map_err(|_| CryptoError::Rng)
 }
 
+/// `N` bytes from the operating system's random source (salts, nonces of callers).
+pub fn random<const N: usize>() -> Result<[u8; N]> {
+    random_array()
+}
+
 pub(crate) fn random_array<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
     fill_random(&mut out)?;

@@ -366,6 +366,57 @@ impl FromRequest for Principal {
     }
 }
 
+/// The verified caller, admitted by policy `P` (`Guarded<AuditReader>` in a handler's
+/// signature): a missing or invalid token is a 401, a token `P` does not allow a 403, both
+/// before the handler runs. Checks that need the object (its tenant, its owner) stay in the
+/// handler's operation.
+pub struct Guarded<P> {
+    principal: Principal,
+    _policy: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P> Guarded<P> {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn claims(&self) -> &Claims {
+        &self.principal.0
+    }
+
+    pub fn into_principal(self) -> Principal {
+        self.principal
+    }
+
+    /// The caller's tenant (every tenant policy requires one).
+    pub fn tenant(&self) -> Result<&caretrail_contracts::TenantId, AuthError> {
+        self.principal
+            .0
+            .tenant
+            .as_ref()
+            .ok_or_else(|| AuthError::Forbidden("a tenant's token".into()))
+    }
+}
+
+impl<P: caretrail_contracts::auth::Policy> FromRequest for Guarded<P> {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<'static, Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let principal = Principal::from_request(req, payload);
+        Box::pin(async move {
+            let principal = principal.await?;
+            if !P::allows(&principal.0) {
+                return Err(AuthError::Forbidden(P::NEEDS.into()));
+            }
+            Ok(Self {
+                principal,
+                _policy: std::marker::PhantomData,
+            })
+        })
+    }
+}
+
 /// Adds the `bearer` security scheme (JWT access tokens) to a service's OpenAPI document;
 /// every service's `#[openapi(modifiers(&BearerAuth))]` uses it.
 pub struct BearerAuth;

@@ -7,6 +7,9 @@ use utoipa::ToSchema;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// Most field errors one problem lists (then one more says how many were left out).
+pub const MAX_FIELD_ERRORS: usize = 20;
+
 /// One invalid input field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
@@ -79,7 +82,17 @@ impl Problem {
         }
     }
 
-    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+    /// Lists field errors, at most [`MAX_FIELD_ERRORS`] of them and then one saying how many
+    /// more there were: a request of a million bad items must not get a million-line answer.
+    pub fn with_errors(mut self, mut errors: Vec<FieldError>) -> Self {
+        if errors.len() > MAX_FIELD_ERRORS {
+            let more = errors.len() - MAX_FIELD_ERRORS;
+            errors.truncate(MAX_FIELD_ERRORS);
+            errors.push(FieldError::new(
+                "errors",
+                format!("and {more} more problems like these"),
+            ));
+        }
         self.errors = errors;
         self
     }
@@ -223,6 +236,26 @@ mod tests {
         assert_eq!(b["type"], "urn:caretrail:problem:tenant_not_found");
         assert_eq!(b["title"], "Not Found");
         assert_eq!(b["detail"], "tenant ten_x not found");
+    }
+
+    #[test]
+    fn field_errors_are_capped() {
+        let many: Vec<FieldError> = (0..100_000)
+            .map(|i| FieldError::new(format!("items[{i}]"), "bad"))
+            .collect();
+        let p = Problem::new(StatusCode::BAD_REQUEST, "invalid_request", None).with_errors(many);
+        assert_eq!(p.errors.len(), MAX_FIELD_ERRORS + 1);
+        assert_eq!(p.errors[0].field, "items[0]");
+        assert_eq!(
+            p.errors[MAX_FIELD_ERRORS].message,
+            format!(
+                "and {} more problems like these",
+                100_000 - MAX_FIELD_ERRORS
+            )
+        );
+        let few = vec![FieldError::new("a", "b")];
+        let p = Problem::new(StatusCode::BAD_REQUEST, "invalid_request", None).with_errors(few);
+        assert_eq!(p.errors.len(), 1);
     }
 
     #[actix_web::test]

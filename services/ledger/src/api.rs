@@ -2,8 +2,9 @@
 //!
 //! Public, through the gateway, tenant-scoped by the caller's token (`/v1/ledger/**`): the
 //! latest checkpoint with its cosignatures, entries, inclusion and consistency proofs, proof
-//! bundles, the tenant's keys, and witness cosignature submission. Entries hold ids and hashes
-//! only, so every principal of the tenant may read them.
+//! bundles, the tenant's keys, and witness cosignature submission. Checkpoints, proofs and
+//! keys are public to every member of the tenant; entries only to their readers
+//! ([`crate::readers`]).
 //!
 //! Internal, on the service port but not routed by the gateway (`/internal/ledger/**`):
 //! append (single or batch) and tenant registration, used by the other services (which may
@@ -14,31 +15,26 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use caretrail_contracts::auth::policy::TenantMember;
 pub use caretrail_contracts::ledger::{
     AppendIn, AppendOut, AppendResultOut, SubmissionIn, TenantIn,
 };
 use caretrail_crypto::{HashValue, Suite, VerifyingKey};
 use caretrail_ledger_proofs::{ProofBundle, Submission};
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::Guarded;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::LedgerError;
 use crate::checkpoint::SignedCheckpoint;
 use crate::node::{LedgerFailure, LedgerNode, SignedSubmission, blocking, storage_failure};
+use crate::readers::{self, Reader};
 use crate::storage::{StoredCosignature, TenantTree};
 
 pub type Node = web::Data<Arc<LedgerNode>>;
 
 /// Most entries returned by one range request.
 pub const MAX_RANGE: u64 = 1000;
-
-fn caller_tenant(p: &Principal) -> Result<String, LedgerError> {
-    p.0.tenant
-        .as_ref()
-        .map(|t| t.to_string())
-        .ok_or_else(|| LedgerError::Forbidden("ledger reads need a tenant principal".into()))
-}
 
 async fn with_tree<T: Send + 'static>(
     node: &Node,
@@ -169,8 +165,11 @@ fn sign_at(
               (status = 404, body = caretrail_platform::Problem, description = "The tenant has no ledger")),
     security(("bearer" = [])))]
 /// The latest signed checkpoint (c2sp.org/tlog-checkpoint) of the caller's tenant.
-pub async fn latest_checkpoint(node: Node, p: Principal) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
+pub async fn latest_checkpoint(
+    node: Node,
+    g: Guarded<TenantMember>,
+) -> Result<HttpResponse, LedgerError> {
+    let tenant = g.tenant()?.to_string();
     let out = with_tree(&node, tenant, |tree, node| {
         let signed = sign_at(tree, node, tree.size())?;
         checkpoint_out(tree, node, &signed)
@@ -187,10 +186,10 @@ pub async fn latest_checkpoint(node: Node, p: Principal) -> Result<HttpResponse,
 /// The signed checkpoint of the first `size` entries.
 pub async fn checkpoint_at(
     node: Node,
-    p: Principal,
+    g: Guarded<TenantMember>,
     size: web::Path<u64>,
 ) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
+    let tenant = g.tenant()?.to_string();
     let size = size.into_inner();
     caught_up(&node, &tenant, size).await;
     let out = with_tree(&node, tenant, move |tree, node| {
@@ -206,8 +205,11 @@ pub async fn checkpoint_at(
               (status = 404, body = caretrail_platform::Problem, description = "Nothing cosigned yet")),
     security(("bearer" = [])))]
 /// The newest checkpoint with at least one witness cosignature.
-pub async fn cosigned_checkpoint(node: Node, p: Principal) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
+pub async fn cosigned_checkpoint(
+    node: Node,
+    g: Guarded<TenantMember>,
+) -> Result<HttpResponse, LedgerError> {
+    let tenant = g.tenant()?.to_string();
     let out = with_tree(&node, tenant, |tree, node| {
         let size = tree
             .latest_cosigned_size()
@@ -239,17 +241,18 @@ pub struct CosignatureIn {
 /// consistency with the last one the witness accepted.
 pub async fn cosign(
     node: Node,
-    p: Principal,
+    g: Guarded<TenantMember>,
     input: web::Json<CosignatureIn>,
 ) -> Result<HttpResponse, LedgerError> {
     use caretrail_contracts::auth::Role;
-    let tenant = caller_tenant(&p)?;
-    let institution =
-        p.0.institution
-            .as_ref()
-            .map(|i| i.to_string())
-            .ok_or_else(|| LedgerError::Forbidden("witnesses are institutions".into()))?;
-    if !(p.0.has_role(Role::Auditor) || p.0.has_role(Role::InstitutionAdmin)) {
+    let tenant = g.tenant()?.to_string();
+    let institution = g
+        .claims()
+        .institution
+        .as_ref()
+        .map(|i| i.to_string())
+        .ok_or_else(|| LedgerError::Forbidden("witnesses are institutions".into()))?;
+    if !(g.claims().has_role(Role::Auditor) || g.claims().has_role(Role::InstitutionAdmin)) {
         return Err(LedgerError::Forbidden(
             "cosigning needs the auditor or institution_admin role".into(),
         ));
@@ -333,9 +336,11 @@ pub struct EntryOut {
     pub leaf_hash: String,
 }
 
-fn entry_out(tree: &TenantTree, index: u64) -> Result<EntryOut, LedgerFailure> {
-    let e = tree.entry(index).map_err(storage_failure)?;
-    let leaf = tree.leaf_hash(index).map_err(storage_failure)?;
+fn entry_out(
+    tree: &TenantTree,
+    e: caretrail_ledger_proofs::Entry,
+) -> Result<EntryOut, LedgerFailure> {
+    let leaf = tree.leaf_hash(e.index).map_err(storage_failure)?;
     Ok(EntryOut {
         index: e.index,
         timestamp_ms: e.timestamp_ms,
@@ -350,21 +355,48 @@ fn entry_out(tree: &TenantTree, index: u64) -> Result<EntryOut, LedgerFailure> {
     })
 }
 
+/// Entry `index` if `reader` may read it; one it may not read is "not found", like one that
+/// does not exist.
+fn readable_entry(
+    tree: &TenantTree,
+    reader: &Reader,
+    index: u64,
+) -> Result<caretrail_ledger_proofs::Entry, LedgerFailure> {
+    let e = tree.entry(index).map_err(storage_failure)?;
+    if reader.may_read(&e) {
+        Ok(e)
+    } else {
+        Err(no_such_entry(index))
+    }
+}
+
+fn no_such_entry(index: u64) -> LedgerFailure {
+    LedgerFailure::new("not_found", format!("no entry {index} that you may read"))
+}
+
 #[utoipa::path(get, operation_id = "ledger_entry", path = "/v1/ledger/entries/{index}", tag = "ledger",
     params(("index" = u64, Path, description = "Entry index")),
     responses((status = 200, body = EntryOut, description = "The entry"),
-              (status = 404, body = caretrail_platform::Problem, description = "No such entry")),
+              (status = 404, body = caretrail_platform::Problem, description = "No such entry, or one the caller may not read (the same answer)")),
     security(("bearer" = [])))]
-/// One entry of the caller's tenant's log.
+/// One entry of the caller's tenant's log, if the caller may read it: the whole log for
+/// auditors and tenant admins, else what the caller's institution submitted or is named in.
 pub async fn entry(
     node: Node,
-    p: Principal,
+    g: Guarded<TenantMember>,
     index: web::Path<u64>,
 ) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
+    let tenant = g.tenant()?.to_string();
+    let reader = Reader::of(g.claims());
     let index = index.into_inner();
     caught_up(&node, &tenant, index.saturating_add(1)).await;
-    let out = with_tree(&node, tenant, move |tree, _| entry_out(tree, index)).await?;
+    let out = with_tree(&node, tenant, move |tree, _| {
+        if index >= tree.size() {
+            return Err(no_such_entry(index));
+        }
+        entry_out(tree, readable_entry(tree, &reader, index)?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -378,24 +410,30 @@ pub struct RangeQuery {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EntriesOut {
+    /// The entries of the range the caller may read, in index order.
     pub entries: Vec<EntryOut>,
     /// Tree size when the range was read.
     pub tree_size: u64,
-    /// Start of the next page, if any.
+    /// Where the next page starts, if the log goes on. A caller who reads only some entries
+    /// may get fewer than `limit` (even none) with a `next`: each request examines at most
+    /// 10,000 entries.
     pub next: Option<u64>,
 }
 
 #[utoipa::path(get, operation_id = "ledger_entries", path = "/v1/ledger/entries", tag = "ledger",
     params(RangeQuery),
-    responses((status = 200, body = EntriesOut, description = "A range of entries, in index order")),
+    responses((status = 200, body = EntriesOut, description = "The entries of a range the caller may read, in index order"),
+              (status = 400, body = caretrail_platform::Problem, description = "Bad limit")),
     security(("bearer" = [])))]
-/// A range of entries.
+/// A range of entries: all of them for auditors and tenant admins (apps: `audit:read`), else
+/// those the caller's institution submitted or is named in.
 pub async fn entries(
     node: Node,
-    p: Principal,
+    g: Guarded<TenantMember>,
     q: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
+    let tenant = g.tenant()?.to_string();
+    let reader = Reader::of(g.claims());
     let start = q.start.unwrap_or(0);
     let limit = q.limit.unwrap_or(MAX_RANGE);
     if limit == 0 || limit > MAX_RANGE {
@@ -404,14 +442,25 @@ pub async fn entries(
         )));
     }
     let out = with_tree(&node, tenant, move |tree, _| {
-        let end = start.saturating_add(limit).min(tree.size());
-        let entries = (start..end)
-            .map(|i| entry_out(tree, i))
-            .collect::<Result<Vec<_>, _>>()?;
+        let size = tree.size();
+        let scan = if reader.sees_everything() {
+            limit
+        } else {
+            readers::SCAN_LIMIT
+        };
+        let mut entries = Vec::new();
+        let mut at = start;
+        while at < size && at - start < scan && (entries.len() as u64) < limit {
+            let e = tree.entry(at).map_err(storage_failure)?;
+            if reader.may_read(&e) {
+                entries.push(entry_out(tree, e)?);
+            }
+            at += 1;
+        }
         Ok(EntriesOut {
             entries,
-            tree_size: tree.size(),
-            next: (end < tree.size()).then_some(end),
+            tree_size: size,
+            next: (at < size).then_some(at),
         })
     })
     .await?;
@@ -450,10 +499,10 @@ pub struct InclusionOut {
 /// Inclusion proof of an entry (by index or leaf hash) in the tree of `tree_size` entries.
 pub async fn inclusion(
     node: Node,
-    p: Principal,
+    g: Guarded<TenantMember>,
     q: web::Query<InclusionQuery>,
 ) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
+    let tenant = g.tenant()?.to_string();
     let q = q.into_inner();
     let needed = q
         .tree_size
@@ -527,10 +576,10 @@ pub struct ConsistencyOut {
 /// Consistency proof between the trees of `from` and `to` entries.
 pub async fn consistency(
     node: Node,
-    p: Principal,
+    g: Guarded<TenantMember>,
     q: web::Query<ConsistencyQuery>,
 ) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
+    let tenant = g.tenant()?.to_string();
     let q = q.into_inner();
     caught_up(&node, &tenant, q.to.unwrap_or(0).max(q.from)).await;
     let out = with_tree(&node, tenant, move |tree, _| {
@@ -563,18 +612,30 @@ pub struct BundleQuery {
 #[utoipa::path(get, operation_id = "ledger_proof_bundle", path = "/v1/ledger/entries/{index}/bundle", tag = "ledger",
     params(("index" = u64, Path, description = "Entry index"), BundleQuery),
     responses((status = 200, body = Object, description = "A caretrail-proof-bundle/v1 document for `caretrail verify bundle`"),
-              (status = 404, body = caretrail_platform::Problem, description = "No such entry")),
+              (status = 404, body = caretrail_platform::Problem, description = "No such entry, or one the caller may not read (the same answer)")),
     security(("bearer" = [])))]
 /// Everything needed to verify one entry offline: the entry, its inclusion proof, the signed
 /// checkpoint with cosignatures, the keys, and optionally a consistency proof.
 pub async fn bundle(
     node: Node,
-    p: Principal,
+    g: Guarded<TenantMember>,
     index: web::Path<u64>,
     q: web::Query<BundleQuery>,
 ) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
-    let out = proof_bundle(&node, tenant, index.into_inner(), q.since).await?;
+    let tenant = g.tenant()?.to_string();
+    let reader = Reader::of(g.claims());
+    let index = index.into_inner();
+    if !reader.sees_everything() {
+        caught_up(&node, &tenant, index.saturating_add(1)).await;
+        with_tree(&node, tenant.clone(), move |tree, _| {
+            if index >= tree.size() {
+                return Err(no_such_entry(index));
+            }
+            readable_entry(tree, &reader, index).map(|_| ())
+        })
+        .await?;
+    }
+    let out = proof_bundle(&node, tenant, index, q.since).await?;
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -651,8 +712,8 @@ pub struct KeysOut {
     security(("bearer" = [])))]
 /// The keys a verifier needs: the ledger's checkpoint key, the registrar key and every
 /// institution key with the entries that registered and revoked it.
-pub async fn keys(node: Node, p: Principal) -> Result<HttpResponse, LedgerError> {
-    let tenant = caller_tenant(&p)?;
+pub async fn keys(node: Node, g: Guarded<TenantMember>) -> Result<HttpResponse, LedgerError> {
+    let tenant = g.tenant()?.to_string();
     let out = with_tree(&node, tenant, |tree, _| {
         let info = tree.info();
         let registrar = VerifyingKey::from_spki_der(&info.registrar_key)

@@ -13,6 +13,8 @@ pub enum LedgerError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error(transparent)]
+    Auth(#[from] caretrail_platform::auth::AuthError),
     /// A refusal or failure of the ledger itself (stable `code` from [`LedgerFailure`]).
     #[error("{}", .0.message)]
     Ledger(LedgerFailure),
@@ -64,6 +66,7 @@ impl ApiError for LedgerError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Auth(e) => e.status(),
             Self::Ledger(f) => failure_code(f).1,
             Self::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,6 +78,7 @@ impl ApiError for LedgerError {
             Self::NotFound => "not_found",
             Self::BadRequest(_) => "invalid_request",
             Self::Forbidden(_) => "forbidden",
+            Self::Auth(e) => e.code(),
             Self::Ledger(f) => failure_code(f).0,
             Self::Database(_) => "internal_error",
             Self::Bus(_) => "dependency_unavailable",

@@ -35,6 +35,7 @@ pub mod error;
 pub mod network;
 pub mod node;
 pub mod publisher;
+pub mod readers;
 pub mod rpc;
 pub mod snapshots;
 pub mod storage;

@@ -117,7 +117,7 @@ pub(crate) fn token(tenant: &str, institution: Option<&str>, roles: Vec<Role>) -
 // ---------------------------------------------------------------------------------------------
 // harness
 
-struct Ledger {
+pub(crate) struct Ledger {
     base: String,
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -159,12 +159,12 @@ impl Ledger {
         }
     }
 
-    async fn embedded(data: &Path) -> Self {
+    pub(crate) async fn embedded(data: &Path) -> Self {
         let (config, dir) = config(Backend::Embedded, data).await;
         Self::start(config, dir).await
     }
 
-    async fn stop(mut self) -> Option<tempfile::TempDir> {
+    pub(crate) async fn stop(mut self) -> Option<tempfile::TempDir> {
         if let Some(tx) = self.stop.take() {
             tx.send(()).unwrap();
         }
@@ -187,7 +187,7 @@ impl Ledger {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, token: &str, path: &str) -> (u16, Value) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -200,7 +200,7 @@ impl Ledger {
     }
 
     /// Creates a tenant's log; returns its registrar key.
-    async fn tenant(&self, tenant: &str, suite: Suite) -> SigningKey {
+    pub(crate) async fn tenant(&self, tenant: &str, suite: Suite) -> SigningKey {
         let registrar = SigningKey::generate_for_suite(suite).unwrap();
         let (status, body) = self
             .post(
@@ -213,7 +213,7 @@ impl Ledger {
         registrar
     }
 
-    async fn append(&self, subs: Vec<SubmissionIn>) -> Vec<AppendResultOut> {
+    pub(crate) async fn append(&self, subs: Vec<SubmissionIn>) -> Vec<AppendResultOut> {
         let (status, body) = self
             .post(
                 "/internal/ledger/append",
@@ -224,7 +224,7 @@ impl Ledger {
         serde_json::from_value::<AppendOut>(body).unwrap().results
     }
 
-    async fn append_ok(&self, sub: SubmissionIn) -> Receipt {
+    pub(crate) async fn append_ok(&self, sub: SubmissionIn) -> Receipt {
         match self.append(vec![sub]).await.pop().unwrap() {
             AppendResultOut::Receipt(r) => *r,
             AppendResultOut::Error(e) => panic!("refused: {e}"),
@@ -232,7 +232,7 @@ impl Ledger {
     }
 
     /// Registers `key` for `institution`, signed by the registrar.
-    async fn register_key(
+    pub(crate) async fn register_key(
         &self,
         tenant: &str,
         registrar: &SigningKey,
@@ -326,9 +326,9 @@ pub(crate) fn all_passed(bundle: &ProofBundle, anchors: &TrustAnchors) -> bool {
 }
 
 pub(crate) const TEN_A: &str = "ten_0000000000000000000000000000000a";
-const TEN_B: &str = "ten_0000000000000000000000000000000b";
+pub(crate) const TEN_B: &str = "ten_0000000000000000000000000000000b";
 pub(crate) const INS_A: &str = "ins_0000000000000000000000000000000a";
-const INS_REG: &str = "ins_000000000000000000000000000000ee";
+pub(crate) const INS_REG: &str = "ins_000000000000000000000000000000ee";
 
 // ---------------------------------------------------------------------------------------------
 // tests

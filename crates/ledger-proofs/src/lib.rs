@@ -126,6 +126,7 @@ mod error;
 mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod seal;
 mod serde_util;
 
 pub use bundle::{
@@ -146,6 +147,7 @@ pub use note::{
     Note, NoteKeyType, NoteSignature, NoteSigner, VerifiedSignature, VerifierKey,
     cosignature_message,
 };
+pub use seal::{Opening, SealError};
 
 /// Re-exported so users need not depend on `caretrail-crypto` for the types in this API.
 pub use caretrail_crypto::{HashValue, Suite};

@@ -16,7 +16,6 @@ use caretrail_contracts::identity::{PLATFORM_SIGNER, SignResult, ToSign};
 use caretrail_contracts::ledger::{Receipt, SubmissionIn};
 use caretrail_contracts::{InstitutionId, PatientId, RecordId, TenantId};
 use caretrail_crypto::{DataKey, StreamEncryptor, Suite, WrapBinding, WrappedKey};
-use caretrail_ledger_proofs::canonical_json;
 use caretrail_platform::auth::Principal;
 use chrono::Utc;
 use futures::StreamExt as _;
@@ -28,6 +27,7 @@ use utoipa::IntoParams;
 
 use crate::anchor::{self, NewAnchor, Outcome};
 use crate::entities::{anchor as anchor_row, record};
+use crate::entries;
 use crate::error::ObjectStoreError;
 use crate::model::{
     Category, EraseIn, EraseOut, KekVersionOut, KeysOut, LedgerRefOut, ReceiptOut, RecordIn,
@@ -40,6 +40,8 @@ type Result<T> = std::result::Result<T, ObjectStoreError>;
 
 /// Ciphertext is handed to storage in pieces of about this size.
 const WRITE_SIZE: usize = 1024 * 1024;
+/// Rows read and decided at a time when a list page is cut from what the caller may see.
+const LIST_BATCH: u64 = 200;
 /// Header carrying the upload's metadata.
 pub const METADATA_HEADER: &str = "caretrail-metadata";
 
@@ -166,10 +168,6 @@ fn record_event(r: &record::Model, p: &Principal) -> serde_json::Value {
     })
 }
 
-fn canonical(value: serde_json::Value) -> Result<Vec<u8>> {
-    canonical_json(&value).map_err(|_| ObjectStoreError::Corrupt("canonical payload"))
-}
-
 async fn load(state: &State, tenant: &TenantId, id: &str) -> Result<record::Model> {
     let id: RecordId = id.parse().map_err(|_| ObjectStoreError::NotFound)?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
@@ -215,25 +213,35 @@ async fn log_access(
     } else {
         anchor::KIND_DENIED
     };
-    let payload = canonical(json!({
-        "v": 1,
-        "record": r.id,
-        "patient": r.patient_id,
-        "owner": r.institution_id,
-        "subject": p.0.sub,
-        "subject_kind": p.0.kind,
-        "institution": p.0.institution,
-        "action": action.as_str(),
-        "purpose": purpose.as_str(),
-        "decided_by": {"kind": decision.decided_by.kind, "id": decision.decided_by.id},
-        "permit": decision.permit,
-        "at": Utc::now().timestamp_millis(),
-    }))?;
+    let suite: Suite = r
+        .suite
+        .parse()
+        .map_err(|_| ObjectStoreError::Corrupt("suite"))?;
+    // Who read whose record, and when, in clear; why and under what rule, sealed.
+    let (payload, opening) = entries::sealed(
+        suite,
+        json!({
+            "record": r.id,
+            "patient": r.patient_id,
+            "owner": r.institution_id,
+            "subject": p.0.sub,
+            "subject_kind": p.0.kind,
+            "institution": p.0.institution,
+            "permit": decision.permit,
+            "at": Utc::now().timestamp_millis(),
+        }),
+        json!({
+            "action": action.as_str(),
+            "purpose": purpose.as_str(),
+            "decided_by": {"kind": decision.decided_by.kind, "id": decision.decided_by.id},
+        }),
+    )?;
     let mut event = record_event(r, p);
     event["action"] = action.as_str().into();
     event["purpose"] = purpose.as_str().into();
     event["decided_by"] = json!(decision.decided_by);
     event["reasons"] = json!(decision.reasons);
+    event["opening"] = json!(opening);
     let txn = caretrail_db::begin_tenant(&state.db, &r.tenant_id).await?;
     anchor::enqueue(
         &txn,
@@ -273,13 +281,59 @@ async fn authorize(
         .ok_or(ObjectStoreError::Corrupt("no decision"))?;
     if !decision.permit {
         log_access(state, p, r, action, purpose, &decision).await?;
-        return Err(ObjectStoreError::AccessDenied(decision.reasons));
+        return Err(refusal(p, r, decision));
     }
     Ok(decision)
 }
 
+/// What a refused caller is told. The institution that owns the record hears why; anyone
+/// else gets exactly what a record that does not exist gets, so a refusal tells nothing of
+/// the record (its existence, its sensitivity, the grants around it). The refusal is on the
+/// ledger either way.
+fn refusal(p: &Principal, r: &record::Model, decision: Decision) -> ObjectStoreError {
+    if owns(p, r) {
+        ObjectStoreError::AccessDenied(decision.reasons)
+    } else {
+        ObjectStoreError::NotFound
+    }
+}
+
+/// Whether the caller acts for the institution that created the record.
+fn owns(p: &Principal, r: &record::Model) -> bool {
+    p.0.institution.as_ref().map(|i| i.as_str()) == Some(r.institution_id.as_str())
+}
+
+/// Decides a content read without counting it against a limited grant: for answers that
+/// serve no content (erased, not anchored yet, a range beyond the end), which only those who
+/// may read the record may hear. A refusal is anchored and answered like [`authorize`].
+async fn may_read_content(
+    state: &State,
+    p: &Principal,
+    r: &record::Model,
+    purpose: Purpose,
+) -> Result<()> {
+    let tenant = caller_tenant(p)?;
+    let decision = state
+        .decider
+        .decide_uncounted(
+            &tenant,
+            &subject(p),
+            Action::ReadContent,
+            purpose,
+            vec![attributes(r)?],
+        )
+        .await?
+        .pop()
+        .ok_or(ObjectStoreError::Corrupt("no decision"))?;
+    if !decision.permit {
+        log_access(state, p, r, Action::ReadContent, purpose, &decision).await?;
+        return Err(refusal(p, r, decision));
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, operation_id = "upload_record", path = "/v1/records", tag = "records",
-    params(("Caretrail-Metadata" = String, Header, description = "Record metadata as JSON (raw UTF-8 or percent-encoded): patient, category, title, encounter_date, optional fhir_resource_type; for institutions holding their own key also record_id, key_id and signature over the manifest's ledger signing input")),
+    params(("Caretrail-Metadata" = String, Header, description = "Record metadata as JSON (raw UTF-8 or percent-encoded): patient, category, title, encounter_date, optional fhir_resource_type; for institutions holding their own key also record_id, key_id, signature over the manifest's ledger signing input, and seal_salt (64 hex) the manifest was sealed with")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The record itself; its Content-Type is the record's media type (application/pdf, application/fhir+json, application/dicom, image/jpeg, …). Streamed: any size up to the configured limit."),
     responses((status = 201, body = UploadOut, description = "Stored, encrypted and anchored; the receipt verifies with `caretrail verify bundle`"),
               (status = 202, body = UploadOut, description = "Stored; anchoring continues in the background (fetch the receipt later)"),
@@ -322,7 +376,7 @@ pub async fn upload(
         ObjectStoreError::field("Caretrail-Metadata", "the metadata header is required")
     })?;
     let new = RecordIn::from_header(metadata.as_bytes())?
-        .validate(media_type, Utc::now().date_naive())?;
+        .validate(media_type, crate::model::latest_date(Utc::now()))?;
     let max = state.settings.max_record_bytes;
     if let Some(len) = req
         .headers()
@@ -429,20 +483,28 @@ pub async fn upload(
             .ok_or(ObjectStoreError::Corrupt("the content hasher stopped"))?
             .to_hex();
         let title_hash = caretrail_crypto::hash(suite, new.title.as_bytes()).to_hex();
-        let manifest = canonical(json!({
-            "v": 1,
-            "record": record_id,
-            "patient": new.patient,
-            "institution": institution,
-            "category": new.category.as_str(),
-            "media_type": new.media_type,
-            "size": size,
-            "content_hash": content_hash,
-            "hash_algorithm": hash_name(suite),
-            "encounter_date": new.encounter_date.format("%Y-%m-%d").to_string(),
-            "fhir_resource_type": new.fhir_resource_type,
-            "title_hash": title_hash,
-        }))?;
+        let encounter_date = new.encounter_date.format("%Y-%m-%d").to_string();
+        let salt = match &new.client_signature {
+            Some(sig) => sig.seal_salt,
+            None => entries::fresh_salt()?,
+        };
+        let (manifest, opening) = entries::manifest(
+            suite,
+            &entries::ManifestFields {
+                record: record_id.as_str(),
+                patient: &new.patient,
+                institution: institution.as_str(),
+                content_hash: &content_hash,
+                hash_algorithm: hash_name(suite),
+                category: new.category.as_str(),
+                media_type: &new.media_type,
+                size,
+                encounter_date: &encounter_date,
+                fhir_resource_type: new.fhir_resource_type.as_deref(),
+                title_hash: &title_hash,
+            },
+            salt,
+        )?;
         let submission = match &new.client_signature {
             Some(sig) => SubmissionIn {
                 tenant: tenant.to_string(),
@@ -509,7 +571,8 @@ pub async fn upload(
             erased_by: None,
             erasure_reason: None,
         };
-        let event = record_event(&row, &p);
+        let mut event = record_event(&row, &p);
+        event["opening"] = json!(opening);
         let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
         let inserted = record::ActiveModel::from(row.clone()).insert(&txn).await;
         if let Err(e) = inserted {
@@ -689,10 +752,11 @@ pub async fn get(
     require_read(&p)?;
     let purpose = purpose(&q)?;
     let r = load(&state, &tenant, &path).await?;
+    // Decided first: that a record was erased is told only to those who may read it.
+    authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
     if r.status == "erased" {
         return Err(ObjectStoreError::Gone);
     }
-    authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
     Ok(HttpResponse::Ok().json(record_out(&r)))
 }
 
@@ -721,24 +785,25 @@ pub async fn content(
     require_read(&p)?;
     let purpose = purpose(&q)?;
     let r = load(&state, &tenant, &path).await?;
-    if r.status == "erased" {
-        return Err(ObjectStoreError::Gone);
-    }
-    if r.status != "active" {
-        return Err(ObjectStoreError::NotAnchored);
-    }
-    let decision = authorize(&state, &p, &r, Action::ReadContent, purpose).await?;
     let size = r.size.max(0) as u64;
     let range = req
         .headers()
         .get(header::RANGE)
         .map(|v| parse_range(v.to_str().unwrap_or(""), size))
         .unwrap_or(RangeRequest::Whole);
-    if range == RangeRequest::Unsatisfiable {
-        return Ok(HttpResponse::RangeNotSatisfiable()
-            .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
-            .finish());
+    // Answers that serve no content are given only to those who may read the record, and
+    // never count as one of a limited grant's accesses.
+    if r.status != "active" || range == RangeRequest::Unsatisfiable {
+        may_read_content(&state, &p, &r, purpose).await?;
+        return match r.status.as_str() {
+            "erased" => Err(ObjectStoreError::Gone),
+            "active" => Ok(HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .finish()),
+            _ => Err(ObjectStoreError::NotAnchored),
+        };
     }
+    let decision = authorize(&state, &p, &r, Action::ReadContent, purpose).await?;
     // The access is on record before a byte leaves.
     log_access(&state, &p, &r, Action::ReadContent, purpose, &decision).await?;
     let suite: Suite = r
@@ -955,10 +1020,11 @@ pub struct ListQuery {
 
 #[utoipa::path(get, operation_id = "list_patient_records", path = "/v1/patients/{patient_id}/records", tag = "records",
     params(("patient_id" = String, Path), ListQuery),
-    responses((status = 200, body = RecordListOut, description = "The patient's records the caller may see (a page may hold fewer than `limit`)"),
+    responses((status = 200, body = RecordListOut, description = "The patient's records the caller may see; `next_cursor` is set only when more of them follow"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid patient id, cursor, limit or purpose")),
     security(("bearer" = [])))]
-/// A patient's records, newest last, filtered by one batch of consent decisions.
+/// A patient's records the caller may see, oldest first: every page holds `limit` of them
+/// unless it is the last, and its cursor is the last record shown.
 pub async fn list(
     state: web::Data<State>,
     p: Principal,
@@ -979,47 +1045,75 @@ pub async fn list(
     if !(1..=200).contains(&limit) {
         return Err(ObjectStoreError::field("limit", "1..=200"));
     }
-    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
-    let mut query = record::Entity::find()
-        .filter(record::Column::TenantId.eq(tenant.as_str()))
-        .filter(record::Column::PatientId.eq(patient.as_str()))
-        .filter(record::Column::Status.is_in(["active", "anchoring"]));
-    if let Some(cursor) = &q.cursor {
-        let after: RecordId = cursor
-            .parse()
-            .map_err(|_| ObjectStoreError::field("cursor", "not a cursor from this API"))?;
-        query = query.filter(record::Column::Id.gt(after.as_str()));
+    let mut after: Option<RecordId> = match &q.cursor {
+        Some(cursor) => Some(
+            cursor
+                .parse()
+                .map_err(|_| ObjectStoreError::field("cursor", "not a cursor from this API"))?,
+        ),
+        None => None,
+    };
+    // Pages are cut from what the caller may see: rows are read and decided in batches
+    // until `limit + 1` visible ones are found or the patient's records end, and the cursor
+    // is the last *visible* record. A cursor taken before filtering would hand out the ids
+    // (and, through their UUIDv7, the creation times) of records consent hides, and whether
+    // there is a next page would say whether hidden records follow.
+    let mut items = Vec::new();
+    let mut more = false;
+    loop {
+        let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+        let mut query = record::Entity::find()
+            .filter(record::Column::TenantId.eq(tenant.as_str()))
+            .filter(record::Column::PatientId.eq(patient.as_str()))
+            .filter(record::Column::Status.is_in(["active", "anchoring"]));
+        if let Some(after) = &after {
+            query = query.filter(record::Column::Id.gt(after.as_str()));
+        }
+        let rows = query
+            .order_by_asc(record::Column::Id)
+            .limit(LIST_BATCH)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        let exhausted = (rows.len() as u64) < LIST_BATCH;
+        after = Some(
+            last.id
+                .parse()
+                .map_err(|_| ObjectStoreError::Corrupt("record id"))?,
+        );
+        let resources = rows.iter().map(attributes).collect::<Result<Vec<_>>>()?;
+        let decisions = state
+            .decider
+            .decide(
+                &tenant,
+                &subject(&p),
+                Action::ReadMetadata,
+                purpose,
+                resources,
+            )
+            .await?;
+        for (row, decision) in rows.iter().zip(decisions) {
+            if !decision.permit {
+                continue;
+            }
+            if items.len() as u64 == limit {
+                more = true;
+                break;
+            }
+            items.push(record_out(row));
+        }
+        if more || exhausted {
+            break;
+        }
     }
-    let mut rows = query
-        .order_by_asc(record::Column::Id)
-        .limit(limit + 1)
-        .all(&txn)
-        .await?;
-    txn.commit().await?;
-    let more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
     let next_cursor = if more {
-        rows.last().map(|r| r.id.clone())
+        items.last().map(|r: &RecordOut| r.id.clone())
     } else {
         None
     };
-    let resources = rows.iter().map(attributes).collect::<Result<Vec<_>>>()?;
-    let decisions = state
-        .decider
-        .decide(
-            &tenant,
-            &subject(&p),
-            Action::ReadMetadata,
-            purpose,
-            resources,
-        )
-        .await?;
-    let items = rows
-        .iter()
-        .zip(decisions)
-        .filter(|(_, d)| d.permit)
-        .map(|(r, _)| record_out(r))
-        .collect();
     Ok(HttpResponse::Ok().json(RecordListOut { items, next_cursor }))
 }
 
@@ -1041,12 +1135,17 @@ pub async fn erase(
 ) -> Result<HttpResponse> {
     let tenant = caller_tenant(&p)?;
     let r = load(&state, &tenant, &path).await?;
+    if !owns(&p, &r) {
+        // Another institution's record is none of the caller's business, not even that it
+        // exists.
+        return Err(ObjectStoreError::NotFound);
+    }
     let admin = if is_app(&p) {
         p.0.has_scope(scopes::ADMIN)
     } else {
         p.0.has_role(Role::InstitutionAdmin)
     };
-    if !admin || p.0.institution.as_ref().map(|i| i.as_str()) != Some(r.institution_id.as_str()) {
+    if !admin {
         return Err(ObjectStoreError::Forbidden(
             "only an administrator of the institution that created the record may erase it".into(),
         ));
@@ -1063,15 +1162,19 @@ pub async fn erase(
         .parse()
         .map_err(|_| ObjectStoreError::Corrupt("suite"))?;
     let now = Utc::now();
-    let payload = canonical(json!({
-        "v": 1,
-        "record": r.id,
-        "content_hash": r.content_hash,
-        "owner": r.institution_id,
-        "erased_by": p.0.sub,
-        "reason_hash": caretrail_crypto::hash(suite, reason.as_bytes()).to_hex(),
-        "at": now.timestamp_millis(),
-    }))?;
+    let (payload, opening) = entries::sealed(
+        suite,
+        json!({
+            "record": r.id,
+            "content_hash": r.content_hash,
+            "owner": r.institution_id,
+            "erased_by": p.0.sub,
+            "at": now.timestamp_millis(),
+        }),
+        json!({"reason_hash": caretrail_crypto::hash(suite, reason.as_bytes()).to_hex()}),
+    )?;
+    let mut event = record_event(&r, &p);
+    event["opening"] = json!(opening);
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let shredded = record::Entity::update_many()
         .col_expr(
@@ -1101,7 +1204,7 @@ pub async fn erase(
             payload,
             submission: None,
             event_name: anchor::KIND_ERASED,
-            event: record_event(&r, &p),
+            event,
             hold: Duration::ZERO,
         },
     )

@@ -19,7 +19,8 @@ pub enum Decider {
 pub const OWNER_ONLY_RULE: &str = "owner_only";
 
 impl Decider {
-    /// One decision per resource, in order.
+    /// One decision per resource, in order. A content read is the access itself: a permit
+    /// counts against grants limited to a number of accesses.
     pub async fn decide(
         &self,
         tenant: &TenantId,
@@ -27,6 +28,33 @@ impl Decider {
         action: Action,
         purpose: Purpose,
         resources: Vec<RecordAttributes>,
+    ) -> Result<Vec<Decision>, ObjectStoreError> {
+        let enforce = action == Action::ReadContent;
+        self.decide_as(tenant, subject, action, purpose, resources, enforce)
+            .await
+    }
+
+    /// Like [`Self::decide`], counting nothing: for answers that serve no content.
+    pub async fn decide_uncounted(
+        &self,
+        tenant: &TenantId,
+        subject: &Subject,
+        action: Action,
+        purpose: Purpose,
+        resources: Vec<RecordAttributes>,
+    ) -> Result<Vec<Decision>, ObjectStoreError> {
+        self.decide_as(tenant, subject, action, purpose, resources, false)
+            .await
+    }
+
+    async fn decide_as(
+        &self,
+        tenant: &TenantId,
+        subject: &Subject,
+        action: Action,
+        purpose: Purpose,
+        resources: Vec<RecordAttributes>,
+        enforce: bool,
     ) -> Result<Vec<Decision>, ObjectStoreError> {
         if resources.is_empty() {
             return Ok(Vec::new());
@@ -42,8 +70,7 @@ impl Decider {
                         action,
                         purpose,
                         resources,
-                        // A content read is the access itself: it counts against limited grants.
-                        enforce: action == Action::ReadContent,
+                        enforce,
                     })
                     .await
                     .map_err(|e| ObjectStoreError::Dependency("the consent service", e))?;

@@ -34,6 +34,7 @@ pub mod config;
 pub mod content;
 pub mod decide;
 pub mod entities;
+pub mod entries;
 pub mod error;
 pub mod keys;
 pub mod model;

@@ -68,6 +68,10 @@ pub struct RecordIn {
     /// BYOK only: base64 signature over the ledger signing input of the manifest.
     #[serde(default)]
     pub signature: Option<String>,
+    /// BYOK only: the 64-hex salt the client sealed the manifest's health fields with
+    /// (docs/ARCHITECTURE.md, "What an entry carries"); fresh and random for every record.
+    #[serde(default)]
+    pub seal_salt: Option<String>,
 }
 
 /// A client-supplied manifest signature (bring-your-own-key institutions).
@@ -75,6 +79,8 @@ pub struct RecordIn {
 pub struct ClientSignature {
     pub key_id: String,
     pub signature: String,
+    /// The salt the client sealed the manifest with.
+    pub seal_salt: [u8; caretrail_ledger_proofs::seal::SALT_LEN],
 }
 
 /// Upload metadata after validation.
@@ -114,6 +120,8 @@ impl RecordIn {
         })
     }
 
+    /// Checks every field (all problems listed); `today` is the latest calendar date anywhere
+    /// ([`latest_date`]).
     pub fn validate(
         self,
         media_type: String,
@@ -143,7 +151,7 @@ impl RecordIn {
         if date.is_none() {
             errors.push(FieldError::new(
                 "encounter_date",
-                "a date YYYY-MM-DD between 1900 and today",
+                "a date YYYY-MM-DD between 1900 and today (no later than today's date anywhere on Earth)",
             ));
         }
         if let Some(t) = &self.fhir_resource_type
@@ -172,12 +180,34 @@ impl RecordIn {
                         "a signed upload names the record id it signed",
                     ));
                 }
-                Some(ClientSignature {
+                let salt = self
+                    .seal_salt
+                    .as_deref()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|b| {
+                        <[u8; caretrail_ledger_proofs::seal::SALT_LEN]>::try_from(b).ok()
+                    });
+                if salt.is_none() {
+                    errors.push(FieldError::new(
+                        "seal_salt",
+                        "a signed upload names the 64-hex salt its manifest was sealed with",
+                    ));
+                }
+                salt.map(|seal_salt| ClientSignature {
                     key_id: key_id.clone(),
                     signature: signature.clone(),
+                    seal_salt,
                 })
             }
-            (None, None) => None,
+            (None, None) => {
+                if self.seal_salt.is_some() {
+                    errors.push(FieldError::new(
+                        "seal_salt",
+                        "only for signed (BYOK) uploads",
+                    ));
+                }
+                None
+            }
             _ => {
                 errors.push(FieldError::new(
                     "signature",
@@ -338,6 +368,13 @@ pub struct KeysOut {
     pub rewrap_running: bool,
 }
 
+/// The latest calendar date anywhere on Earth at `now` (UTC+14): an encounter dated today
+/// where the institution is must never be "in the future". Checking against UTC's date
+/// refused same-day uploads in China (UTC+8) every day between 00:00 and 08:00.
+pub fn latest_date(now: chrono::DateTime<chrono::Utc>) -> NaiveDate {
+    (now + chrono::Duration::hours(14)).date_naive()
+}
+
 #[cfg(test)]
 impl ObjectStoreError {
     fn field_errors_for_test(&self) -> Vec<String> {
@@ -392,6 +429,32 @@ mod tests {
             r#"{{"patient":"{PATIENT}","category":"other","title":"t","encounter_date":"2026-01-01","signature":"AA=="}}"#
         );
         assert!(input(&half).is_err());
+    }
+
+    #[test]
+    fn a_same_day_encounter_in_china_is_not_in_the_future() {
+        use chrono::TimeZone as _;
+        let meta = |date: &str| {
+            format!(
+                r#"{{"patient":"{PATIENT}","category":"exam_report","title":"t","encounter_date":"{date}"}}"#
+            )
+        };
+        // 04:00 on 6 December in Changzhou (UTC+8) is still 5 December in UTC.
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 5, 20, 0, 0).unwrap();
+        let today = latest_date(now);
+        let check = |date: &str| {
+            RecordIn::from_header(meta(date).as_bytes())
+                .unwrap()
+                .validate("application/pdf".into(), today)
+        };
+        assert!(check("2026-12-06").is_ok(), "the clinic's today");
+        assert!(check("2026-12-05").is_ok());
+        // The day after today everywhere is still the future.
+        let err = check("2026-12-07").unwrap_err();
+        assert_eq!(
+            err.field_errors_for_test(),
+            vec!["encounter_date".to_string()]
+        );
     }
 
     #[test]

@@ -78,7 +78,19 @@ async fn assert_receipt_verifies(stack: &Stack, token: &str, receipt: &Value) {
     let manifest: Value = serde_json::from_slice(&entry.payload).unwrap();
     assert_eq!(manifest["record"], receipt["record_id"]);
     assert_eq!(manifest["content_hash"], receipt["content_hash"]);
-    assert!(manifest.get("title").is_none() && manifest["title_hash"].is_string());
+    // Ids and hashes only: the health fields are sealed, not even their hashes in clear.
+    assert_eq!(manifest["v"], 2);
+    assert!(manifest["sealed"].is_string(), "{manifest}");
+    for hidden in [
+        "title",
+        "title_hash",
+        "category",
+        "encounter_date",
+        "media_type",
+        "size",
+    ] {
+        assert!(manifest.get(hidden).is_none(), "{hidden} in {manifest}");
+    }
     let tampered = {
         let mut b = bundle.clone();
         let at = b.entry.len() - 120;
@@ -231,21 +243,22 @@ async fn uploads_reads_and_isolates(backend: Backend) {
                 > anchored.payload["ledger_index"].as_u64().unwrap()
         );
 
-        // Another institution of the tenant (no grant): refused, and the refusal anchored.
+        // Another institution of the tenant (no grant): refused — answered like a record that
+        // does not exist — and the refusal anchored.
         if t == 0 {
             let hospital = stack.app_token(0, 1).await;
             problem(
                 stack.get(&hospital, &format!("/v1/records/{id}")).await,
-                403,
-                "access_denied",
+                404,
+                "not_found",
             )
             .await;
             problem(
                 stack
                     .get(&hospital, &format!("/v1/records/{id}/content"))
                     .await,
-                403,
-                "access_denied",
+                404,
+                "not_found",
             )
             .await;
             let list: Value = stack
@@ -615,7 +628,8 @@ async fn crypto_shredding(backend: Backend) {
                 .unwrap()
         }
     };
-    // Physicians and other institutions' administrators may not erase.
+    // Physicians may not erase; another institution's administrator cannot even tell the
+    // record exists.
     problem(
         erase(stack.user_token("dr.zhang").await, "patient request").await,
         403,
@@ -624,8 +638,8 @@ async fn crypto_shredding(backend: Backend) {
     .await;
     problem(
         erase(stack.user_token("admin.bureau").await, "patient request").await,
-        403,
-        "forbidden",
+        404,
+        "not_found",
     )
     .await;
     let admin = stack.user_token("admin.benniu").await;
@@ -974,8 +988,8 @@ async fn reads_follow_consent_decisions() {
         stack
             .get(&hospital, &format!("/v1/records/{}/content", ids[2]))
             .await,
-        403,
-        "access_denied",
+        404,
+        "not_found",
     )
     .await;
     problem(
@@ -985,8 +999,8 @@ async fn reads_follow_consent_decisions() {
                 &format!("/v1/records/{}/content?purpose=research", ids[0]),
             )
             .await,
-        403,
-        "access_denied",
+        404,
+        "not_found",
     )
     .await;
     problem(
@@ -1049,19 +1063,31 @@ async fn byok_institutions_sign_their_manifests() {
     .await;
 
     let record = caretrail_contracts::RecordId::generate().to_string();
-    let manifest = canonical_json(&json!({
-        "v": 1,
-        "record": record,
-        "patient": patient,
-        "institution": benniu,
+    // The manifest as a partner builds it from the documented format (docs/ARCHITECTURE.md,
+    // "What an entry carries"): ids and hashes in clear, the health fields sealed under a
+    // salt of the client's choosing.
+    let salt = [0x5a_u8; 32];
+    let sealed_fields = canonical_json(&json!({
         "category": "exam_report",
         "media_type": PDF,
         "size": body.len(),
-        "content_hash": caretrail_crypto::hash(Suite::Gm, &body).to_hex(),
-        "hash_algorithm": "sm3",
         "encounter_date": "2026-11-01",
         "fhir_resource_type": "DiagnosticReport",
         "title_hash": caretrail_crypto::hash(Suite::Gm, "胸部CT检查报告 / chest CT report".as_bytes()).to_hex(),
+    }))
+    .unwrap();
+    let seal = caretrail_crypto::hash(
+        Suite::Gm,
+        &[b"caretrail/sealed/v1\n".as_slice(), &salt, &sealed_fields].concat(),
+    );
+    let manifest = canonical_json(&json!({
+        "v": 2,
+        "record": record,
+        "patient": patient,
+        "institution": benniu,
+        "content_hash": caretrail_crypto::hash(Suite::Gm, &body).to_hex(),
+        "hash_algorithm": "sm3",
+        "sealed": seal.to_hex(),
     }))
     .unwrap();
     let submission = Submission {
@@ -1078,8 +1104,19 @@ async fn byok_institutions_sign_their_manifests() {
         m["record_id"] = record.clone().into();
         m["key_id"] = key_id.clone().into();
         m["signature"] = b64.encode(submission.sign(key).unwrap()).into();
+        m["seal_salt"] = hex::encode(salt).into();
         m
     };
+    // A signed upload without its salt cannot be checked: refused before anything is stored.
+    let mut saltless = signed(&own);
+    saltless.as_object_mut().unwrap().remove("seal_salt");
+    problem(
+        stack.upload(&app, PDF, &saltless, body.clone()).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(counts(&stack).await, before);
     // Signed by another key under our key id: the ledger refuses, nothing remains.
     let stranger = SigningKey::generate_for_suite(Suite::Gm).unwrap();
     problem(

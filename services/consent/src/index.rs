@@ -238,7 +238,13 @@ impl TenantIndex {
                     && b.expires_at > now_ms
             })
         {
-            if level <= self.policy.break_glass.max_sensitivity {
+            if !matches!(purpose, Purpose::Emergency | Purpose::Treatment) {
+                near_misses.push(format!(
+                    "break-glass {} serves emergency care, not {}",
+                    b.id,
+                    purpose.as_str()
+                ));
+            } else if level <= self.policy.break_glass.max_sensitivity {
                 let reason = format!(
                     "break-glass {} (emergency access) permits {}",
                     b.id,
@@ -253,11 +259,12 @@ impl TenantIndex {
                     ),
                     None,
                 );
+            } else {
+                near_misses.push(format!(
+                    "break-glass {} does not reach {:?} records",
+                    b.id, level
+                ));
             }
-            near_misses.push(format!(
-                "break-glass {} does not reach {:?} records",
-                b.id, level
-            ));
         }
         let mut reasons = vec![format!(
             "no policy rule or grant permits {} of this {:?} record for {}",

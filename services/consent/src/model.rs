@@ -202,7 +202,7 @@ pub struct ReferralListOut {
 pub struct TransitionIn {
     pub note: Option<String>,
     /// For `complete` and `cancel`: also revoke the referral's grant (default true for
-    /// cancel, false for complete).
+    /// cancel, false for complete). Declining always ends the grant (`false` is refused).
     pub end_grant: Option<bool>,
 }
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 
-use super::{Caller, Result, canonical, queue_anchor, settle, tenant_suite, text};
+use super::{Caller, Result, queue_anchor, settle, tenant_suite, text};
 use crate::State;
 use crate::engine::{Engine, IndexChanged, publish_change};
 use crate::entities::break_glass;
@@ -59,7 +59,11 @@ pub async fn declare(
         ));
     }
     let institution = caller.institution()?.clone();
-    let (policy, _) = Engine::current_policy(&state.db, caller.tenant.as_str()).await?;
+    // Inside the tenant's transaction: on PostgreSQL, row-level security hides every policy
+    // row from a query that has not named its tenant, which would fall back to the default.
+    let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
+    let (policy, _) = Engine::current_policy(&txn, caller.tenant.as_str()).await?;
+    txn.commit().await?;
     if !caller
         .roles
         .iter()
@@ -105,17 +109,22 @@ pub async fn declare(
         expires_at: now + chrono::Duration::hours(i64::from(policy.break_glass.hours)),
         ledger_index: None,
     };
-    let payload = canonical(json!({
-        "v": 1,
-        "break_glass": row.id,
-        "patient": row.patient_id,
-        "user": row.user_id,
-        "institution": row.institution_id,
-        "justification_hash": caretrail_crypto::hash(suite, row.justification.as_bytes()).to_hex(),
-        "started_at": row.started_at.timestamp_millis(),
-        "expires_at": row.expires_at.timestamp_millis(),
-    }))?;
+    let (payload, opening) = super::sealed(
+        suite,
+        json!({
+            "break_glass": row.id,
+            "patient": row.patient_id,
+            "user": row.user_id,
+            "institution": row.institution_id,
+            "started_at": row.started_at.timestamp_millis(),
+            "expires_at": row.expires_at.timestamp_millis(),
+        }),
+        json!({
+            "justification_hash": caretrail_crypto::hash(suite, row.justification.as_bytes()).to_hex(),
+        }),
+    )?;
     let event = json!({
+        "opening": opening,
         "break_glass": row.id,
         "patient": row.patient_id,
         "user": row.user_id,

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::IntoParams;
 
-use super::{Caller, Result, canonical, page_size, queue_anchor, settle, tenant_suite, text};
+use super::{Caller, Result, page_size, queue_anchor, sealed, settle, tenant_suite, text};
 use crate::State;
 use crate::engine::{IndexChanged, publish_change};
 use crate::entities::grant;
@@ -172,7 +172,13 @@ pub async fn validate(
     };
     let mut records = Vec::new();
     let mut seen = HashSet::new();
-    for (i, r) in spec.scope.records.iter().enumerate() {
+    // Too many names is one problem, not one per name.
+    let listed = if spec.scope.records.len() > MAX_SCOPE_RECORDS {
+        &spec.scope.records[..0]
+    } else {
+        &spec.scope.records[..]
+    };
+    for (i, r) in listed.iter().enumerate() {
         match r.parse::<RecordId>() {
             Ok(id) if seen.insert(id.clone()) => records.push(id),
             Ok(_) => {}
@@ -182,14 +188,26 @@ pub async fn validate(
             )),
         }
     }
-    if records.len() > MAX_SCOPE_RECORDS {
+    if spec.scope.records.len() > MAX_SCOPE_RECORDS {
         errors.push(FieldError::new(
             "scope.records",
             format!("at most {MAX_SCOPE_RECORDS} records"),
         ));
     }
     let mut categories = Vec::new();
-    for (i, c) in spec.scope.categories.iter().enumerate() {
+    if spec.scope.categories.len() > Category::ALL.len() * 4 {
+        errors.push(FieldError::new(
+            "scope.categories",
+            format!("at most {} categories", Category::ALL.len()),
+        ));
+    }
+    for (i, c) in spec
+        .scope
+        .categories
+        .iter()
+        .take(Category::ALL.len() * 4)
+        .enumerate()
+    {
         match Category::parse(c) {
             Some(c) if !categories.contains(&c) => categories.push(c),
             Some(_) => {}
@@ -268,21 +286,17 @@ pub async fn validate(
             .attributes(tenant, records.clone())
             .await
             .map_err(|e| ConsentError::Dependency("the object store", e))?;
+        // One answer for a record that does not exist, is another patient's or another
+        // institution's: a grantor learns nothing of records that are not its own.
         for (i, id) in records.iter().enumerate() {
-            match found.iter().find(|r| &r.record == id) {
-                None => errors.push(FieldError::new(
+            let own = found
+                .iter()
+                .any(|r| &r.record == id && r.patient == patient && &r.owner == grantor);
+            if !own {
+                errors.push(FieldError::new(
                     format!("scope.records[{i}]"),
-                    "no such record in this tenant",
-                )),
-                Some(r) if r.patient != patient => errors.push(FieldError::new(
-                    format!("scope.records[{i}]"),
-                    "the record is another patient's",
-                )),
-                Some(r) if &r.owner != grantor => errors.push(FieldError::new(
-                    format!("scope.records[{i}]"),
-                    "an institution grants access to its own records only",
-                )),
-                Some(_) => {}
+                    "not a record of this patient's that your institution holds",
+                ));
             }
         }
     }
@@ -321,28 +335,36 @@ pub async fn validate(
     })
 }
 
-/// The `consent.granted` payload: ids, scope and validity; the evidence only as a hash.
-fn granted_payload(row: &grant::Model, suite: Suite) -> Result<Vec<u8>> {
+/// The `consent.granted` payload: ids and validity in clear; purpose, scope and the evidence's
+/// hash sealed.
+fn granted_payload(
+    row: &grant::Model,
+    suite: Suite,
+) -> Result<(Vec<u8>, caretrail_ledger_proofs::Opening)> {
     let evidence_hash = caretrail_crypto::hash(suite, row.evidence.as_bytes()).to_hex();
-    canonical(json!({
-        "v": 1,
-        "grant": row.id,
-        "patient": row.patient_id,
-        "grantor": row.grantor_institution,
-        "granted_by": row.granted_by,
-        "recipient_institution": row.recipient_institution,
-        "recipient_user": row.recipient_user,
-        "purpose": row.purpose,
-        "records": parse_json::<serde_json::Value>(&row.record_ids, "grant records")?,
-        "categories": parse_json::<serde_json::Value>(&row.categories, "grant categories")?,
-        "data_from": row.data_from,
-        "data_until": row.data_until,
-        "valid_from": row.valid_from.timestamp_millis(),
-        "valid_until": row.valid_until.timestamp_millis(),
-        "max_accesses": row.max_accesses,
-        "evidence_hash": evidence_hash,
-        "referral": row.referral_id,
-    }))
+    sealed(
+        suite,
+        json!({
+            "grant": row.id,
+            "patient": row.patient_id,
+            "grantor": row.grantor_institution,
+            "granted_by": row.granted_by,
+            "recipient_institution": row.recipient_institution,
+            "recipient_user": row.recipient_user,
+            "valid_from": row.valid_from.timestamp_millis(),
+            "valid_until": row.valid_until.timestamp_millis(),
+            "referral": row.referral_id,
+        }),
+        json!({
+            "purpose": row.purpose,
+            "records": parse_json::<serde_json::Value>(&row.record_ids, "grant records")?,
+            "categories": parse_json::<serde_json::Value>(&row.categories, "grant categories")?,
+            "data_from": row.data_from,
+            "data_until": row.data_until,
+            "max_accesses": row.max_accesses,
+            "evidence_hash": evidence_hash,
+        }),
+    )
 }
 
 /// The domain event of a grant (the anchorer adds its ledger fields).
@@ -375,8 +397,9 @@ pub async fn insert(
     row: grant::Model,
     suite: Suite,
 ) -> Result<(grant::Model, i64)> {
-    let payload = granted_payload(&row, suite)?;
-    let event = grant_event(&row, caller)?;
+    let (payload, opening) = granted_payload(&row, suite)?;
+    let mut event = grant_event(&row, caller)?;
+    event["opening"] = json!(opening);
     let row = row.into_active_model().insert(txn).await?;
     let anchor = queue_anchor(
         txn,
@@ -621,7 +644,6 @@ pub async fn apply_revocation(
     reason: &str,
 ) -> Result<(grant::Model, Option<ReceiptOut>)> {
     let id = row.id.clone();
-    let id = id.as_str();
     match row.status.as_str() {
         "revoked" => return Ok((row, None)),
         "rejected" => {
@@ -632,8 +654,30 @@ pub async fn apply_revocation(
         _ => {}
     }
     let suite = tenant_suite(state, &caller.tenant).await?;
-    let now = Utc::now();
     let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
+    let Some(anchor) = revoke_in(state, &txn, caller, suite, &row, reason).await? else {
+        // Revoked concurrently: the other request anchors it.
+        txn.rollback().await?;
+        return Ok((load(state, caller, &id).await?, None));
+    };
+    txn.commit().await?;
+    let receipt = revoked(state, caller, &id, anchor).await;
+    Ok((load(state, caller, &id).await?, receipt))
+}
+
+/// The revocation of `row` inside the caller's transaction, so that it commits with whatever
+/// ended the grant (a declined referral) or not at all: flips the row, publishes the change
+/// and queues `consent.revoked`. `None` if the grant was no longer pending or active (revoked
+/// concurrently, refused by the ledger). After the commit, call [`revoked`].
+pub async fn revoke_in(
+    state: &State,
+    txn: &sea_orm::DatabaseTransaction,
+    caller: &Caller,
+    suite: caretrail_crypto::Suite,
+    row: &grant::Model,
+    reason: &str,
+) -> Result<Option<i64>> {
+    let now = Utc::now();
     let changed = grant::Entity::update_many()
         .col_expr(grant::Column::Status, Expr::value("revoked"))
         .col_expr(grant::Column::RevokedAt, Expr::value(now))
@@ -645,30 +689,32 @@ pub async fn apply_revocation(
         .filter(grant::Column::Id.eq(row.id.as_str()))
         .filter(grant::Column::TenantId.eq(caller.tenant.as_str()))
         .filter(grant::Column::Status.is_in(["pending", "active"]))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     if changed.rows_affected == 0 {
-        // Revoked concurrently: the other request anchors it.
-        txn.rollback().await?;
-        return Ok((load(state, caller, id).await?, None));
+        return Ok(None);
     }
-    publish_change(&txn, caller.tenant.as_str(), &IndexChanged::grant(&row.id)).await?;
+    publish_change(txn, caller.tenant.as_str(), &IndexChanged::grant(&row.id)).await?;
     let signer = row.grantor_institution.clone();
-    let payload = canonical(json!({
-        "v": 1,
-        "grant": row.id,
-        "patient": row.patient_id,
-        "grantor": row.grantor_institution,
-        "recipient_institution": row.recipient_institution,
-        "revoked_by": caller.id,
-        "reason_hash": caretrail_crypto::hash(suite, reason.as_bytes()).to_hex(),
-        "at": now.timestamp_millis(),
-    }))?;
+    let (payload, opening) = sealed(
+        suite,
+        json!({
+            "grant": row.id,
+            "patient": row.patient_id,
+            "grantor": row.grantor_institution,
+            "recipient_institution": row.recipient_institution,
+            "revoked_by": caller.id,
+            "at": now.timestamp_millis(),
+        }),
+        json!({"reason_hash": caretrail_crypto::hash(suite, reason.as_bytes()).to_hex()}),
+    )?;
     let mut revoked = row.clone();
     revoked.status = "revoked".into();
     revoked.revocation_reason = Some(reason.to_string());
+    let mut event = grant_event(&revoked, caller)?;
+    event["opening"] = json!(opening);
     let anchor = queue_anchor(
-        &txn,
+        txn,
         NewAnchor {
             tenant: row.tenant_id.clone(),
             subject: row.id.clone(),
@@ -678,20 +724,32 @@ pub async fn apply_revocation(
             payload,
             submission: None,
             event_name: KIND_REVOKED,
-            event: grant_event(&revoked, caller)?,
+            event,
             hold: Duration::from_millis(state.settings.anchor_wait_ms) + Duration::from_secs(5),
         },
     )
     .await?;
-    txn.commit().await?;
-    // In force here before anyone hears back.
-    activate_here(state, caller.tenant.as_str(), &row.id).await?;
+    Ok(Some(anchor))
+}
+
+/// After a revocation committed: in force on this replica before anyone hears back, then
+/// anchored (the receipt if the ledger answered in time).
+pub async fn revoked(
+    state: &State,
+    caller: &Caller,
+    grant: &str,
+    anchor: i64,
+) -> Option<ReceiptOut> {
+    if let Err(e) = activate_here(state, caller.tenant.as_str(), grant).await {
+        // Committed and published: every replica (this one included) applies it from the
+        // change event within a second, and the periodic reload repairs the rest.
+        tracing::warn!(error = %caretrail_platform::problem::ErrorChain(&e), %grant, "applying a revocation here failed; the change event applies it");
+    }
     state.outbox.notify_one();
-    let receipt = settle(state, anchor).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %caretrail_platform::problem::ErrorChain(&e), grant = %row.id, "the revocation is in force; its anchoring continues in the background");
+    settle(state, anchor).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %caretrail_platform::problem::ErrorChain(&e), %grant, "the revocation is in force; its anchoring continues in the background");
         None
-    });
-    Ok((load(state, caller, id).await?, receipt))
+    })
 }
 
 #[utoipa::path(post, operation_id = "revoke_grant", path = "/v1/grants/{grant_id}/revoke", tag = "consent",

@@ -21,7 +21,7 @@ use serde_json::json;
 use utoipa::IntoParams;
 
 use super::grants::{self, GrantSpec};
-use super::{Caller, Result, canonical, page_size, queue_anchor, tenant_suite, text};
+use super::{Caller, Result, page_size, queue_anchor, tenant_suite, text};
 use crate::State;
 use crate::entities::{grant, referral};
 use crate::error::ConsentError;
@@ -74,21 +74,27 @@ async fn anchor_transition(
     let signer = caller.institution()?.to_string();
     let suite = tenant_suite(state, &caller.tenant).await?;
     let at = Utc::now();
-    let payload = canonical(json!({
-        "v": 1,
-        "referral": row.id,
-        "patient": row.patient_id,
-        "from": row.from_institution,
-        "to": row.to_institution,
-        "to_user": row.to_user,
-        "urgency": row.urgency,
-        "grant": row.grant_id,
-        "status": row.status,
-        "by": caller.id,
-        "reason_hash": caretrail_crypto::hash(suite, row.reason.as_bytes()).to_hex(),
-        "at": at.timestamp_millis(),
-    }))?;
+    // Who referred whom to whom, in clear; how urgent and why, sealed.
+    let (payload, opening) = super::sealed(
+        suite,
+        json!({
+            "referral": row.id,
+            "patient": row.patient_id,
+            "from": row.from_institution,
+            "to": row.to_institution,
+            "to_user": row.to_user,
+            "grant": row.grant_id,
+            "status": row.status,
+            "by": caller.id,
+            "at": at.timestamp_millis(),
+        }),
+        json!({
+            "urgency": row.urgency,
+            "reason_hash": caretrail_crypto::hash(suite, row.reason.as_bytes()).to_hex(),
+        }),
+    )?;
     let event = json!({
+        "opening": opening,
         "referral": row.id,
         "patient": row.patient_id,
         "from_institution": row.from_institution,
@@ -433,9 +439,34 @@ async fn transition(
         .note
         .as_deref()
         .map(|n| text(&mut errors, "note", n, 1, 2000));
+    // The receiving institution cannot keep for itself a grant it was given for a referral
+    // it declines.
+    if to == "declined" && body.end_grant == Some(false) {
+        errors.push(caretrail_platform::FieldError::new(
+            "end_grant",
+            "declining a referral always ends its grant",
+        ));
+    }
     if !errors.is_empty() {
         return Err(ConsentError::Validation(errors));
     }
+    let ends_grant = body.end_grant.unwrap_or(end_grant_default);
+    let grant = match (&row.grant_id, ends_grant) {
+        (Some(grant_id), true) => {
+            let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
+            let g = grant::Entity::find_by_id(grant_id.clone())
+                .filter(grant::Column::TenantId.eq(caller.tenant.as_str()))
+                .one(&txn)
+                .await?;
+            txn.commit().await?;
+            g
+        }
+        _ => None,
+    };
+    let suite = match grant {
+        Some(_) => Some(super::tenant_suite(state, &caller.tenant).await?),
+        None => None,
+    };
     let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
     let now = Utc::now();
     let changed = referral::Entity::update_many()
@@ -465,20 +496,19 @@ async fn transition(
         _ => "referral.cancelled",
     };
     anchor_transition(state, &txn, &caller, &updated, kind).await?;
+    // The grant ends in the same transaction as the referral: both or neither.
+    let revocation = match (&grant, suite) {
+        (Some(g), Some(suite)) => {
+            grants::revoke_in(state, &txn, &caller, suite, g, &format!("referral {to}"))
+                .await?
+                .map(|anchor| (g.id.clone(), anchor))
+        }
+        _ => None,
+    };
     txn.commit().await?;
     state.anchorer.notify();
-    if body.end_grant.unwrap_or(end_grant_default)
-        && let Some(grant_id) = &row.grant_id
-    {
-        let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
-        let g = grant::Entity::find_by_id(grant_id.clone())
-            .filter(grant::Column::TenantId.eq(caller.tenant.as_str()))
-            .one(&txn)
-            .await?;
-        txn.commit().await?;
-        if let Some(g) = g {
-            grants::apply_revocation(state, &caller, g, &format!("referral {}", to)).await?;
-        }
+    if let Some((grant_id, anchor)) = revocation {
+        grants::revoked(state, &caller, &grant_id, anchor).await;
     }
     Ok(HttpResponse::Ok().json(referral_out(state, &caller, &updated).await?))
 }

@@ -4,6 +4,7 @@
 
 mod flows;
 mod policy_matrix;
+mod privacy;
 
 caretrail_runtime::service_start_tests!(caretrail_consent, "consent", |service, _dir| {
     caretrail_consent::Config::new(service, caretrail_consent::ConsentSettings::default())

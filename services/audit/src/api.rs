@@ -73,6 +73,13 @@ fn scope_of(row: &audit_event::Model) -> Option<Value> {
     }))
 }
 
+/// The opening of the entry's sealed fields, as the producer sent it with the event (events
+/// of entries written before payload version 2 have none: their fields are in clear).
+fn opening_of(row: &audit_event::Model) -> Option<caretrail_ledger_proofs::Opening> {
+    let p: Value = serde_json::from_str(&row.payload).ok()?;
+    serde_json::from_value(p.get("opening")?.clone()).ok()
+}
+
 fn event_out(row: &audit_event::Model) -> AuditEventOut {
     AuditEventOut {
         id: row.id.clone(),
@@ -100,6 +107,7 @@ fn event_out(row: &audit_event::Model) -> AuditEventOut {
             _ => None,
         },
         scope: scope_of(row),
+        opening: opening_of(row),
         ledger_index: row.ledger_index,
         leaf_hash: row.leaf_hash.clone(),
         proof: None,

@@ -38,6 +38,11 @@ pub struct AuditEventOut {
     /// The exact scope of a grant (records, categories, data period, validity).
     #[schema(value_type = Object)]
     pub scope: Option<serde_json::Value>,
+    /// What opens the seal of the ledger entry (salt and sealed fields): the entry shows only
+    /// a commitment to the category, purpose, scope and the like that this event shows;
+    /// `caretrail verify trail` checks the one against the other.
+    #[schema(value_type = Option<Object>)]
+    pub opening: Option<caretrail_ledger_proofs::Opening>,
     pub ledger_index: Option<i64>,
     pub leaf_hash: Option<String>,
     /// A `caretrail-proof-bundle/v1` document proving the entry against the latest signed

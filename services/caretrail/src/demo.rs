@@ -380,8 +380,8 @@ pub async fn run(args: &DemoArgs) -> Result<bool> {
         )
         .await?;
     s.check(
-        status == 403,
-        &format!("the ungranted lab result is refused (HTTP {status})"),
+        status == 404,
+        &format!("the ungranted lab result is refused, as if it did not exist (HTTP {status})"),
     );
 
     s.step(4, "The patient withdraws consent: the grant is revoked");
@@ -402,7 +402,8 @@ pub async fn run(args: &DemoArgs) -> Result<bool> {
                 &dr_li,
             )
             .await?;
-        if status == 403 {
+        // Refused like a record that does not exist: no oracle for a non-owner.
+        if status == 404 {
             refused_after = Some(revoked_at.elapsed());
             break;
         }

@@ -865,6 +865,7 @@ fn trail_event(
             ));
         }
     }
+    sealed_fields_match(event, &stated, bundle.suite)?;
     if let Some(record) = trail_record
         && event["record"].as_str().is_some_and(|r| r != record)
     {
@@ -884,6 +885,74 @@ fn trail_event(
         }
     );
     Ok((detail, verified.checkpoint.origin().to_string()))
+}
+
+/// What the event shows of an entry's sealed fields (category, purpose, scope…) must be what
+/// the entry committed to: the event's opening must open the entry's seal, and every field
+/// the event shows that the entry seals must equal the opened one. Entries of payload version 1 have no seal (their
+/// fields are in clear and were compared above).
+fn sealed_fields_match(
+    event: &serde_json::Value,
+    stated: &serde_json::Value,
+    suite: caretrail_ledger_proofs::Suite,
+) -> Result<(), String> {
+    use caretrail_ledger_proofs::seal::SEALED_FIELD;
+    if stated.get(SEALED_FIELD).is_none() {
+        return Ok(());
+    }
+    let opening: caretrail_ledger_proofs::Opening = event
+        .get("opening")
+        .filter(|o| !o.is_null())
+        .ok_or("the entry seals its fields but the event carries no opening")
+        .and_then(|o| {
+            serde_json::from_value(o.clone()).map_err(|_| "the event's opening is malformed")
+        })?;
+    opening
+        .verify(suite, stated)
+        .map_err(|e| format!("the event's opening: {e}"))?;
+    let sealed = &opening.fields;
+    let null = serde_json::Value::Null;
+    let shown = [
+        ("category", &event["category"]),
+        ("purpose", &event["purpose"]),
+        ("action", &event["action"]),
+        ("decided_by", &event["decided_by"]),
+        (
+            "records",
+            event.get("scope").map_or(&null, |s| &s["records"]),
+        ),
+        (
+            "categories",
+            event.get("scope").map_or(&null, |s| &s["categories"]),
+        ),
+        (
+            "data_from",
+            event.get("scope").map_or(&null, |s| &s["data_from"]),
+        ),
+        (
+            "data_until",
+            event.get("scope").map_or(&null, |s| &s["data_until"]),
+        ),
+        (
+            "max_accesses",
+            event.get("scope").map_or(&null, |s| &s["max_accesses"]),
+        ),
+    ];
+    for (field, value) in shown {
+        if value.is_null() {
+            continue;
+        }
+        // A field the entry does not seal is another entry's statement (a read shows its
+        // record's category, which the record's own `record.anchored` entry proves).
+        if let Some(committed) = sealed.get(field)
+            && committed != value
+        {
+            return Err(format!(
+                "the event shows {field} {value} but its signed entry committed to {committed}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1081,8 +1081,9 @@ async fn story(env: &[(&str, String)]) {
     server.stop().await;
 }
 
-/// The trail file the story saved verifies with `caretrail verify trail`; an event relabelled
-/// or given another event's proof does not.
+/// The trail file the story saved verifies with `caretrail verify trail`; an event relabelled,
+/// given another event's proof, or showing a category or purpose its entry did not commit to
+/// does not.
 fn verify_downloaded_trail(narrative: &str, dir: &Path) {
     let saved = narrative
         .split("saved to ")
@@ -1100,10 +1101,38 @@ fn verify_downloaded_trail(narrative: &str, dir: &Path) {
     swapped["events"][1]["proof"] = trail["events"][2]["proof"].clone();
     let mut moved = trail.clone();
     moved["events"][0]["record"] = "rec_0000000000000000000000000000beef".into();
+    // The ledger entries seal category and purpose; the trail shows them with the openings,
+    // and a shown value the entry did not commit to fails.
+    assert_eq!(trail["events"][0]["category"], "exam_report", "{trail}");
+    assert_eq!(
+        trail["events"][0]["opening"]["fields"]["category"],
+        "exam_report"
+    );
+    let mut recategorised = trail.clone();
+    recategorised["events"][0]["category"] = "mental_health".into();
+    let mut reopened = recategorised.clone();
+    reopened["events"][0]["opening"]["fields"]["category"] = "mental_health".into();
+    let mut repurposed = trail.clone();
+    let read = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|e| e["kind"] == "record.accessed")
+        .expect("a read in the trail");
+    repurposed["events"][read]["purpose"] = "research".into();
+    let mut unopened = trail.clone();
+    unopened["events"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("opening");
     for (name, doc) in [
         ("relabelled.json", relabelled),
         ("swapped.json", swapped),
         ("moved.json", moved),
+        ("recategorised.json", recategorised),
+        ("reopened.json", reopened),
+        ("repurposed.json", repurposed),
+        ("unopened.json", unopened),
     ] {
         std::fs::write(dir.join(name), doc.to_string()).unwrap();
         let (code, out, err) = run(&["verify", "trail", name], dir);

@@ -43,7 +43,7 @@ async fn flagged(backend: Backend) {
         let (stack, token) = (&stack, dr_li.clone());
         async move { stack.get(&token, &path).await.status().as_u16() }
     };
-    assert_eq!(read(&records[0]).await, 403, "no grant yet");
+    assert_eq!(read(&records[0]).await, 404, "no grant yet");
     let resp = stack
         .http
         .post(format!("{}/v1/break-glass", stack.consent_url()))

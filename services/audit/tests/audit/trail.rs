@@ -68,7 +68,7 @@ async fn trail_with_proofs(backend: Backend) {
     let record = uploaded["record"]["id"].as_str().unwrap().to_string();
     let hospital = stack.institution(0, 1)["id"].as_str().unwrap().to_string();
 
-    assert_eq!(read(&stack, &dr_li, &record).await, 403);
+    assert_eq!(read(&stack, &dr_li, &record).await, 404);
     let grant = consent(
         &stack,
         &dr_zhang,
@@ -90,7 +90,7 @@ async fn trail_with_proofs(backend: Backend) {
         json!({"reason": "withdrawn"}),
     )
     .await;
-    assert_eq!(read(&stack, &dr_li, &record).await, 403);
+    assert_eq!(read(&stack, &dr_li, &record).await, 404);
 
     let want = [
         "record.anchored",

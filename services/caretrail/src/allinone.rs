@@ -31,6 +31,9 @@ pub struct AllInOneConfig {
     /// First start only: create the demo tenant and write `<data_dir>/dev-credentials.json`.
     #[serde(default)]
     pub seed_demo: bool,
+    /// Lifetime of access tokens, seconds (60..=86400; identity's default, 900, when unset).
+    #[serde(default)]
+    pub access_token_ttl_secs: Option<i64>,
     #[serde(flatten)]
     pub bus: BusSettings,
     /// Record storage: the local `<data_dir>/objects` directory by default, or S3
@@ -134,6 +137,9 @@ impl AllInOneConfig {
         let mut config =
             caretrail_identity::Config::new(self.service("identity"), self.master_key()?);
         config.public_base_url = base_url.to_string();
+        if let Some(ttl) = self.access_token_ttl_secs {
+            config.access_token_ttl_secs = ttl;
+        }
         Ok(config)
     }
 }

@@ -9,6 +9,8 @@ use std::{
     time::Duration,
 };
 
+mod matrix;
+
 const BIN: &str = env!("CARGO_BIN_EXE_caretrail");
 
 fn run(args: &[&str], dir: &Path) -> (i32, String, String) {
@@ -1147,76 +1149,94 @@ async fn the_pilot_story_embedded() {
     story(&[]).await;
 }
 
+/// The all-in-one's settings for PostgreSQL (a fresh database), RabbitMQ and the S3 server.
+struct RealBackend {
+    env: Vec<(&'static str, String)>,
+    pg: String,
+    database: String,
+}
+
+impl RealBackend {
+    fn new(tag: &str) -> Self {
+        let suffix = format!("{}", std::process::id())
+            + &format!(
+                "{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+                    % 0xffff_ffff
+            );
+        let database = format!("caretrail_{tag}_{suffix}");
+        let pg = std::env::var("CARETRAIL_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let created = Command::new("psql")
+            .args([
+                pg.as_str(),
+                "-q",
+                "-c",
+                &format!("CREATE DATABASE {database}"),
+            ])
+            .status()
+            .unwrap();
+        assert!(created.success(), "creating {database}");
+        let base_url = pg.rsplit_once('/').unwrap().0.to_string();
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        let env = vec![
+            ("CARETRAIL_DATABASE_URL", format!("{base_url}/{database}")),
+            (
+                "CARETRAIL_BUS_URL",
+                env(
+                    "CARETRAIL_TEST_AMQP_URL",
+                    "amqp://guest:guest@127.0.0.1:5672/%2f",
+                ),
+            ),
+            ("CARETRAIL_BUS_PREFIX", format!("{tag}-{suffix}")),
+            ("CARETRAIL_STORAGE", "s3".into()),
+            (
+                "CARETRAIL_S3_ENDPOINT",
+                env("CARETRAIL_TEST_S3_ENDPOINT", "http://127.0.0.1:3900"),
+            ),
+            (
+                "CARETRAIL_S3_REGION",
+                env("CARETRAIL_TEST_S3_REGION", "garage"),
+            ),
+            (
+                "CARETRAIL_S3_BUCKET",
+                env("CARETRAIL_TEST_S3_BUCKET", "caretrail-test"),
+            ),
+            (
+                "CARETRAIL_S3_ACCESS_KEY_ID",
+                env("CARETRAIL_S3_ACCESS_KEY", "GK31c2f218a2e44f485b94239e"),
+            ),
+            (
+                "CARETRAIL_S3_SECRET_ACCESS_KEY",
+                env(
+                    "CARETRAIL_S3_SECRET_KEY",
+                    "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835",
+                ),
+            ),
+        ];
+        Self { env, pg, database }
+    }
+
+    fn drop_database(self) {
+        let _ = Command::new("psql")
+            .args([
+                self.pg.as_str(),
+                "-q",
+                "-c",
+                &format!("DROP DATABASE {} WITH (FORCE)", self.database),
+            ])
+            .status();
+    }
+}
+
 /// The same story with every service on PostgreSQL (a fresh database), RabbitMQ and the S3
 /// server; the ledger is the all-in-one's single node.
 #[tokio::test]
 async fn the_pilot_story_on_postgres_rabbitmq_and_s3() {
-    let suffix = format!("{}", std::process::id())
-        + &format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-                % 0xffff_ffff
-        );
-    let database = format!("caretrail_story_{suffix}");
-    let pg = std::env::var("CARETRAIL_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let created = Command::new("psql")
-        .args([
-            pg.as_str(),
-            "-q",
-            "-c",
-            &format!("CREATE DATABASE {database}"),
-        ])
-        .status()
-        .unwrap();
-    assert!(created.success(), "creating {database}");
-    let base_url = pg.rsplit_once('/').unwrap().0.to_string();
-    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-    story(&[
-        ("CARETRAIL_DATABASE_URL", format!("{base_url}/{database}")),
-        (
-            "CARETRAIL_BUS_URL",
-            env(
-                "CARETRAIL_TEST_AMQP_URL",
-                "amqp://guest:guest@127.0.0.1:5672/%2f",
-            ),
-        ),
-        ("CARETRAIL_BUS_PREFIX", format!("story-{suffix}")),
-        ("CARETRAIL_STORAGE", "s3".into()),
-        (
-            "CARETRAIL_S3_ENDPOINT",
-            env("CARETRAIL_TEST_S3_ENDPOINT", "http://127.0.0.1:3900"),
-        ),
-        (
-            "CARETRAIL_S3_REGION",
-            env("CARETRAIL_TEST_S3_REGION", "garage"),
-        ),
-        (
-            "CARETRAIL_S3_BUCKET",
-            env("CARETRAIL_TEST_S3_BUCKET", "caretrail-test"),
-        ),
-        (
-            "CARETRAIL_S3_ACCESS_KEY_ID",
-            env("CARETRAIL_S3_ACCESS_KEY", "GK31c2f218a2e44f485b94239e"),
-        ),
-        (
-            "CARETRAIL_S3_SECRET_ACCESS_KEY",
-            env(
-                "CARETRAIL_S3_SECRET_KEY",
-                "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835",
-            ),
-        ),
-    ])
-    .await;
-    let _ = Command::new("psql")
-        .args([
-            pg.as_str(),
-            "-q",
-            "-c",
-            &format!("DROP DATABASE {database} WITH (FORCE)"),
-        ])
-        .status();
+    let real = RealBackend::new("story");
+    story(&real.env).await;
+    real.drop_database();
 }

@@ -142,7 +142,7 @@ pub trait Policy: 'static {
 
 /// The policies shared by the services.
 pub mod policy {
-    use super::{Claims, Policy, PrincipalKind};
+    use super::{Claims, Policy, PrincipalKind, Role, scopes};
 
     /// Any person or app of a tenant.
     pub struct TenantMember;
@@ -173,6 +173,96 @@ pub mod policy {
                     PrincipalKind::App => c.has_scope(super::scopes::AUDIT_READ),
                     _ => c.has_role(super::Role::Auditor),
                 }
+        }
+    }
+
+    /// Whether a tenant member is an app holding any of `scopes`, or a person holding any of
+    /// `roles` (`None`: any role at all).
+    fn app_scope_or_role(c: &Claims, scopes: &[&str], roles: Option<&[Role]>) -> bool {
+        c.is_tenant_member()
+            && match c.kind {
+                PrincipalKind::App => scopes.iter().any(|s| c.has_scope(s)),
+                _ => match roles {
+                    Some(roles) => roles.iter().any(|r| c.has_role(*r)),
+                    None => !c.roles.is_empty(),
+                },
+            }
+    }
+
+    /// A person of a tenant, not an app (declaring an emergency is a person's act).
+    pub struct Person;
+    impl Policy for Person {
+        const NEEDS: &'static str = "a person's token, not an app's";
+        fn allows(c: &Claims) -> bool {
+            c.is_tenant_member() && c.kind == PrincipalKind::User
+        }
+    }
+
+    /// Reads records (under consent decisions): any person with a role, apps with
+    /// `records:read`.
+    pub struct RecordReader;
+    impl Policy for RecordReader {
+        const NEEDS: &'static str = "records:read (people: any role)";
+        fn allows(c: &Claims) -> bool {
+            app_scope_or_role(c, &[scopes::RECORDS_READ], None)
+        }
+    }
+
+    /// Uploads records for its institution: physicians, apps with `records:write`.
+    pub struct RecordWriter;
+    impl Policy for RecordWriter {
+        const NEEDS: &'static str = "records:write (people: the physician role) and an institution";
+        fn allows(c: &Claims) -> bool {
+            c.institution.is_some()
+                && app_scope_or_role(c, &[scopes::RECORDS_WRITE], Some(&[Role::Physician]))
+        }
+    }
+
+    /// Reads consent (grants, referrals, break-glass, within what the rows let them see):
+    /// any person with a role, apps with `grants:read` or `grants:write`.
+    pub struct ConsentReader;
+    impl Policy for ConsentReader {
+        const NEEDS: &'static str = "grants:read (people: any role)";
+        fn allows(c: &Claims) -> bool {
+            app_scope_or_role(c, &[scopes::GRANTS_READ, scopes::GRANTS_WRITE], None)
+        }
+    }
+
+    /// States consent for its institution (grants, referrals): physicians, apps with
+    /// `grants:write`.
+    pub struct GrantWriter;
+    impl Policy for GrantWriter {
+        const NEEDS: &'static str = "grants:write (people: the physician role) and an institution";
+        fn allows(c: &Claims) -> bool {
+            c.institution.is_some()
+                && app_scope_or_role(c, &[scopes::GRANTS_WRITE], Some(&[Role::Physician]))
+        }
+    }
+
+    /// Acts on consent its institution gave or received — moves a referral through its
+    /// states, revokes a grant it gave: physicians and institution admins, apps with
+    /// `grants:write` (which side may do what is the operation's check).
+    pub struct ConsentActor;
+    impl Policy for ConsentActor {
+        const NEEDS: &'static str =
+            "grants:write (people: the physician or institution_admin role) and an institution";
+        fn allows(c: &Claims) -> bool {
+            c.institution.is_some()
+                && app_scope_or_role(
+                    c,
+                    &[scopes::GRANTS_WRITE],
+                    Some(&[Role::Physician, Role::InstitutionAdmin]),
+                )
+        }
+    }
+
+    /// Administers the tenant's own settings (its policy, its record keys): tenant admins,
+    /// apps with `admin`.
+    pub struct TenantAdmin;
+    impl Policy for TenantAdmin {
+        const NEEDS: &'static str = "the tenant_admin role (apps: admin)";
+        fn allows(c: &Claims) -> bool {
+            app_scope_or_role(c, &[scopes::ADMIN], Some(&[Role::TenantAdmin]))
         }
     }
 

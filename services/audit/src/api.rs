@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
-use caretrail_contracts::auth::{PrincipalKind, Role, scopes};
+use caretrail_contracts::auth::policy::AuditReader;
 use caretrail_contracts::ledger::{BundleResult, MAX_BUNDLES};
 use caretrail_contracts::{InstitutionId, PatientId, RecordId, TenantId};
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::Guarded;
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
@@ -27,23 +27,9 @@ use crate::model::{
 type Result<T> = std::result::Result<T, AuditError>;
 
 /// Auditors and tenant admins of a tenant, or its apps holding `audit:read`.
-fn auditor_tenant(p: &Principal) -> Result<TenantId> {
-    let tenant =
-        p.0.tenant
-            .clone()
-            .ok_or_else(|| AuditError::Forbidden("this needs a tenant's token".into()))?;
-    let ok = if p.0.kind == PrincipalKind::App {
-        p.0.has_scope(scopes::AUDIT_READ)
-    } else {
-        p.0.has_role(Role::Auditor) || p.0.has_role(Role::TenantAdmin)
-    };
-    if ok {
-        Ok(tenant)
-    } else {
-        Err(AuditError::Forbidden(
-            "the audit trail is for auditors and tenant admins (apps: audit:read)".into(),
-        ))
-    }
+/// The tenant of a caller [`AuditReader`] admitted.
+fn auditor_tenant(g: &Guarded<AuditReader>) -> Result<TenantId> {
+    Ok(g.tenant()?.clone())
 }
 
 /// Page size from a query (default 50, at most 200).
@@ -176,11 +162,11 @@ pub struct TrailQuery {
 /// A record's whole lifecycle, each event with its inclusion proof and signed checkpoint.
 pub async fn trail(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<AuditReader>,
     path: web::Path<String>,
     q: web::Query<TrailQuery>,
 ) -> Result<HttpResponse> {
-    let tenant = auditor_tenant(&p)?;
+    let tenant = auditor_tenant(&g)?;
     let trail = build_trail(&state, &tenant, &path, q.proofs.unwrap_or(true)).await?;
     Ok(HttpResponse::Ok().json(trail))
 }
@@ -195,10 +181,10 @@ pub async fn trail(
 /// it offline with `caretrail verify trail FILE --ledger-key <vkey>`.
 pub async fn trail_bundle(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<AuditReader>,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let tenant = auditor_tenant(&p)?;
+    let tenant = auditor_tenant(&g)?;
     let trail = build_trail(&state, &tenant, &path, true).await?;
     let filename = format!("trail-{}.json", trail.record);
     Ok(HttpResponse::Ok()
@@ -223,10 +209,10 @@ pub async fn trail_bundle(
 /// A record's trail as FHIR R4 `AuditEvent` and `Provenance` resources.
 pub async fn trail_fhir(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<AuditReader>,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let tenant = auditor_tenant(&p)?;
+    let tenant = auditor_tenant(&g)?;
     let trail = build_trail(&state, &tenant, &path, true).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/fhir+json")
@@ -325,10 +311,10 @@ pub struct EventQuery {
 /// Search the tenant's audit events by patient, institution, record, kind and time.
 pub async fn events(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<AuditReader>,
     q: web::Query<EventQuery>,
 ) -> Result<HttpResponse> {
-    let tenant = auditor_tenant(&p)?;
+    let tenant = auditor_tenant(&g)?;
     let limit = page_size(q.limit)?;
     let mut query =
         audit_event::Entity::find().filter(audit_event::Column::TenantId.eq(tenant.as_str()));
@@ -482,10 +468,10 @@ pub struct PeriodQuery {
 /// revoked, in a period.
 pub async fn access_summary(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<AuditReader>,
     q: web::Query<PeriodQuery>,
 ) -> Result<HttpResponse> {
-    let tenant = auditor_tenant(&p)?;
+    let tenant = auditor_tenant(&g)?;
     let mut query = audit_event::Entity::find()
         .select_only()
         .column(audit_event::Column::Kind)
@@ -580,11 +566,11 @@ pub struct AnomalyQuery {
 /// (`caretrail_audit_anomalies_total`).
 pub async fn anomalies(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<AuditReader>,
     q: web::Query<AnomalyQuery>,
 ) -> Result<HttpResponse> {
     use crate::entities::anomaly;
-    let tenant = auditor_tenant(&p)?;
+    let tenant = auditor_tenant(&g)?;
     let limit = page_size(q.limit)?;
     let mut query = anomaly::Entity::find().filter(anomaly::Column::TenantId.eq(tenant.as_str()));
     if let Some(kind) = &q.kind {
@@ -633,9 +619,9 @@ pub async fn anomalies(
 /// The built-in witness's view of the caller's tenant log: the last checkpoint it verified as
 /// consistent with everything it accepted before, and how far it has cosigned. Refused
 /// checkpoints show up as `checkpoint_inconsistent` / `checkpoint_invalid` anomalies.
-pub async fn witness(state: web::Data<State>, p: Principal) -> Result<HttpResponse> {
+pub async fn witness(state: web::Data<State>, g: Guarded<AuditReader>) -> Result<HttpResponse> {
     use crate::entities::witness_state;
-    let tenant = auditor_tenant(&p)?;
+    let tenant = auditor_tenant(&g)?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let row = witness_state::Entity::find_by_id(tenant.to_string())
         .one(&txn)

@@ -10,13 +10,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use caretrail_contracts::auth::policy::{RecordReader, RecordWriter, TenantAdmin, TenantMember};
 use caretrail_contracts::auth::{PrincipalKind, Role, scopes};
 use caretrail_contracts::consent::{Action, Decision, Purpose, RecordAttributes, Subject};
 use caretrail_contracts::identity::{PLATFORM_SIGNER, SignResult, ToSign};
 use caretrail_contracts::ledger::{Receipt, SubmissionIn};
 use caretrail_contracts::{InstitutionId, PatientId, RecordId, TenantId};
 use caretrail_crypto::{DataKey, StreamEncryptor, Suite, WrapBinding, WrappedKey};
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::{Guarded, Principal};
 use chrono::Utc;
 use futures::StreamExt as _;
 use sea_orm::sea_query::Expr;
@@ -57,21 +58,6 @@ fn subject(p: &Principal) -> Subject {
 
 fn is_app(p: &Principal) -> bool {
     p.0.kind == PrincipalKind::App
-}
-
-fn require_read(p: &Principal) -> Result<()> {
-    let ok = if is_app(p) {
-        p.0.has_scope(scopes::RECORDS_READ)
-    } else {
-        !p.0.roles.is_empty()
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ObjectStoreError::Forbidden(
-            "reading records needs records:read".into(),
-        ))
-    }
 }
 
 /// The tenant's suite; refuses suspended or unknown tenants.
@@ -348,24 +334,15 @@ async fn may_read_content(
 /// manifest (content hash + metadata, signed by the institution) is anchored on the ledger.
 pub async fn upload(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<RecordWriter>,
     req: HttpRequest,
     mut body: web::Payload,
 ) -> Result<HttpResponse> {
+    let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
     let institution: InstitutionId = p.0.institution.clone().ok_or_else(|| {
         ObjectStoreError::Forbidden("uploading records needs an institution's token".into())
     })?;
-    let allowed = if is_app(&p) {
-        p.0.has_scope(scopes::RECORDS_WRITE)
-    } else {
-        p.0.has_role(Role::Physician)
-    };
-    if !allowed {
-        return Err(ObjectStoreError::Forbidden(
-            "uploading records needs records:write (apps) or the physician role".into(),
-        ));
-    }
     let media_type = parse_media_type(
         req.headers()
             .get(header::CONTENT_TYPE)
@@ -744,12 +721,12 @@ async fn forget(state: &State, row: &record::Model) -> Result<()> {
 /// A record's metadata, if the consent decision permits.
 pub async fn get(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<RecordReader>,
     path: web::Path<String>,
     q: web::Query<PurposeQuery>,
 ) -> Result<HttpResponse> {
+    let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
-    require_read(&p)?;
     let purpose = purpose(&q)?;
     let r = load(&state, &tenant, &path).await?;
     // Decided first: that a record was erased is told only to those who may read it.
@@ -776,13 +753,13 @@ pub async fn get(
 /// (206) from the chunks that hold it, for viewers that seek in large images.
 pub async fn content(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<RecordReader>,
     req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<PurposeQuery>,
 ) -> Result<HttpResponse> {
+    let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
-    require_read(&p)?;
     let purpose = purpose(&q)?;
     let r = load(&state, &tenant, &path).await?;
     let size = r.size.max(0) as u64;
@@ -985,12 +962,12 @@ async fn ranged(
 /// The receipt of a record's anchoring (also after erasure: the ledger keeps proving it).
 pub async fn receipt(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<RecordReader>,
     path: web::Path<String>,
     q: web::Query<PurposeQuery>,
 ) -> Result<HttpResponse> {
+    let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
-    require_read(&p)?;
     let purpose = purpose(&q)?;
     let r = load(&state, &tenant, &path).await?;
     authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
@@ -1027,12 +1004,12 @@ pub struct ListQuery {
 /// unless it is the last, and its cursor is the last record shown.
 pub async fn list(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<RecordReader>,
     path: web::Path<String>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse> {
+    let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
-    require_read(&p)?;
     let patient: PatientId = path
         .parse()
         .map_err(|e: caretrail_contracts::ids::IdError| {
@@ -1129,10 +1106,11 @@ pub async fn list(
 /// nor a copy of the database and the bucket can decrypt it; the ledger still proves it existed.
 pub async fn erase(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<TenantMember>,
     path: web::Path<String>,
     input: web::Json<EraseIn>,
 ) -> Result<HttpResponse> {
+    let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
     let r = load(&state, &tenant, &path).await?;
     if !owns(&p, &r) {
@@ -1223,21 +1201,6 @@ pub async fn erase(
     }))
 }
 
-fn require_tenant_admin(p: &Principal) -> Result<()> {
-    let ok = if is_app(p) {
-        p.0.has_scope(scopes::ADMIN)
-    } else {
-        p.0.has_role(Role::TenantAdmin)
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ObjectStoreError::Forbidden(
-            "key management needs the tenant_admin role or the admin scope".into(),
-        ))
-    }
-}
-
 pub(crate) async fn keys_out(state: &State, tenant: &TenantId, suite: Suite) -> Result<KeysOut> {
     let (current, _) = state.keks.current(tenant.as_str(), suite).await?;
     let versions = state.keks.versions(tenant.as_str()).await?;
@@ -1284,9 +1247,8 @@ pub(crate) async fn keys_out(state: &State, tenant: &TenantId, suite: Suite) -> 
     responses((status = 200, body = KeysOut, description = "The tenant's key-encryption key versions")),
     security(("bearer" = [])))]
 /// The tenant's key-encryption keys and how many records each wraps.
-pub async fn keys(state: web::Data<State>, p: Principal) -> Result<HttpResponse> {
-    let tenant = caller_tenant(&p)?;
-    require_tenant_admin(&p)?;
+pub async fn keys(state: web::Data<State>, g: Guarded<TenantAdmin>) -> Result<HttpResponse> {
+    let tenant = caller_tenant(g.principal())?;
     let suite = tenant_suite(&state, &tenant).await?;
     Ok(HttpResponse::Ok().json(keys_out(&state, &tenant, suite).await?))
 }
@@ -1295,9 +1257,8 @@ pub async fn keys(state: web::Data<State>, p: Principal) -> Result<HttpResponse>
     responses((status = 202, body = KeysOut, description = "A new version wraps new data keys from now on; older data keys are rewrapped in the background (objects are not touched)")),
     security(("bearer" = [])))]
 /// Rotate the tenant's key-encryption key and rewrap every data key in the background.
-pub async fn rotate(state: web::Data<State>, p: Principal) -> Result<HttpResponse> {
-    let tenant = caller_tenant(&p)?;
-    require_tenant_admin(&p)?;
+pub async fn rotate(state: web::Data<State>, g: Guarded<TenantAdmin>) -> Result<HttpResponse> {
+    let tenant = caller_tenant(g.principal())?;
     let suite = tenant_suite(&state, &tenant).await?;
     let version = state.keks.rotate(tenant.as_str(), suite).await?;
     tracing::info!(tenant = %tenant, version, "key-encryption key rotated");

@@ -4,9 +4,10 @@
 
 use actix_web::{HttpResponse, web};
 use caretrail_contracts::auth::Role;
+use caretrail_contracts::auth::policy::{ConsentReader, Person};
 use caretrail_contracts::{BreakGlassId, PatientId};
 use caretrail_platform::FieldError;
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::Guarded;
 use caretrail_runtime::anchoring::NewAnchor;
 use chrono::Utc;
 use sea_orm::{
@@ -49,15 +50,10 @@ fn out(row: &break_glass::Model, receipt: Option<ReceiptOut>) -> BreakGlassOut {
 /// Declare an emergency: time-boxed access to the patient's records for the caller alone.
 pub async fn declare(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<Person>,
     body: web::Json<BreakGlassIn>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    if caller.is_app() {
-        return Err(ConsentError::Forbidden(
-            "a person declares an emergency, not an app".into(),
-        ));
-    }
+    let caller = Caller::of(&g)?;
     let institution = caller.institution()?.clone();
     // Inside the tenant's transaction: on PostgreSQL, row-level security hides every policy
     // row from a query that has not named its tenant, which would fall back to the default.
@@ -190,11 +186,10 @@ pub struct BreakGlassQuery {
 /// auditors (the review queue), the caller's institution's for everyone else.
 pub async fn list(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<ConsentReader>,
     q: web::Query<BreakGlassQuery>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    caller.require_reader()?;
+    let caller = Caller::of(&g)?;
     let limit = super::page_size(q.limit)?;
     let mut query = break_glass::Entity::find()
         .filter(break_glass::Column::TenantId.eq(caller.tenant.as_str()));

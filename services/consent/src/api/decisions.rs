@@ -3,11 +3,11 @@
 //! do, over the bus).
 
 use actix_web::{HttpResponse, web};
-use caretrail_contracts::auth::policy::Auditor;
+use caretrail_contracts::auth::policy::{Auditor, TenantMember};
 use caretrail_contracts::auth::{Policy as _, PrincipalKind};
 use caretrail_contracts::consent::{DecideIn, DecidedBy, Subject};
 use caretrail_contracts::{InstitutionId, RecordId};
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::Guarded;
 
 use super::{Caller, Result};
 use crate::State;
@@ -28,10 +28,11 @@ const MAX_RECORDS: usize = 1000;
 /// that does not exist; auditors and owners see the reasons.
 pub async fn decide(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<TenantMember>,
     body: web::Json<DecisionsIn>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
+    let caller = Caller::of(&g)?;
+    let p = g.principal();
     let body = body.into_inner();
     if body.records.is_empty() || body.records.len() > MAX_RECORDS {
         return Err(ConsentError::field(

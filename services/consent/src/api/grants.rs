@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use caretrail_contracts::auth::Role;
+use caretrail_contracts::auth::policy::{ConsentReader, GrantWriter, TenantMember};
 use caretrail_contracts::consent::Purpose;
 use caretrail_contracts::records::Category;
 use caretrail_contracts::{GrantId, InstitutionId, PatientId, RecordId, UserId};
 use caretrail_crypto::Suite;
 use caretrail_platform::FieldError;
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::Guarded;
 use caretrail_runtime::anchoring::NewAnchor;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -455,11 +456,11 @@ pub async fn load(state: &State, caller: &Caller, id: &str) -> Result<grant::Mod
 /// may read the scoped records of the caller's institution for the purpose, in the window.
 pub async fn create(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<GrantWriter>,
     body: web::Json<GrantIn>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    let grantor = caller.require_grant_writer()?.clone();
+    let caller = Caller::of(&g)?;
+    let grantor = caller.institution()?.clone();
     let suite = tenant_suite(&state, &caller.tenant).await?;
     let row = validate(&state, &caller, &grantor, body.into_inner().into()).await?;
     let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
@@ -497,11 +498,10 @@ pub async fn respond_created(
 /// A grant, to its granting and receiving institutions, tenant admins and auditors.
 pub async fn get(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<ConsentReader>,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    caller.require_reader()?;
+    let caller = Caller::of(&g)?;
     let row = load(&state, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(grant_out(&row, None)?))
 }
@@ -529,11 +529,10 @@ pub struct GrantQuery {
 /// their institution's grants (given or received); tenant admins and auditors all.
 pub async fn list(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<ConsentReader>,
     q: web::Query<GrantQuery>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    caller.require_reader()?;
+    let caller = Caller::of(&g)?;
     let limit = page_size(q.limit)?;
     let mut query =
         grant::Entity::find().filter(grant::Column::TenantId.eq(caller.tenant.as_str()));
@@ -623,11 +622,7 @@ pub async fn revoke_grant(
     let row = load(state, caller, id).await?;
     let may = caller.has(Role::TenantAdmin)
         || (caller.belongs_to(&[&row.grantor_institution])
-            && if caller.is_app() {
-                caller.has_scope(caretrail_contracts::auth::scopes::GRANTS_WRITE)
-            } else {
-                caller.has(Role::Physician) || caller.has(Role::InstitutionAdmin)
-            });
+            && caller.allowed::<caretrail_contracts::auth::policy::ConsentActor>());
     if !may {
         return Err(ConsentError::Forbidden(
             "only the granting institution or a tenant admin revokes a grant".into(),
@@ -764,11 +759,11 @@ pub async fn revoked(
 /// Revoke a grant (the patient withdrew consent, the referral ended…): effective at once.
 pub async fn revoke(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<TenantMember>,
     path: web::Path<String>,
     body: web::Json<RevokeIn>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
+    let caller = Caller::of(&g)?;
     let mut errors = Vec::new();
     let reason = text(&mut errors, "reason", &body.reason, 1, 1000);
     if !errors.is_empty() {
@@ -786,11 +781,10 @@ pub async fn revoke(
 /// The grant as a FHIR R4 `Consent` resource.
 pub async fn fhir(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<ConsentReader>,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    caller.require_reader()?;
+    let caller = Caller::of(&g)?;
     let row = load(&state, &caller, &path).await?;
     let out = grant_out(&row, None)?;
     Ok(HttpResponse::Ok()

@@ -10,12 +10,12 @@ pub mod referrals;
 
 use std::time::Duration;
 
-use caretrail_contracts::auth::{PrincipalKind, Role, scopes};
+use caretrail_contracts::auth::{PrincipalKind, Role};
 use caretrail_contracts::consent::Subject;
 use caretrail_contracts::{InstitutionId, TenantId};
 use caretrail_crypto::Suite;
 use caretrail_ledger_proofs::canonical_json;
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::{Guarded, Principal};
 use caretrail_runtime::anchoring::{NewAnchor, Outcome, enqueue};
 use sea_orm::DatabaseTransaction;
 
@@ -36,6 +36,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller a policy admitted (handlers take `Guarded<SomePolicy>`).
+    pub fn of<P>(g: &Guarded<P>) -> Result<Self> {
+        Self::from(g.principal())
+    }
+
     pub fn from(p: &Principal) -> Result<Self> {
         let tenant = p.0.tenant.clone().ok_or_else(|| {
             ConsentError::Forbidden("this operation needs a tenant's token".into())
@@ -62,6 +67,11 @@ impl Caller {
         self.claims.has_scope(scope)
     }
 
+    /// Whether a shared policy admits the caller (for checks that need the object first).
+    pub fn allowed<P: caretrail_contracts::auth::Policy>(&self) -> bool {
+        P::allows(&self.claims)
+    }
+
     /// Tenant admins and auditors see everything of their tenant.
     pub fn oversees(&self) -> bool {
         self.has(Role::TenantAdmin) || self.has(Role::Auditor)
@@ -71,38 +81,6 @@ impl Caller {
         self.institution
             .as_ref()
             .ok_or_else(|| ConsentError::Forbidden("this operation needs an institution".into()))
-    }
-
-    /// Physicians, and partner apps holding `grants:write`, state consent for their
-    /// institution.
-    pub fn require_grant_writer(&self) -> Result<&InstitutionId> {
-        let ok = if self.is_app() {
-            self.has_scope(scopes::GRANTS_WRITE)
-        } else {
-            self.has(Role::Physician)
-        };
-        if !ok {
-            return Err(ConsentError::Forbidden(
-                "only physicians (or apps with grants:write) record consent".into(),
-            ));
-        }
-        self.institution()
-    }
-
-    /// Any role, or `grants:read` for apps.
-    pub fn require_reader(&self) -> Result<()> {
-        let ok = if self.is_app() {
-            self.has_scope(scopes::GRANTS_READ) || self.has_scope(scopes::GRANTS_WRITE)
-        } else {
-            !self.roles.is_empty()
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(ConsentError::Forbidden(
-                "reading consent needs a role or grants:read".into(),
-            ))
-        }
     }
 
     pub fn subject(&self) -> Subject {

@@ -2,8 +2,8 @@
 //! admins; every change is validated, versioned and anchored (`policy.changed`).
 
 use actix_web::{HttpResponse, web};
-use caretrail_contracts::auth::Role;
-use caretrail_platform::auth::Principal;
+use caretrail_contracts::auth::policy::{TenantAdmin, TenantMember};
+use caretrail_platform::auth::Guarded;
 use caretrail_runtime::anchoring::NewAnchor;
 use chrono::Utc;
 use sea_orm::{
@@ -47,8 +47,8 @@ fn default_out() -> PolicyOut {
     responses((status = 200, body = PolicyOut, description = "The policy in force (version 0 is the built-in default)")),
     security(("bearer" = [])))]
 /// The tenant's classification policy in force.
-pub async fn get(state: web::Data<State>, p: Principal) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
+pub async fn get(state: web::Data<State>, g: Guarded<TenantMember>) -> Result<HttpResponse> {
+    let caller = Caller::of(&g)?;
     let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
     let row = policy::Entity::find()
         .filter(policy::Column::TenantId.eq(caller.tenant.as_str()))
@@ -66,8 +66,8 @@ pub async fn get(state: web::Data<State>, p: Principal) -> Result<HttpResponse> 
     responses((status = 200, body = PolicyVersionsOut, description = "Every version, newest first, ending with the default (0)")),
     security(("bearer" = [])))]
 /// The policy's history.
-pub async fn versions(state: web::Data<State>, p: Principal) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
+pub async fn versions(state: web::Data<State>, g: Guarded<TenantMember>) -> Result<HttpResponse> {
+    let caller = Caller::of(&g)?;
     let txn = caretrail_db::begin_tenant(&state.db, caller.tenant.as_str()).await?;
     let rows = policy::Entity::find()
         .filter(policy::Column::TenantId.eq(caller.tenant.as_str()))
@@ -90,15 +90,10 @@ pub async fn versions(state: web::Data<State>, p: Principal) -> Result<HttpRespo
 /// institution and anchored.
 pub async fn put(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<TenantAdmin>,
     body: web::Json<PolicyIn>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    if !caller.has(Role::TenantAdmin) {
-        return Err(ConsentError::Forbidden(
-            "only tenant admins change the policy".into(),
-        ));
-    }
+    let caller = Caller::of(&g)?;
     let signer = caller.institution()?.to_string();
     let body = body.into_inner();
     let mut errors = body.policy.problems();

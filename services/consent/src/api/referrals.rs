@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use caretrail_contracts::auth::{Role, scopes};
+use caretrail_contracts::auth::policy::{ConsentActor, ConsentReader, GrantWriter};
 use caretrail_contracts::{InstitutionId, PatientId, ReferralId, UserId};
 use caretrail_platform::FieldError;
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::Guarded;
 use caretrail_runtime::anchoring::NewAnchor;
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
@@ -134,11 +134,11 @@ async fn anchor_transition(
 /// that lets it read what the referral needs.
 pub async fn create(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<GrantWriter>,
     body: web::Json<ReferralIn>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    let from = caller.require_grant_writer()?.clone();
+    let caller = Caller::of(&g)?;
+    let from = caller.institution()?.clone();
     let body = body.into_inner();
     let mut errors = Vec::new();
     let patient = body.patient.parse::<PatientId>();
@@ -297,11 +297,10 @@ async fn load(state: &State, caller: &Caller, id: &str) -> Result<referral::Mode
 /// A referral, to its two institutions, tenant admins and auditors.
 pub async fn get(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<ConsentReader>,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    caller.require_reader()?;
+    let caller = Caller::of(&g)?;
     let row = load(&state, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(referral_out(&state, &caller, &row).await?))
 }
@@ -324,11 +323,10 @@ pub struct ReferralQuery {
 /// The caller's institution's referrals (incoming and outgoing), oldest first.
 pub async fn list(
     state: web::Data<State>,
-    p: Principal,
+    g: Guarded<ConsentReader>,
     q: web::Query<ReferralQuery>,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
-    caller.require_reader()?;
+    let caller = Caller::of(&g)?;
     let limit = page_size(q.limit)?;
     let mut query =
         referral::Entity::find().filter(referral::Column::TenantId.eq(caller.tenant.as_str()));
@@ -406,12 +404,12 @@ pub async fn list(
 /// One transition: who may make it, from which states, and whether it ends the grant.
 async fn transition(
     state: &State,
-    p: Principal,
+    g: Guarded<ConsentActor>,
     id: &str,
     body: TransitionIn,
     to: &'static str,
 ) -> Result<HttpResponse> {
-    let caller = Caller::from(&p)?;
+    let caller = Caller::of(&g)?;
     let row = load(state, &caller, id).await?;
     let (side, from_states, end_grant_default): (&str, &[&str], bool) = match to {
         "accepted" => (&row.to_institution, &["requested"], false),
@@ -419,12 +417,7 @@ async fn transition(
         "completed" => (&row.to_institution, &["accepted"], false),
         _ => (&row.from_institution, &["requested", "accepted"], true),
     };
-    let allowed_role = if caller.is_app() {
-        caller.has_scope(scopes::GRANTS_WRITE)
-    } else {
-        caller.has(Role::Physician) || caller.has(Role::InstitutionAdmin)
-    };
-    if !(allowed_role && caller.belongs_to(&[side])) {
+    if !caller.belongs_to(&[side]) {
         return Err(ConsentError::Forbidden(format!(
             "only the {} institution may mark this referral {to}",
             if side == row.to_institution {
@@ -526,12 +519,12 @@ macro_rules! transition_handler {
         #[doc = $doc]
         pub async fn $name(
             state: web::Data<State>,
-            p: Principal,
+            g: Guarded<ConsentActor>,
             path: web::Path<String>,
             body: Option<web::Json<TransitionIn>>,
         ) -> Result<HttpResponse> {
             let body = body.map(|b| b.into_inner()).unwrap_or_default();
-            transition(&state, p, &path, body, $status).await
+            transition(&state, g, &path, body, $status).await
         }
     };
 }

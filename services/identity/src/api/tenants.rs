@@ -1,8 +1,9 @@
 use actix_web::{HttpResponse, web};
 use caretrail_bus::{Event, outbox};
+use caretrail_contracts::auth::policy::Operator;
 use caretrail_contracts::{TenantId, events::TenantCreatedV1};
 use caretrail_crypto::{MacKey, SigningKey};
-use caretrail_platform::auth::Principal;
+use caretrail_platform::auth::{Guarded, Principal};
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
 
@@ -88,18 +89,19 @@ pub async fn create_tenant(state: &State, input: TenantIn) -> Result<TenantOut, 
 /// Create a tenant (a regional health bureau). Platform operator only.
 pub async fn create(
     state: web::Data<State>,
-    p: Principal,
+    _operator: Guarded<Operator>,
     input: web::Json<TenantIn>,
 ) -> Result<HttpResponse, IdentityError> {
-    require_operator(&p)?;
     Ok(HttpResponse::Created().json(create_tenant(&state, input.into_inner()).await?))
 }
 
 #[utoipa::path(get, operation_id = "list_tenants", path = "/v1/tenants", tag = "tenants",
     responses((status = 200, body = TenantListOut, description = "OK")), security(("bearer" = [])))]
 /// List tenants. Platform operator only.
-pub async fn list(state: web::Data<State>, p: Principal) -> Result<HttpResponse, IdentityError> {
-    require_operator(&p)?;
+pub async fn list(
+    state: web::Data<State>,
+    _operator: Guarded<Operator>,
+) -> Result<HttpResponse, IdentityError> {
     let rows = tenant::Entity::find()
         .order_by_asc(tenant::Column::CreatedAt)
         .all(&state.db)

@@ -1,8 +1,8 @@
 use actix_web::{HttpResponse, web};
-use caretrail_platform::auth::Principal;
+use caretrail_contracts::auth::policy::Operator;
+use caretrail_platform::auth::Guarded;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::require_operator;
 use crate::{IdentityError, State, entities::revoked_token, model::RotatedKeyOut};
 
 #[utoipa::path(get, operation_id = "get_jwks", path = "/.well-known/jwks.json", tag = "oauth",
@@ -40,8 +40,10 @@ pub async fn openid_configuration(state: web::Data<State>) -> HttpResponse {
     responses((status = 200, body = RotatedKeyOut, description = "OK")), security(("bearer" = [])))]
 /// Publish a new token-signing key; it starts signing after the activation delay, and the
 /// old one keeps verifying until its tokens expire. Platform operator only.
-pub async fn rotate(state: web::Data<State>, p: Principal) -> Result<HttpResponse, IdentityError> {
-    require_operator(&p)?;
+pub async fn rotate(
+    state: web::Data<State>,
+    _operator: Guarded<Operator>,
+) -> Result<HttpResponse, IdentityError> {
     let kid = state.tokens.rotate().await?;
     Ok(HttpResponse::Ok().json(RotatedKeyOut { kid }))
 }

@@ -16,6 +16,7 @@ pub mod identity_tables;
 pub mod identity_users;
 pub mod identity_witness;
 pub mod ledger_cursor;
+pub mod object_store_record_keys;
 pub mod object_store_tables;
 
 macro_rules! service_migrator {
@@ -66,7 +67,8 @@ service_migrator!(
     [
         crate::common::OutboxInbox,
         crate::object_store_tables::Tables,
-        crate::anchors::ObjectStoreAnchorSubject
+        crate::anchors::ObjectStoreAnchorSubject,
+        crate::object_store_record_keys::RecordKeys
     ]
 );
 service_migrator!(

@@ -513,10 +513,13 @@ impl Stack {
         let txn = caretrail_db::begin_tenant(&self.state.db, tenant)
             .await
             .unwrap();
-        let row = caretrail_object_store::entities::record::Entity::find_by_id(record.to_string())
-            .one(&txn)
-            .await
-            .unwrap();
+        let row = caretrail_object_store::entities::record::Entity::find_by_id((
+            record.to_string(),
+            tenant.to_string(),
+        ))
+        .one(&txn)
+        .await
+        .unwrap();
         txn.commit().await.unwrap();
         row.map(|r| r.storage_key)
     }
@@ -593,11 +596,14 @@ impl Stack {
         let txn = caretrail_db::begin_tenant(&self.state.db, tenant)
             .await
             .unwrap();
-        let row = caretrail_object_store::entities::record::Entity::find_by_id(id.to_string())
-            .one(&txn)
-            .await
-            .unwrap()
-            .expect("record row");
+        let row = caretrail_object_store::entities::record::Entity::find_by_id((
+            id.to_string(),
+            tenant.to_string(),
+        ))
+        .one(&txn)
+        .await
+        .unwrap()
+        .expect("record row");
         txn.commit().await.unwrap();
         row
     }

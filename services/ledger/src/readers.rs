@@ -8,7 +8,9 @@
 //! - anyone else acting for an institution (physicians, institution admins, its apps) reads
 //!   the entries their institution submitted and those that name it — an entry names an
 //!   institution when a top-level field of its JSON payload holds the institution's id
-//!   (`owner`, `institution`, `grantor`, `recipient_institution`, `from_institution`, …);
+//!   (`owner`, `institution`, `grantor`, `recipient_institution`, `from_institution`, …) —
+//!   except refusals (`record.access_denied`), which only the record's owner reads: the
+//!   refused institution would learn from its refusal that the record exists;
 //! - a principal of no institution reads none.
 //!
 //! Checkpoints, inclusion and consistency proofs and the keys stay readable by every member
@@ -53,9 +55,32 @@ impl Reader {
         match self {
             Self::Everything => true,
             Self::Nothing => false,
-            Self::Institution(id) => entry.submitter == *id || names(&entry.payload, id),
+            Self::Institution(id) => {
+                entry.submitter == *id
+                    || match entry.kind.as_str() {
+                        // A refusal is the owner's business and the auditors': the institution
+                        // refused would learn from it that the record exists.
+                        KIND_ACCESS_DENIED => field_is(&entry.payload, "owner", id),
+                        _ => names(&entry.payload, id),
+                    }
+            }
         }
     }
+}
+
+/// The kind of a refused read, which its refused reader may not read.
+const KIND_ACCESS_DENIED: &str = "record.access_denied";
+
+/// Whether the payload's top-level `field` is `institution`.
+fn field_is(payload: &[u8], field: &str, institution: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| {
+            v.get(field)
+                .and_then(|f| f.as_str())
+                .map(|f| f == institution)
+        })
+        .unwrap_or(false)
 }
 
 /// Whether a top-level field of the payload (canonical JSON) holds `institution`, as a string
@@ -156,6 +181,14 @@ mod tests {
         assert!(!a.may_read(&entry(B, &format!(r#"{{"note":"{A} and more"}}"#))));
         assert!(!a.may_read(&entry(B, "not json")));
         assert!(!Reader::Nothing.may_read(&entry(A, "{}")));
+        // A refusal names the refused institution, which must not learn the record exists.
+        let mut refusal = entry(
+            "registrar",
+            &format!(r#"{{"owner":"{A}","institution":"{B}","permit":false}}"#),
+        );
+        refusal.kind = "record.access_denied".into();
+        assert!(a.may_read(&refusal));
+        assert!(!Reader::Institution(B.into()).may_read(&refusal));
         assert!(Reader::Everything.may_read(&entry(B, "{}")));
     }
 }

@@ -28,7 +28,6 @@ use utoipa::IntoParams;
 
 use crate::anchor::{self, NewAnchor, Outcome};
 use crate::entities::{anchor as anchor_row, record};
-use crate::entries;
 use crate::error::ObjectStoreError;
 use crate::model::{
     Category, EraseIn, EraseOut, KekVersionOut, KeysOut, LedgerRefOut, ReceiptOut, RecordIn,
@@ -36,6 +35,7 @@ use crate::model::{
 };
 use crate::storage::ObjectStorage;
 use crate::{State, content};
+use crate::{access, entries};
 
 type Result<T> = std::result::Result<T, ObjectStoreError>;
 
@@ -157,7 +157,7 @@ fn record_event(r: &record::Model, p: &Principal) -> serde_json::Value {
 async fn load(state: &State, tenant: &TenantId, id: &str) -> Result<record::Model> {
     let id: RecordId = id.parse().map_err(|_| ObjectStoreError::NotFound)?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
-    let row = record::Entity::find_by_id(id.to_string())
+    let row = record::Entity::find_by_id((id.to_string(), tenant.to_string()))
         .filter(record::Column::TenantId.eq(tenant.as_str()))
         .one(&txn)
         .await?;
@@ -185,7 +185,8 @@ fn purpose(q: &PurposeQuery) -> Result<Purpose> {
     }
 }
 
-/// Queues an access (or refusal) entry, attested by the platform, in its own transaction.
+/// Queues an access (or refusal) entry of a record, attested by the platform, in its own
+/// transaction.
 async fn log_access(
     state: &State,
     p: &Principal,
@@ -194,60 +195,41 @@ async fn log_access(
     purpose: Purpose,
     decision: &Decision,
 ) -> Result<()> {
-    let kind = if decision.permit {
-        anchor::KIND_ACCESSED
-    } else {
-        anchor::KIND_DENIED
-    };
     let suite: Suite = r
         .suite
         .parse()
         .map_err(|_| ObjectStoreError::Corrupt("suite"))?;
-    // Who read whose record, and when, in clear; why and under what rule, sealed.
-    let (payload, opening) = entries::sealed(
+    let read = access::Read {
+        tenant: &r.tenant_id,
         suite,
-        json!({
-            "record": r.id,
-            "patient": r.patient_id,
-            "owner": r.institution_id,
-            "subject": p.0.sub,
-            "subject_kind": p.0.kind,
-            "institution": p.0.institution,
-            "permit": decision.permit,
-            "at": Utc::now().timestamp_millis(),
-        }),
-        json!({
-            "action": action.as_str(),
-            "purpose": purpose.as_str(),
-            "decided_by": {"kind": decision.decided_by.kind, "id": decision.decided_by.id},
-        }),
-    )?;
-    let mut event = record_event(r, p);
-    event["action"] = action.as_str().into();
-    event["purpose"] = purpose.as_str().into();
-    event["decided_by"] = json!(decision.decided_by);
-    event["reasons"] = json!(decision.reasons);
-    event["opening"] = json!(opening);
-    let txn = caretrail_db::begin_tenant(&state.db, &r.tenant_id).await?;
-    anchor::enqueue(
-        &txn,
-        NewAnchor {
-            tenant: r.tenant_id.clone(),
-            subject: r.id.clone(),
-            kind,
-            request_id: format!("access:{}", uuid::Uuid::now_v7().simple()),
-            signer: PLATFORM_SIGNER.to_string(),
-            payload,
-            submission: None,
-            event_name: kind,
-            event,
-            hold: Duration::ZERO,
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    state.anchorer.notify();
-    Ok(())
+        record: &r.id,
+        patient: Some(&r.patient_id),
+        owner: Some(&r.institution_id),
+        event: record_event(r, p),
+    };
+    access::queue(state, p, read, action, purpose, decision).await
+}
+
+/// Loads a record for a read. A well-formed id the tenant does not have costs what a refused
+/// read costs — a decision and a refusal on the trail — and answers the same 404: neither
+/// the ledger's size nor the time taken tells a refused caller whether the record exists.
+async fn load_for_read(
+    state: &State,
+    p: &Principal,
+    tenant: &TenantId,
+    id: &str,
+    action: Action,
+    purpose: Purpose,
+) -> Result<record::Model> {
+    match load(state, tenant, id).await {
+        Err(ObjectStoreError::NotFound) => {
+            if let Ok(record) = id.parse::<RecordId>() {
+                access::refuse_unknown(state, p, tenant, &record, action, purpose).await?;
+            }
+            Err(ObjectStoreError::NotFound)
+        }
+        found => found,
+    }
 }
 
 /// Decides one read; a refusal is anchored and returned as an error.
@@ -381,7 +363,9 @@ pub async fn upload(
     let record_id = match &new.record_id {
         Some(id) => {
             let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
-            let taken = record::Entity::find_by_id(id.to_string())
+            // Within this tenant only: another tenant's record of that id is none of its
+            // business, and the composite key lets both exist.
+            let taken = record::Entity::find_by_id((id.to_string(), tenant.to_string()))
                 .one(&txn)
                 .await?
                 .is_some();
@@ -704,7 +688,7 @@ async fn forget(state: &State, row: &record::Model) -> Result<()> {
         .filter(anchor_row::Column::SubjectId.eq(row.id.as_str()))
         .exec(&txn)
         .await?;
-    record::Entity::delete_by_id(row.id.clone())
+    record::Entity::delete_by_id((row.id.clone(), row.tenant_id.clone()))
         .exec(&txn)
         .await?;
     txn.commit().await?;
@@ -728,7 +712,7 @@ pub async fn get(
     let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
     let purpose = purpose(&q)?;
-    let r = load(&state, &tenant, &path).await?;
+    let r = load_for_read(&state, &p, &tenant, &path, Action::ReadMetadata, purpose).await?;
     // Decided first: that a record was erased is told only to those who may read it.
     authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
     if r.status == "erased" {
@@ -761,7 +745,7 @@ pub async fn content(
     let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
     let purpose = purpose(&q)?;
-    let r = load(&state, &tenant, &path).await?;
+    let r = load_for_read(&state, &p, &tenant, &path, Action::ReadContent, purpose).await?;
     let size = r.size.max(0) as u64;
     let range = req
         .headers()
@@ -969,7 +953,7 @@ pub async fn receipt(
     let p = g.into_principal();
     let tenant = caller_tenant(&p)?;
     let purpose = purpose(&q)?;
-    let r = load(&state, &tenant, &path).await?;
+    let r = load_for_read(&state, &p, &tenant, &path, Action::ReadMetadata, purpose).await?;
     authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let row = anchor_row::Entity::find()

@@ -15,8 +15,10 @@ pub mod record {
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "records")]
     pub struct Model {
+        /// Unique within the tenant (institutions signing their own manifests choose it).
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
         pub tenant_id: String,
         pub patient_id: String,
         pub institution_id: String,

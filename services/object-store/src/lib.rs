@@ -28,6 +28,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use utoipa::OpenApi;
 
+pub mod access;
 pub mod anchor;
 pub mod api;
 pub mod config;

@@ -418,6 +418,12 @@ async fn set_up(c: &Callers) -> Fixture {
             bytes: format!("%PDF-1.7 matrix {category}").into_bytes(),
         },
     };
+    // The fixture record's ledger index is read by every caller, the other tenant's too,
+    // whose own log grows with the refusals of its reads: lift the index well above what
+    // that log can reach, so `ledger_entry` is "not found" there whatever the timing.
+    for _ in 0..16 {
+        ok_json(c, "app_benniu", "POST", upload("lab_result")).await;
+    }
     let record = ok_json(c, "app_benniu", "POST", upload("exam_report")).await;
     f.ids.insert("record", id(&record["record"]["id"]));
     f.ids.insert(

@@ -174,6 +174,60 @@ async fn refusals_look_like_missing_records(backend: Backend) {
         3,
         "{kinds:?}"
     );
+    // A record that does not exist costs the same: its refusal is on the trail too (so the
+    // ledger grows alike), and neither refusal is readable by the refused institution.
+    let unknown = p.stack.anchored_kinds(NO_SUCH_RECORD, 1).await;
+    assert_eq!(unknown, vec!["record.access_denied"]);
+    let size = |token: String| {
+        let stack = &p.stack;
+        async move {
+            let (_, cp) = stack
+                .get_json(&stack.ledger, &token, "/v1/ledger/checkpoint")
+                .await;
+            cp["tree_size"].as_u64().unwrap()
+        }
+    };
+    let before = size(p.dr_li.clone()).await;
+    let (status, _) = p
+        .record_get(&p.dr_li, &format!("/v1/records/{psych}"))
+        .await;
+    assert_eq!(status, 404);
+    p.stack.anchored_kinds(&psych, 5).await;
+    let after_hidden = size(p.dr_li.clone()).await;
+    let (status, _) = p
+        .record_get(&p.dr_li, &format!("/v1/records/{NO_SUCH_RECORD}"))
+        .await;
+    assert_eq!(status, 404);
+    p.stack.anchored_kinds(NO_SUCH_RECORD, 2).await;
+    let after_unknown = size(p.dr_li.clone()).await;
+    assert_eq!(
+        after_hidden - before,
+        after_unknown - after_hidden,
+        "both grow by one"
+    );
+    let (_, seen) = p
+        .stack
+        .get_json(&p.stack.ledger, &p.dr_li, "/v1/ledger/entries")
+        .await;
+    assert!(
+        !seen["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "record.access_denied"),
+        "the refused institution reads none of its refusals: {seen}"
+    );
+    let (_, audited) = p
+        .stack
+        .get_json(&p.stack.ledger, &p.auditor, "/v1/ledger/entries")
+        .await;
+    let refusals = audited["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "record.access_denied")
+        .count();
+    assert_eq!(refusals, 6, "the auditor reads every refusal: {audited}");
     // The owner is told it was refused (an app of the owner without the scope would be);
     // the owner reads.
     let (status, _) = p

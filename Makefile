@@ -114,6 +114,11 @@ bench-audit: ## Audit query latency with 1M indexed events on SQLite and Postgre
 	$(CARGO) build --release -p caretrail-audit-bench
 	$(CARGO_TARGET_DIR)/release/caretrail-audit-bench $(or $(BENCH_ARGS),--real)
 
+.PHONY: oracle-timing
+oracle-timing: ## Time refused reads against reads of records that do not exist (report on stdout)
+	$(CARGO) build -p caretrail
+	python3 loadtests/oracle-timing/probe.py --binary $(BIN)
+
 .PHONY: bench-records
 bench-records: ## Record upload/download load test through the gateway, local directory and S3 (report on stdout)
 	./infra/start-s3.sh

@@ -303,11 +303,12 @@ impl PatientIn {
     }
 }
 
+/// The patient's pseudonymous id. Whether this call registered the patient or another
+/// institution had is not said: that a person is a patient somewhere in the consortium is
+/// not the caller's to learn.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PatientOut {
     pub id: PatientId,
-    /// `false` when the patient was already registered in this tenant.
-    pub created: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

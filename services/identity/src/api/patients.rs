@@ -38,8 +38,7 @@ pub async fn pseudonym(
 }
 
 #[utoipa::path(post, operation_id = "register_patient", path = "/v1/patients", tag = "patients", request_body = PatientIn,
-    responses((status = 201, body = PatientOut, description = "Registered"),
-              (status = 200, body = PatientOut, description = "Already registered"),
+    responses((status = 200, body = PatientOut, description = "The patient's pseudonymous id, whether registered now or before (the same answer either way)"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid input (problem+json with field errors)")),
     security(("bearer" = [])))]
 /// Register a patient by national id or health-card number and get the tenant-wide
@@ -65,8 +64,7 @@ pub async fn register(
         .filter(patient::Column::TenantId.eq(tenant.as_str()))
         .one(&txn)
         .await?;
-    let mut created = existing.is_none();
-    if created {
+    if existing.is_none() {
         let inserted = patient::ActiveModel {
             id: Set(id.to_string()),
             tenant_id: Set(tenant.to_string()),
@@ -78,15 +76,10 @@ pub async fn register(
         match inserted {
             Ok(_) => {}
             // Registered concurrently by someone else: the same patient.
-            Err(e) if crate::error::is_unique_violation(&e) => created = false,
+            Err(e) if crate::error::is_unique_violation(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
     txn.commit().await?;
-    let status = if created {
-        actix_web::http::StatusCode::CREATED
-    } else {
-        actix_web::http::StatusCode::OK
-    };
-    Ok(HttpResponse::build(status).json(PatientOut { id, created }))
+    Ok(HttpResponse::Ok().json(PatientOut { id }))
 }

@@ -69,6 +69,9 @@ pub async fn check(
                     .filter(audit_event::Column::TenantId.eq(row.tenant_id.as_str()))
                     .filter(audit_event::Column::ActorSubject.eq(subject.as_str()))
                     .filter(audit_event::Column::Kind.eq("record.accessed"))
+                    // Content reads: metadata views (lists, receipts) are on the trail too,
+                    // but a list page of fifty is not fifty reads of records.
+                    .filter(audit_event::Column::Action.eq("read_content"))
                     .filter(audit_event::Column::OccurredAt.gt(from))
                     .filter(audit_event::Column::OccurredAt.lte(to))
                     .count(txn)

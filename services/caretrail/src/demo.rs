@@ -422,9 +422,11 @@ pub async fn run(args: &DemoArgs) -> Result<bool> {
         "The district health bureau's auditor verifies the record's whole trail",
     );
     let auditor = s.user_token("auditor.chen").await?;
+    // The specialist's list view (the record's metadata) and its download are two reads.
     let want = [
         "record.anchored",
         "consent.granted",
+        "record.accessed",
         "record.accessed",
         "consent.revoked",
         "record.access_denied",

@@ -1,6 +1,7 @@
-//! The trail of reads: every content read and every refusal is a ledger entry
-//! (`record.accessed`, `record.access_denied`), attested by the platform, queued in the
-//! transaction of its own and anchored by the anchorer. Who read whose record and when is in
+//! The trail of reads: every read — of a record's content, of its metadata or receipt, of it
+//! on a list page — and every refusal is a ledger entry (`record.accessed`,
+//! `record.access_denied`), as the decision's `log_access` obligation says, attested by the
+//! platform, queued in a transaction of its own and anchored by the anchorer. Who read whose record and when is in
 //! clear; why (purpose), what (action) and under which rule are sealed
 //! ([`crate::entries`]).
 
@@ -42,6 +43,48 @@ pub async fn queue(
     purpose: Purpose,
     decision: &Decision,
 ) -> Result<()> {
+    let tenant = read.tenant.to_string();
+    let anchor = entry(p, read, action, purpose, decision)?;
+    let txn = caretrail_db::begin_tenant(&state.db, &tenant).await?;
+    anchor::enqueue(&txn, anchor).await?;
+    txn.commit().await?;
+    state.anchorer.notify();
+    Ok(())
+}
+
+/// Queues the entries of the reads of one list page, in one transaction.
+pub async fn queue_page(
+    state: &State,
+    p: &Principal,
+    tenant: &str,
+    reads: Vec<(Read<'_>, &Decision)>,
+    action: Action,
+    purpose: Purpose,
+) -> Result<()> {
+    if reads.is_empty() {
+        return Ok(());
+    }
+    let anchors = reads
+        .into_iter()
+        .map(|(read, decision)| entry(p, read, action, purpose, decision))
+        .collect::<Result<Vec<_>>>()?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant).await?;
+    for anchor in anchors {
+        anchor::enqueue(&txn, anchor).await?;
+    }
+    txn.commit().await?;
+    state.anchorer.notify();
+    Ok(())
+}
+
+/// The anchor of one read or refusal.
+fn entry(
+    p: &Principal,
+    read: Read<'_>,
+    action: Action,
+    purpose: Purpose,
+    decision: &Decision,
+) -> Result<NewAnchor> {
     let kind = if decision.permit {
         anchor::KIND_ACCESSED
     } else {
@@ -72,26 +115,18 @@ pub async fn queue(
     event["decided_by"] = json!(decision.decided_by);
     event["reasons"] = json!(decision.reasons);
     event["opening"] = json!(opening);
-    let txn = caretrail_db::begin_tenant(&state.db, read.tenant).await?;
-    anchor::enqueue(
-        &txn,
-        NewAnchor {
-            tenant: read.tenant.to_string(),
-            subject: read.record.to_string(),
-            kind,
-            request_id: format!("access:{}", uuid::Uuid::now_v7().simple()),
-            signer: PLATFORM_SIGNER.to_string(),
-            payload,
-            submission: None,
-            event_name: kind,
-            event,
-            hold: Duration::ZERO,
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    state.anchorer.notify();
-    Ok(())
+    Ok(NewAnchor {
+        tenant: read.tenant.to_string(),
+        subject: read.record.to_string(),
+        kind,
+        request_id: format!("access:{}", uuid::Uuid::now_v7().simple()),
+        signer: PLATFORM_SIGNER.to_string(),
+        payload,
+        submission: None,
+        event_name: kind,
+        event,
+        hold: Duration::ZERO,
+    })
 }
 
 /// The rule of a refusal of a record the tenant does not have (only auditors read it).

@@ -714,10 +714,12 @@ pub async fn get(
     let purpose = purpose(&q)?;
     let r = load_for_read(&state, &p, &tenant, &path, Action::ReadMetadata, purpose).await?;
     // Decided first: that a record was erased is told only to those who may read it.
-    authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
+    let decision = authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
     if r.status == "erased" {
         return Err(ObjectStoreError::Gone);
     }
+    // Metadata is a read too (a title, a category, a date): on the trail before it is sent.
+    log_access(&state, &p, &r, Action::ReadMetadata, purpose, &decision).await?;
     Ok(HttpResponse::Ok().json(record_out(&r)))
 }
 
@@ -954,7 +956,7 @@ pub async fn receipt(
     let tenant = caller_tenant(&p)?;
     let purpose = purpose(&q)?;
     let r = load_for_read(&state, &p, &tenant, &path, Action::ReadMetadata, purpose).await?;
-    authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
+    let decision = authorize(&state, &p, &r, Action::ReadMetadata, purpose).await?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let row = anchor_row::Entity::find()
         .filter(anchor_row::Column::TenantId.eq(tenant.as_str()))
@@ -967,6 +969,7 @@ pub async fn receipt(
         .and_then(|a| a.receipt)
         .and_then(|text| serde_json::from_str(&text).ok())
         .ok_or(ObjectStoreError::NotAnchored)?;
+    log_access(&state, &p, &r, Action::ReadMetadata, purpose, &decision).await?;
     Ok(HttpResponse::Ok().json(ReceiptOut::new(&r.id, &r.content_hash, receipt)))
 }
 
@@ -1056,7 +1059,8 @@ pub async fn list(
                 resources,
             )
             .await?;
-        for (row, decision) in rows.iter().zip(decisions) {
+        let mut shown = Vec::new();
+        for (row, decision) in rows.iter().zip(&decisions) {
             if !decision.permit {
                 continue;
             }
@@ -1065,7 +1069,38 @@ pub async fn list(
                 break;
             }
             items.push(record_out(row));
+            shown.push((row, decision));
         }
+        // Every record shown is a read of its metadata, on the trail before the page is sent.
+        let reads = shown
+            .into_iter()
+            .map(|(r, decision)| {
+                let suite: Suite = r
+                    .suite
+                    .parse()
+                    .map_err(|_| ObjectStoreError::Corrupt("suite"))?;
+                Ok((
+                    access::Read {
+                        tenant: &r.tenant_id,
+                        suite,
+                        record: &r.id,
+                        patient: Some(&r.patient_id),
+                        owner: Some(&r.institution_id),
+                        event: record_event(r, &p),
+                    },
+                    decision,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        access::queue_page(
+            &state,
+            &p,
+            tenant.as_str(),
+            reads,
+            Action::ReadMetadata,
+            purpose,
+        )
+        .await?;
         if more || exhausted {
             break;
         }

@@ -1094,7 +1094,7 @@ fn verify_downloaded_trail(narrative: &str, dir: &Path) {
         .expect("the story names the saved trail file");
     let (code, out, err) = run(&["verify", "trail", saved], dir);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("VERIFIED: 5 events"), "{out}");
+    assert!(out.contains("VERIFIED: 6 events"), "{out}");
     let trail: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
     let mut relabelled = trail.clone();

@@ -407,6 +407,19 @@ async fn break_glass_is_for_emergencies_only() {
             .await;
         assert_eq!(status, want, "{purpose}: {body}");
     }
+    // Every one of those reads is on the trail — the two the emergency permitted (metadata
+    // only, no content) as much as the two it refused.
+    let kinds = p.stack.anchored_kinds(&p.exam, 5).await;
+    assert_eq!(
+        kinds,
+        [
+            "record.anchored",
+            "record.accessed",
+            "record.accessed",
+            "record.access_denied",
+            "record.access_denied"
+        ]
+    );
     p.stack.stop().await;
 }
 

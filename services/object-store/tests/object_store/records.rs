@@ -200,10 +200,13 @@ async fn uploads_reads_and_isolates(backend: Backend) {
             .await
             .unwrap();
         assert_eq!(list["items"][0]["id"], id.as_str());
+        // Five downloads, and the metadata read and the list page that showed it.
         assert_eq!(
-            stack.anchored_kinds(&id, 6).await,
+            stack.anchored_kinds(&id, 8).await,
             [
                 "record.anchored",
+                "record.accessed",
+                "record.accessed",
                 "record.accessed",
                 "record.accessed",
                 "record.accessed",
@@ -237,6 +240,28 @@ async fn uploads_reads_and_isolates(backend: Backend) {
         assert_eq!(anchored.payload["content_hash"], expected_hash);
         assert_eq!(accessed.payload["purpose"], "treatment");
         assert_eq!(accessed.payload["action"], "read_content");
+        // The metadata read and the list page are reads of the record's metadata.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let metadata_reads = events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| {
+                    e.name == "record.accessed"
+                        && e.payload["record"] == id.as_str()
+                        && e.payload["action"] == "read_metadata"
+                })
+                .count();
+            if metadata_reads == 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{metadata_reads} metadata reads"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(accessed.payload["decided_by"]["id"], "owner_only");
         assert!(
             accessed.payload["ledger_index"].as_u64().unwrap()
@@ -268,8 +293,8 @@ async fn uploads_reads_and_isolates(backend: Backend) {
                 .await
                 .unwrap();
             assert_eq!(list["items"], json!([]));
-            let kinds = stack.anchored_kinds(&id, 8).await;
-            assert_eq!(kinds[6..], ["record.access_denied", "record.access_denied"]);
+            let kinds = stack.anchored_kinds(&id, 10).await;
+            assert_eq!(kinds[8..], ["record.access_denied", "record.access_denied"]);
             // Another tenant sees nothing at all.
             let other = stack.app_token(1, 0).await;
             for path in [
@@ -682,9 +707,10 @@ async fn crypto_shredding(backend: Backend) {
         .await
         .unwrap();
     assert_receipt_verifies(&stack, &app, &receipt).await;
+    // The receipt read is on the trail too.
     assert_eq!(
-        stack.anchored_kinds(&id, 2).await,
-        ["record.anchored", "record.erased"]
+        stack.anchored_kinds(&id, 3).await,
+        ["record.anchored", "record.erased", "record.accessed"]
     );
     stack.stop().await;
 }

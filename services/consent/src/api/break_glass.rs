@@ -28,6 +28,10 @@ use crate::model::{BreakGlassIn, BreakGlassListOut, BreakGlassOut, ReceiptOut};
 pub const KIND_DECLARED: &str = "break_glass.declared";
 
 fn out(row: &break_glass::Model, receipt: Option<ReceiptOut>) -> BreakGlassOut {
+    // The row learns its index when the anchoring hook runs; a receipt in hand already has it.
+    let ledger_index = row
+        .ledger_index
+        .or_else(|| receipt.as_ref().map(|r| r.ledger_index as i64));
     BreakGlassOut {
         id: row.id.clone(),
         patient: row.patient_id.clone(),
@@ -36,7 +40,7 @@ fn out(row: &break_glass::Model, receipt: Option<ReceiptOut>) -> BreakGlassOut {
         justification: row.justification.clone(),
         started_at: row.started_at,
         expires_at: row.expires_at,
-        ledger_index: row.ledger_index,
+        ledger_index,
         receipt,
     }
 }

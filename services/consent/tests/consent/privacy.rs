@@ -634,6 +634,12 @@ async fn ledger_entries_carry_no_health_information() {
         )
         .await;
     assert_eq!(status, 201, "{bg}");
+    if let Some(index) = bg["receipt"]["ledger_index"].as_u64() {
+        assert_eq!(
+            bg["ledger_index"], index,
+            "the declaration shows its own entry: {bg}"
+        );
+    }
     let gid = grant["id"].as_str().unwrap();
     let (status, _) = p
         .post(

@@ -374,7 +374,17 @@ impl Stack {
 
     /// An access token of the demo institution's partner app.
     pub async fn app_token(&self, t: usize, i: usize) -> String {
-        let app = &self.institution(t, i)["app"];
+        let app = self.institution(t, i)["app"].clone();
+        self.client_token(&app).await
+    }
+
+    /// The platform operator's token (client credentials of the demo's operator).
+    pub async fn operator_token(&self) -> String {
+        let operator = self.demo["operator"].clone();
+        self.client_token(&operator).await
+    }
+
+    async fn client_token(&self, app: &Value) -> String {
         let resp: Value = self
             .http
             .post(format!("{}/v1/oauth/token", self.identity))

@@ -1044,38 +1044,13 @@ async fn reads_follow_consent_decisions() {
 /// signature are refused and leave nothing behind.
 #[tokio::test]
 async fn byok_institutions_sign_their_manifests() {
-    use base64::Engine as _;
     use caretrail_crypto::SigningKey;
-    use caretrail_ledger_proofs::{Submission, canonical_json};
 
     let stack = Stack::start(Backend::Embedded).await;
     let tenant = stack.tenant_id(0);
-    let benniu = stack.institution(0, 0)["id"].as_str().unwrap().to_string();
     let own = SigningKey::generate_for_suite(Suite::Gm).unwrap();
     let key_id = own.public_key().key_id().to_hex();
-    let challenge = caretrail_identity::model::byok_challenge(&tenant, &benniu, &key_id);
-    let admin = stack.user_token("admin.bureau").await;
-    let resp = stack
-        .http
-        .post(format!("{}/v1/institutions/{benniu}/keys", stack.identity))
-        .bearer_auth(&admin)
-        .json(&json!({
-            "public_key_pem": own.public_key().to_spki_pem(),
-            "proof": own.sign(challenge.as_bytes()).unwrap().to_base64(),
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    let app = stack.app_token(0, 0).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !stack.ledger_keys(&app).await.to_string().contains(&key_id) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the BYOK key never reached the ledger"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let app = make_byok(&stack, 0, 0, &own).await;
     let patient = stack.register_patient(&app, "320402198001013333").await;
     let body = body_with_marker("byok", 5_000);
     let before = counts(&stack).await;
@@ -1089,52 +1064,11 @@ async fn byok_institutions_sign_their_manifests() {
     .await;
 
     let record = caretrail_contracts::RecordId::generate().to_string();
-    // The manifest as a partner builds it from the documented format (docs/ARCHITECTURE.md,
-    // "What an entry carries"): ids and hashes in clear, the health fields sealed under a
-    // salt of the client's choosing.
-    let salt = [0x5a_u8; 32];
-    let sealed_fields = canonical_json(&json!({
-        "category": "exam_report",
-        "media_type": PDF,
-        "size": body.len(),
-        "encounter_date": "2026-11-01",
-        "fhir_resource_type": "DiagnosticReport",
-        "title_hash": caretrail_crypto::hash(Suite::Gm, "胸部CT检查报告 / chest CT report".as_bytes()).to_hex(),
-    }))
-    .unwrap();
-    let seal = caretrail_crypto::hash(
-        Suite::Gm,
-        &[b"caretrail/sealed/v1\n".as_slice(), &salt, &sealed_fields].concat(),
-    );
-    let manifest = canonical_json(&json!({
-        "v": 2,
-        "record": record,
-        "patient": patient,
-        "institution": benniu,
-        "content_hash": caretrail_crypto::hash(Suite::Gm, &body).to_hex(),
-        "hash_algorithm": "sm3",
-        "sealed": seal.to_hex(),
-    }))
-    .unwrap();
-    let submission = Submission {
-        tenant: tenant.clone(),
-        kind: "record.anchored".into(),
-        submitter: benniu.clone(),
-        request_id: record.clone(),
-        key_id: key_id.clone(),
-        payload: manifest,
-    };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let signed = |key: &SigningKey| {
-        let mut m = metadata(&patient, "exam_report");
-        m["record_id"] = record.clone().into();
-        m["key_id"] = key_id.clone().into();
-        m["signature"] = b64.encode(submission.sign(key).unwrap()).into();
-        m["seal_salt"] = hex::encode(salt).into();
-        m
+    let signed = |key: &SigningKey, key_id: &str| {
+        byok_metadata(&stack, (0, 0), key, key_id, &patient, &record, &body)
     };
     // A signed upload without its salt cannot be checked: refused before anything is stored.
-    let mut saltless = signed(&own);
+    let mut saltless = signed(&own, &key_id);
     saltless.as_object_mut().unwrap().remove("seal_salt");
     problem(
         stack.upload(&app, PDF, &saltless, body.clone()).await,
@@ -1147,7 +1081,7 @@ async fn byok_institutions_sign_their_manifests() {
     let stranger = SigningKey::generate_for_suite(Suite::Gm).unwrap();
     problem(
         stack
-            .upload(&app, PDF, &signed(&stranger), body.clone())
+            .upload(&app, PDF, &signed(&stranger, &key_id), body.clone())
             .await,
         422,
         "invalid_signature",
@@ -1157,8 +1091,7 @@ async fn byok_institutions_sign_their_manifests() {
     assert!(stack.stored_object(&tenant, &record).await.is_none());
 
     // A key the ledger never registered: refused at once, not retried forever.
-    let mut unknown = signed(&stranger);
-    unknown["key_id"] = stranger.public_key().key_id().to_hex().into();
+    let unknown = signed(&stranger, &stranger.public_key().key_id().to_hex());
     problem(
         stack.upload(&app, PDF, &unknown, body.clone()).await,
         422,
@@ -1167,14 +1100,16 @@ async fn byok_institutions_sign_their_manifests() {
     .await;
     assert_eq!(counts(&stack).await, before);
 
-    let resp = stack.upload(&app, PDF, &signed(&own), body.clone()).await;
+    let resp = stack
+        .upload(&app, PDF, &signed(&own, &key_id), body.clone())
+        .await;
     assert_eq!(resp.status(), 201);
     let out: Value = resp.json().await.unwrap();
     assert_eq!(out["record"]["id"], record.as_str());
     assert_receipt_verifies(&stack, &app, &out["receipt"]).await;
     // Reusing the record id is a conflict.
     problem(
-        stack.upload(&app, PDF, &signed(&own), body).await,
+        stack.upload(&app, PDF, &signed(&own, &key_id), body).await,
         409,
         "conflict",
     )
@@ -1259,20 +1194,7 @@ async fn make_byok(
     let admin = if t == 0 {
         stack.user_token("admin.bureau").await
     } else {
-        let operator = &stack.demo["operator"];
-        let resp = stack
-            .http
-            .post(format!("{}/v1/oauth/token", stack.identity))
-            .basic_auth(
-                operator["client_id"].as_str().unwrap(),
-                operator["client_secret"].as_str(),
-            )
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
-        let body: Value = resp.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_string()
+        stack.operator_token().await
     };
     let resp = stack
         .http
@@ -1301,16 +1223,19 @@ async fn make_byok(
     app
 }
 
-/// A BYOK upload of `body` as record `record` of institution (t, i), signed with `key`.
-async fn byok_upload(
+/// The metadata of a BYOK upload of `body` as record `record` of institution (t, i): the
+/// manifest as a partner builds it from the documented format (docs/ARCHITECTURE.md, "What an
+/// entry carries") — ids and hashes in clear, the health fields sealed under a salt of the
+/// client's choosing — signed with `key` under `key_id`.
+fn byok_metadata(
     stack: &Stack,
     (t, i): (usize, usize),
-    app: &str,
     key: &caretrail_crypto::SigningKey,
+    key_id: &str,
     patient: &str,
     record: &str,
-    body: Vec<u8>,
-) -> reqwest::Response {
+    body: &[u8],
+) -> Value {
     use base64::Engine as _;
     use caretrail_ledger_proofs::{Submission, canonical_json};
     let suite = key.public_key().algorithm().suite();
@@ -1335,7 +1260,7 @@ async fn byok_upload(
         "record": record,
         "patient": patient,
         "institution": institution,
-        "content_hash": caretrail_crypto::hash(suite, &body).to_hex(),
+        "content_hash": caretrail_crypto::hash(suite, body).to_hex(),
         "hash_algorithm": match suite { Suite::Gm => "sm3", Suite::Intl => "sha256" },
         "sealed": seal.to_hex(),
     }))
@@ -1345,16 +1270,31 @@ async fn byok_upload(
         kind: "record.anchored".into(),
         submitter: institution,
         request_id: record.to_string(),
-        key_id: key.public_key().key_id().to_hex(),
+        key_id: key_id.to_string(),
         payload: manifest,
     };
     let mut m = meta;
     m["record_id"] = record.into();
-    m["key_id"] = submission.key_id.clone().into();
+    m["key_id"] = key_id.into();
     m["signature"] = base64::engine::general_purpose::STANDARD
         .encode(submission.sign(key).unwrap())
         .into();
     m["seal_salt"] = hex::encode(salt).into();
+    m
+}
+
+/// A BYOK upload of `body` as record `record` of institution (t, i), signed with `key`.
+async fn byok_upload(
+    stack: &Stack,
+    at: (usize, usize),
+    app: &str,
+    key: &caretrail_crypto::SigningKey,
+    patient: &str,
+    record: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let key_id = key.public_key().key_id().to_hex();
+    let m = byok_metadata(stack, at, key, &key_id, patient, record, &body);
     stack.upload(app, PDF, &m, body).await
 }
 

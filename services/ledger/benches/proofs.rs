@@ -10,7 +10,8 @@
 //! `LEDGER_BENCH_TENANTS=k` spreads the entries over k tenants in turn (proofs on the first);
 //! `LEDGER_BENCH_LEAF_CACHE_MB` sets the leaf-hash budget (default: enough for every entry);
 //! `LEDGER_BENCH_STATE_CACHE_MB` redb's page cache of the state (default: the node's);
-//! `LEDGER_BENCH_GENERATION_ENTRIES` the entries per index generation (default: the node's).
+//! `LEDGER_BENCH_GENERATION_ENTRIES` the entries per index generation (default: the node's);
+//! `LEDGER_BENCH_AT_REST=0` keeps entries in clear (nodes seal them at rest, the default here).
 //! After the reopen, appends in small transactions are timed (see `time_appends`).
 //! `LEDGER_BENCH_KEEP=1` keeps the filled store in `LEDGER_BENCH_DIR/proofs-<n>x<k>` and reuses
 //! it on the next run; `LEDGER_BENCH_IDLE_SECS=s` waits before timing, so that the host can
@@ -107,12 +108,18 @@ fn proofs(c: &mut Criterion) {
         });
     let index_generation_entries = env_u64("LEDGER_BENCH_GENERATION_ENTRIES")
         .unwrap_or(StoreOptions::default().index_generation_entries);
+    // Nodes seal entries at rest (storage::at_rest); LEDGER_BENCH_AT_REST=0 measures a store
+    // that keeps them in clear, for the comparison.
+    let at_rest_key = (env_u64("LEDGER_BENCH_AT_REST") != Some(0)).then(|| {
+        std::sync::Arc::new(storage::at_rest::AtRestKey::derive(b"ledger bench cluster").unwrap())
+    });
     let opened = Instant::now();
     let (log, sm) = storage::open_with(
         &dir,
         &StoreOptions {
             state_cache_bytes,
             index_generation_entries,
+            at_rest_key: at_rest_key.clone(),
             ..StoreOptions::default()
         },
     )
@@ -146,6 +153,7 @@ fn proofs(c: &mut Criterion) {
             leaf_hash_cache_bytes,
             state_cache_bytes,
             index_generation_entries,
+            at_rest_key,
         },
     )
     .unwrap();

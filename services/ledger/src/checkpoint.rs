@@ -42,6 +42,13 @@ impl CheckpointKeys {
         })
     }
 
+    /// The key entries are sealed at rest with (storage::at_rest): derived from the Ed25519
+    /// key, which every node of the cluster holds and a restore needs anyway.
+    pub fn at_rest_key(&self) -> anyhow::Result<crate::storage::at_rest::AtRestKey> {
+        let der = self.ed25519.to_pkcs8_der()?;
+        Ok(crate::storage::at_rest::AtRestKey::derive(&der)?)
+    }
+
     /// Both keys as one PEM text (two PKCS#8 blocks).
     pub fn to_pem(&self) -> anyhow::Result<String> {
         Ok(format!(

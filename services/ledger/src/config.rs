@@ -239,6 +239,8 @@ impl LedgerSettings {
             state_cache_bytes: usize::try_from(self.ledger_state_cache_mb << 20)
                 .unwrap_or(usize::MAX),
             index_generation_entries: self.ledger_index_generation_entries,
+            // Derived from the checkpoint key when the node starts (lib.rs).
+            at_rest_key: None,
         }
     }
 

@@ -88,9 +88,14 @@ impl Application {
             Infra::prepare::<caretrail_migrations::ledger::Migrator>(SERVICE, &config.service)
                 .await?;
 
+        // The checkpoint keys first: entries are sealed at rest under a key derived from them.
+        let single = settings.ledger_bootstrap == Bootstrap::Single;
+        let keys = checkpoint::CheckpointKeys::load(&settings.checkpoint_key_file(), single)?;
+
         // Storage, checked before anything is served from it.
         let dir = settings.ledger_data_dir.clone();
-        let options = settings.store_options();
+        let mut options = settings.store_options();
+        options.at_rest_key = Some(Arc::new(keys.at_rest_key()?));
         let (log, sm) =
             tokio::task::spawn_blocking(move || storage::open_with(&dir, &options)).await??;
         let view = sm.view();
@@ -109,8 +114,6 @@ impl Application {
                 "ledger store verified"
             );
         }
-        let single = settings.ledger_bootstrap == Bootstrap::Single;
-        let keys = checkpoint::CheckpointKeys::load(&settings.checkpoint_key_file(), single)?;
         let checkpoints = Arc::new(checkpoint::Checkpoints::new(keys));
         let secret = settings
             .ledger_cluster_secret

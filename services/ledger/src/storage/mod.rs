@@ -47,6 +47,7 @@
 //! entries and checks the indexes; [`TenantTree::entry`] refuses to serve an entry that does
 //! not hash to its stored leaf hash.
 
+pub mod at_rest;
 pub mod error;
 mod generations;
 pub mod keys;
@@ -97,6 +98,10 @@ pub struct StoreOptions {
     /// Entries per generation of the leaf-hash and request-id indexes (see the generations
     /// module docs; `ledger_index_generation_entries`).
     pub index_generation_entries: u64,
+    /// Seals entries at rest ([`at_rest`]); a node always has one, derived from its
+    /// checkpoint key. `None` (tests, tools) stores new entries in clear and cannot read
+    /// sealed ones.
+    pub at_rest_key: Option<std::sync::Arc<at_rest::AtRestKey>>,
 }
 
 impl Default for StoreOptions {
@@ -105,6 +110,7 @@ impl Default for StoreOptions {
             leaf_hash_cache_bytes: DEFAULT_LEAF_HASH_CACHE_BYTES,
             state_cache_bytes: DEFAULT_STATE_CACHE_BYTES,
             index_generation_entries: generations::DEFAULT_GENERATION_ENTRIES,
+            at_rest_key: None,
         }
     }
 }

@@ -50,10 +50,13 @@ pub(crate) const KEY_LAST_APPLIED: &str = "last_applied";
 pub(crate) const KEY_MEMBERSHIP: &str = "membership";
 pub(crate) const KEY_NEXT_TENANT_NO: &str = "next_tenant_no";
 pub(crate) const KEY_FORMAT: &str = "format";
+/// Set (to `1`) once every stored entry is sealed at rest ([`super::at_rest`]).
+pub(crate) const KEY_SEALED_AT_REST: &str = "sealed_at_rest";
 
-/// Layout version of `state.redb`, stored under [`KEY_FORMAT`]; formats 2 to 4 are converted
-/// when opened, any other version is refused rather than misread.
-pub(crate) const FORMAT_VERSION: u32 = 5;
+/// Layout version of `state.redb`, stored under [`KEY_FORMAT`]; formats 2 to 5 are converted
+/// when opened, any other version is refused rather than misread. Format 6: entries may be
+/// sealed at rest ([`super::at_rest`]; a format-5 build would misread them).
+pub(crate) const FORMAT_VERSION: u32 = 6;
 
 /// Lowest tree level above the leaves that `nodes` stores (a level-5 node covers 32 entries).
 pub(crate) const MIN_UPPER_LEVEL: u8 = 5;

@@ -58,11 +58,12 @@ use caretrail_ledger_proofs::{CompactRange, Entry, leaf_hash};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::at_rest::{AtRestKey, from_store, to_store};
 use super::error::{Result, StoreError};
 use super::generations::{Generations, IndexWriter, request_hash};
 use super::schema::{
-    COSIGS, CosigRecord, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEYS, NODES,
-    SM_META, TENANTS, TenantRecord, decode, encode, entries_table, entries_table_name,
+    COSIGS, CosigRecord, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_NEXT_TENANT_NO, KEY_SEALED_AT_REST,
+    KEYS, NODES, SM_META, TENANTS, TenantRecord, decode, encode, entries_table, entries_table_name,
     load_frontier, read_entries, stores_level,
 };
 use super::state::{
@@ -319,6 +320,7 @@ fn write_manifest(
 /// reusing pages freed meanwhile; `cancelled` is checked between chunks.
 fn write_stream(
     db: &Database,
+    key: Option<&AtRestKey>,
     manifest: &[u8],
     out: impl Write,
     cancelled: &AtomicBool,
@@ -351,7 +353,11 @@ fn write_stream(
                 if index != frontier.size() {
                     break 'chunks;
                 }
-                frontier.append(leaf_hash(st.record.suite, v.value()))?;
+                // Checked in clear, sent as stored: the stream (a file on this volume while it
+                // is sent) holds sealed entries, which the receiving node opens with the same
+                // cluster key.
+                let plain = from_store(key, &st.tenant, index, v.value())?;
+                frontier.append(leaf_hash(st.record.suite, &plain))?;
                 w.record(
                     TAG_ENTRY,
                     &[&no.to_be_bytes(), &index.to_be_bytes(), v.value()],
@@ -501,7 +507,13 @@ pub(crate) fn stream_file(
         .create_new(true)
         .open(&path)?;
     std::fs::remove_file(&path)?;
-    write_stream(&shared.db(), manifest, &mut file, cancelled)?;
+    write_stream(
+        &shared.db(),
+        shared.at_rest.as_deref(),
+        manifest,
+        &mut file,
+        cancelled,
+    )?;
     use std::io::Seek as _;
     file.seek(std::io::SeekFrom::Start(0))?;
     Ok(file)
@@ -562,7 +574,12 @@ fn begin(db: &Database, durability: Durability) -> Result<WriteTransaction> {
 }
 
 /// Reads a snapshot stream into the (empty) database `db`, checking everything (module docs).
-fn import(db: &Database, input: impl Read, generation_entries: u64) -> Result<SnapshotMeta> {
+fn import(
+    db: &Database,
+    input: impl Read,
+    generation_entries: u64,
+    key: Option<&AtRestKey>,
+) -> Result<SnapshotMeta> {
     let mut generations = Generations::empty(generation_entries);
     let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, input));
     let mut magic = [0u8; 8];
@@ -628,6 +645,8 @@ fn import(db: &Database, input: impl Read, generation_entries: u64) -> Result<Sn
                         t.tenant
                     )));
                 }
+                let bytes = &from_store(key, &t.tenant, index, bytes)
+                    .map_err(|e| bad(format!("tenant {:?} entry {index}: {e}", t.tenant)))?;
                 let entry = Entry::decode(bytes)
                     .map_err(|e| bad(format!("tenant {:?} entry {index}: {e}", t.tenant)))?;
                 if entry.tenant != t.tenant || entry.index != index {
@@ -642,7 +661,7 @@ fn import(db: &Database, input: impl Read, generation_entries: u64) -> Result<Sn
                     let mut entries = txn.open_table(entries_table(&t.entries_name))?;
                     let mut nodes = txn.open_table(NODES)?;
                     let mut indexes = IndexWriter::open(&txn, &generations)?;
-                    entries.insert(index, bytes)?;
+                    entries.insert(index, to_store(key, &t.tenant, index, bytes)?.as_slice())?;
                     for (id, hash) in created.into_iter().filter(|(id, _)| stores_level(id.level)) {
                         nodes.insert((no, id.level, id.index), *hash.as_bytes())?;
                     }
@@ -720,6 +739,10 @@ fn import(db: &Database, input: impl Read, generation_entries: u64) -> Result<Sn
             KEY_NEXT_TENANT_NO,
             encode(&header.next_tenant_no)?.as_slice(),
         )?;
+        if key.is_some() {
+            // Every entry imported was sealed on the way in.
+            meta.insert(KEY_SEALED_AT_REST, encode(&1u32)?.as_slice())?;
+        }
     }
     txn.set_durability(Durability::Immediate)?;
     txn.commit()?;
@@ -739,7 +762,13 @@ pub(crate) fn install(
         std::fs::remove_file(&new_path)?;
     }
     let new_db = open_state_db(&new_path, shared.cache_bytes)?;
-    let imported = import(&new_db, &mut file, shared.generation_entries).and_then(|meta| {
+    let imported = import(
+        &new_db,
+        &mut file,
+        shared.generation_entries,
+        shared.at_rest.as_deref(),
+    )
+    .and_then(|meta| {
         if expected.last_log_id != meta.last_log_id
             || expected.last_membership != meta.last_membership
         {

@@ -30,6 +30,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTr
 use tokio::io::AsyncSeekExt;
 
 use super::StoreOptions;
+use super::at_rest::{self, AtRestKey, seal_stored_entries};
 use super::error::{Result, StoreError};
 use super::generations::{self, Generations, IndexWriter};
 use super::schema::{
@@ -68,6 +69,14 @@ pub(crate) fn open_state_db(path: &Path, cache_bytes: usize) -> Result<Database>
                 meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
             }
             Some(Ok(FORMAT_VERSION)) => {}
+            Some(Ok(5)) => {
+                // Format 5 is format 6 with every entry in clear: the node seals them when it
+                // opens the store with its key ([`seal_stored_entries`]).
+                meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
+                tracing::info!(
+                    "state.redb converted from format 5 to {FORMAT_VERSION}: entries are sealed at rest from now on"
+                );
+            }
             Some(Ok(4)) => {
                 // Format 4's two index tables are generation 0 of format 5 as they are.
                 meta.insert(KEY_FORMAT, encode(&FORMAT_VERSION)?.as_slice())?;
@@ -184,6 +193,8 @@ pub(crate) struct SmShared {
     pub(crate) cache_bytes: usize,
     /// Entries per index generation ([`generations`]).
     pub(crate) generation_entries: u64,
+    /// Seals entries at rest ([`at_rest`]).
+    pub(crate) at_rest: Option<Arc<AtRestKey>>,
 }
 
 impl SmShared {
@@ -360,7 +371,10 @@ impl LedgerStateMachine {
         std::fs::create_dir_all(dir.join(SNAPSHOT_DIR))?;
         snapshot::remove_temporaries(dir)?;
         let cache_bytes = options.state_cache_bytes;
-        let db = open_state_db(&dir.join(STATE_FILE), cache_bytes)?;
+        let mut db = open_state_db(&dir.join(STATE_FILE), cache_bytes)?;
+        if let Some(key) = &options.at_rest_key {
+            seal_stored_entries(&mut db, key)?;
+        }
         let shared = Arc::new(SmShared {
             dir: dir.to_path_buf(),
             db: RwLock::new(Arc::new(db)),
@@ -371,6 +385,7 @@ impl LedgerStateMachine {
             tree_cache: Arc::new(TreeCache::new(options.leaf_hash_cache_bytes)),
             cache_bytes,
             generation_entries: options.index_generation_entries,
+            at_rest: options.at_rest_key.clone(),
         });
         snapshot::upgrade_legacy(&shared)?;
         snapshot::check_state_covers_snapshot(&shared)?;
@@ -427,6 +442,8 @@ pub(crate) fn read_applied(db: &Database) -> Result<(Option<LogId>, StoredMember
 
 struct WriteTables<'t> {
     txn: &'t WriteTransaction,
+    /// Seals the entries written ([`at_rest`]).
+    at_rest: Option<&'t AtRestKey>,
     /// Per-tenant entries tables, opened on a tenant's first append in the transaction.
     entries: HashMap<u32, Table<'t, u64, &'static [u8]>>,
     /// Tree nodes written in this transaction at levels the [`TreeCache`] may keep, added to
@@ -496,6 +513,7 @@ fn apply_blocking(
         };
         let mut tables = WriteTables {
             txn: &txn,
+            at_rest: shared.at_rest.as_deref(),
             entries: HashMap::new(),
             new_nodes: Vec::new(),
             nodes: txn.open_table(NODES)?,
@@ -661,6 +679,7 @@ fn append_one(
     let Some(state) = overlay.get_mut(&req.tenant) else {
         return Ok(Err(Refusal::UnknownTenant { tenant: req.tenant }));
     };
+    let at_rest_key = tables.at_rest;
     let no = state.record.no;
     let suite = state.record.suite;
 
@@ -673,7 +692,7 @@ fn append_one(
                 .indexes
                 .find_request(generations, no, &req.submitter, &req.request_id, hash)?;
         if let Some(index) = prior {
-            let bytes = tables
+            let stored = tables
                 .entries(no)?
                 .get(index)?
                 .ok_or_else(|| {
@@ -684,6 +703,7 @@ fn append_one(
                 })?
                 .value()
                 .to_vec();
+            let bytes = at_rest::from_store(at_rest_key, &req.tenant, index, &stored)?;
             let existing = Entry::decode(&bytes).map_err(|e| {
                 StoreError::Corrupt(format!(
                     "tenant {:?}: entry {index} does not decode: {e}",
@@ -750,7 +770,8 @@ fn append_one(
     };
     let leaf: HashValue = leaf_hash(suite, &bytes);
     let created = state.frontier.append(leaf)?;
-    tables.entries(no)?.insert(index, bytes.as_slice())?;
+    let stored = at_rest::to_store(at_rest_key, &entry.tenant, index, &bytes)?;
+    tables.entries(no)?.insert(index, stored.as_slice())?;
     for (id, hash) in created.into_iter().filter(|(id, _)| stores_level(id.level)) {
         tables
             .nodes

@@ -17,6 +17,7 @@ use caretrail_ledger_proofs::{
 };
 use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
+use super::at_rest::{AtRestKey, from_store};
 use super::error::{Result, StoreError};
 use super::generations::{IndexTables, ScanHint};
 use super::schema::{
@@ -154,6 +155,7 @@ impl LedgerView {
         };
         Ok(TenantTree {
             tree_cache: Arc::clone(&self.shared.tree_cache),
+            at_rest: self.shared.at_rest.clone(),
             no: record.no,
             info: TenantInfo::new(tenant.to_string(), &record),
             txn,
@@ -178,6 +180,7 @@ impl LedgerView {
         let tables = VerifyTables {
             nodes: txn.open_table(NODES)?,
             indexes: IndexTables::open(&txn)?,
+            at_rest: self.shared.at_rest.clone(),
         };
         let mut report = VerifyReport::default();
         for item in tenants.iter()? {
@@ -253,6 +256,7 @@ impl fmt::Display for Mismatch {
 struct VerifyTables {
     nodes: ReadOnlyTable<(u32, u8, u64), [u8; HASH_LEN]>,
     indexes: IndexTables,
+    at_rest: Option<Arc<AtRestKey>>,
 }
 
 impl VerifyTables {
@@ -288,7 +292,11 @@ impl VerifyTables {
                     format!("entry is missing (next stored is {index})"),
                 );
             }
-            let bytes = v.value();
+            let bytes = match from_store(self.at_rest.as_deref(), tenant, index, v.value()) {
+                Ok(b) => b,
+                Err(e) => return at(index, format!("stored entry does not open: {e}")),
+            };
+            let bytes = bytes.as_slice();
             let entry = match Entry::decode(bytes) {
                 Ok(e) => e,
                 Err(e) => return at(index, format!("stored entry does not decode: {e}")),
@@ -387,6 +395,8 @@ impl VerifyTables {
 /// the `caretrail_ledger_proofs` proof functions run directly on the store.
 pub struct TenantTree {
     tree_cache: Arc<TreeCache>,
+    /// Opens entries sealed at rest.
+    at_rest: Option<Arc<AtRestKey>>,
     no: u32,
     info: TenantInfo,
     txn: ReadTransaction,
@@ -479,7 +489,7 @@ impl TenantTree {
     /// (a tampered entry is reported, not served).
     pub fn entry_bytes(&self, index: u64) -> Result<Vec<u8>> {
         self.check_index(index)?;
-        let bytes = self
+        let stored = self
             .entries_table()?
             .get(index)?
             .ok_or_else(|| {
@@ -490,6 +500,7 @@ impl TenantTree {
             })?
             .value()
             .to_vec();
+        let bytes = from_store(self.at_rest.as_deref(), &self.info.tenant, index, &stored)?;
         if leaf_hash(self.info.suite, &bytes) != self.node(0, index)? {
             return Err(StoreError::Corrupt(format!(
                 "tenant {:?}: entry {index} does not match its leaf hash",

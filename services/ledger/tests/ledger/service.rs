@@ -3,7 +3,7 @@
 //! bus RPC and `ledger.appended` events, restart and tamper detection at start.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -817,16 +817,25 @@ async fn rpc_appends_and_publishes_events_on_rabbitmq() {
     rpc_appends_and_publishes_events(Backend::Real).await;
 }
 
-fn flip_marker(dir: &Path, marker: &[u8]) -> PathBuf {
+/// Flips a byte inside every entry sealed at rest in `state.redb` (`CTLX\x01` + nonce + …);
+/// returns how many there were.
+fn flip_sealed_entries(dir: &Path) -> usize {
     let path = dir.join("state.redb");
     let mut bytes = std::fs::read(&path).unwrap();
-    let at = bytes
-        .windows(marker.len())
-        .position(|w| w == marker)
-        .expect("marker in state.redb");
-    bytes[at] ^= 0x01;
+    let magic = b"CTLX\x01";
+    let mut hits = 0;
+    let mut i = 0;
+    while i + magic.len() + 20 <= bytes.len() {
+        if &bytes[i..i + magic.len()] == magic {
+            bytes[i + magic.len() + 16] ^= 0x01;
+            hits += 1;
+            i += magic.len();
+        } else {
+            i += 1;
+        }
+    }
     std::fs::write(&path, bytes).unwrap();
-    path
+    hits
 }
 
 #[tokio::test]
@@ -871,8 +880,11 @@ async fn the_log_survives_restarts_and_tampering_stops_the_node() {
     assert_eq!(again.index, receipt.index);
     let db_dir = ledger.stop().await;
 
+    // Entries are sealed at rest: the payload is nowhere in the state file in clear.
+    let state = std::fs::read(data.path().join("state.redb")).unwrap();
+    assert!(!state.windows(marker.len()).any(|w| w == marker));
     // One flipped byte in a stored entry: the node refuses to start.
-    flip_marker(data.path(), marker);
+    assert!(flip_sealed_entries(data.path()) >= 2);
     let (config2, _unused) = config(Backend::Embedded, data.path()).await;
     let mut config2 = config2;
     config2.service.db = config1.service.db.clone();

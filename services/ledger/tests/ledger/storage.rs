@@ -59,7 +59,12 @@ fn register(tenant: &str, suite: Suite) -> LedgerCommand {
     })
 }
 
-fn request(tenant: &str, submitter: &str, request_id: &str, payload: &[u8]) -> AppendRequest {
+pub(crate) fn request(
+    tenant: &str,
+    submitter: &str,
+    request_id: &str,
+    payload: &[u8],
+) -> AppendRequest {
     AppendRequest {
         tenant: tenant.into(),
         kind: "record.anchored".into(),
@@ -111,24 +116,24 @@ fn batch(entries: Vec<AppendRequest>) -> LedgerCommand {
 
 /// A node's storage driven directly: every command goes through the log, then the state
 /// machine, as Raft would do it on a single node.
-struct Node {
+pub(crate) struct Node {
     log: LogStore,
-    sm: LedgerStateMachine,
+    pub(crate) sm: LedgerStateMachine,
     next: u64,
 }
 
 impl Node {
-    fn open(dir: &Path) -> Self {
+    pub(crate) fn open(dir: &Path) -> Self {
         Self::open_with(dir, &StoreOptions::default())
     }
 
-    fn open_with(dir: &Path, options: &StoreOptions) -> Self {
+    pub(crate) fn open_with(dir: &Path, options: &StoreOptions) -> Self {
         let (log, sm) = storage::open_with(dir, options).unwrap();
         let next = log.log_state().last_log_id.map_or(1, |l| l.index + 1);
         Self { log, sm, next }
     }
 
-    fn view(&self) -> LedgerView {
+    pub(crate) fn view(&self) -> LedgerView {
         self.sm.view()
     }
 
@@ -149,7 +154,10 @@ impl Node {
         self.propose_many(vec![cmd]).await.pop().unwrap()
     }
 
-    async fn append(&mut self, entries: Vec<AppendRequest>) -> Vec<Result<Appended, Refusal>> {
+    pub(crate) async fn append(
+        &mut self,
+        entries: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, Refusal>> {
         match self.propose(batch(entries)).await {
             LedgerResponse::Appended(r) => r,
             other => panic!("unexpected response {other:?}"),
@@ -179,7 +187,7 @@ impl Node {
         n
     }
 
-    async fn register(&mut self, tenant: &str, suite: Suite) {
+    pub(crate) async fn register(&mut self, tenant: &str, suite: Suite) {
         match self.propose(register(tenant, suite)).await {
             LedgerResponse::Tenant(Ok(r)) => assert!(r.created),
             other => panic!("unexpected response {other:?}"),
@@ -737,7 +745,7 @@ async fn proofs_from_the_store_verify_for_many_sizes_and_both_suites() {
 // ---------------------------------------------------------------------------------------------
 // snapshots
 
-async fn fill(node: &mut Node, tenants: &[(&str, Suite)], per_tenant: u64) {
+pub(crate) async fn fill(node: &mut Node, tenants: &[(&str, Suite)], per_tenant: u64) {
     for (tenant, suite) in tenants {
         node.register(tenant, *suite).await;
     }
@@ -767,7 +775,7 @@ async fn transfer(from: &mut Node, to: &mut Node) -> Result<(), StorageError<u64
     to.sm.install_snapshot(&snap.meta, rx).await
 }
 
-async fn take_snapshot(node: &mut Node) -> openraft::Snapshot<TypeConfig> {
+pub(crate) async fn take_snapshot(node: &mut Node) -> openraft::Snapshot<TypeConfig> {
     node.sm
         .get_snapshot_builder()
         .await
@@ -777,14 +785,16 @@ async fn take_snapshot(node: &mut Node) -> openraft::Snapshot<TypeConfig> {
 }
 
 /// Reads a snapshot's stream (written out from its manifest on the first read).
-async fn stream_of(snap: &mut openraft::Snapshot<TypeConfig>) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn stream_of(
+    snap: &mut openraft::Snapshot<TypeConfig>,
+) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut *snap.snapshot, &mut bytes).await?;
     Ok(bytes)
 }
 
 /// Installs `bytes` as a received snapshot stream with metadata `meta`.
-async fn install_bytes(
+pub(crate) async fn install_bytes(
     node: &mut Node,
     meta: &storage::types::SnapshotMeta,
     bytes: &[u8],
@@ -961,7 +971,7 @@ async fn corrupted_snapshot_is_refused_and_state_kept() {
 // ---------------------------------------------------------------------------------------------
 // tamper detection
 
-fn flip_in_file(path: &Path, marker: &[u8], offset: usize) -> usize {
+pub(crate) fn flip_in_file(path: &Path, marker: &[u8], offset: usize) -> usize {
     let mut bytes = std::fs::read(path).unwrap();
     let mut hits = 0;
     let mut i = 0;
@@ -1119,7 +1129,7 @@ async fn a_format_2_state_is_converted_when_opened() {
             txn.open_table(LEGACY),
             Err(redb::TableError::TableDoesNotExist(_))
         ));
-        assert_eq!(stored_format(&txn), [5]);
+        assert_eq!(stored_format(&txn), [6]);
         assert_eq!(stored_lower_levels(&txn), 0);
     }
     // A format this build does not know is refused, not misread.
@@ -1135,19 +1145,19 @@ async fn a_format_2_state_is_converted_when_opened() {
 
 const NODES_TABLE: redb::TableDefinition<(u32, u8, u64), [u8; 32]> =
     redb::TableDefinition::new("nodes");
-const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sm_meta");
+pub(crate) const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("sm_meta");
 const REQUEST_FILTERS: redb::TableDefinition<u32, &[u8]> =
     redb::TableDefinition::new("request_filters");
 
 /// Records `format` as the state's layout version (postcard's encoding of a small u32 is the
 /// byte itself).
-fn set_format(txn: &redb::WriteTransaction, format: u8) {
+pub(crate) fn set_format(txn: &redb::WriteTransaction, format: u8) {
     let mut meta = txn.open_table(META).unwrap();
     meta.insert("format", [format].as_slice()).unwrap();
 }
 
 /// The state's recorded layout version, as stored.
-fn stored_format(txn: &redb::ReadTransaction) -> Vec<u8> {
+pub(crate) fn stored_format(txn: &redb::ReadTransaction) -> Vec<u8> {
     let meta = txn.open_table(META).unwrap();
     let format = redb::ReadableTable::get(&meta, "format").unwrap().unwrap();
     format.value().to_vec()
@@ -1286,7 +1296,7 @@ async fn a_format_3_state_drops_tree_levels_1_to_4_when_opened() {
     }
     let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
     let txn = db.begin_read().unwrap();
-    assert_eq!(stored_format(&txn), [5]);
+    assert_eq!(stored_format(&txn), [6]);
     assert_eq!(stored_lower_levels(&txn), 0);
 }
 
@@ -1475,7 +1485,7 @@ async fn a_format_4_state_becomes_the_first_index_generation() {
     );
     let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
-    assert_eq!(stored_format(&txn), [5]);
+    assert_eq!(stored_format(&txn), [6]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,233 @@
+//! Entries sealed at rest (state format 6).
+//!
+//! Since payload version 2 an entry holds ids, hashes, times and a commitment — nothing of a
+//! patient's care (docs/ARCHITECTURE.md, "What an entry carries"). Entries written before
+//! hold categories, dates and purposes in clear, and they cannot be rewritten: their bytes
+//! are the Merkle leaf and carry the submitter's signature. So a node stores every entry
+//! encrypted, and converts a store written by format 5 when it opens it: a stolen ledger
+//! volume shows leaf hashes and tree nodes, never an entry.
+//!
+//! Stored form: `"CTLX" ‖ 0x01 ‖ nonce ‖ AES-256-GCM(entry)` with associated data
+//! `tenant ‖ 0x00 ‖ u64be index`, so a sealed entry opens only at its own place. The key is
+//! derived (HMAC-SHA-256, domain-separated) from the cluster's Ed25519 checkpoint key — the
+//! file every node already holds and that a restore needs anyway (a Kubernetes Secret, not
+//! on the volume). Entries in clear (`"CTLE"…`) are still read, so a store is readable while
+//! it converts, and by tools that hold no key only as far as it is in clear.
+
+use caretrail_crypto::{DataKey, MacKey, Suite};
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::StoreError;
+use super::schema::{
+    KEY_SEALED_AT_REST, SM_META, TENANTS, TenantRecord, decode, encode, entries_table,
+    entries_table_name,
+};
+
+/// Marks a sealed stored entry (an entry's own encoding starts with `CTLE`).
+const MAGIC: &[u8] = b"CTLX\x01";
+/// Domain separation of the derived key.
+const CONTEXT: &[u8] = b"caretrail/ledger/entries-at-rest/v1";
+
+/// The key entries are sealed with.
+pub struct AtRestKey {
+    key: DataKey,
+}
+
+impl std::fmt::Debug for AtRestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AtRestKey(..)")
+    }
+}
+
+impl AtRestKey {
+    /// Derives the key from secret key material (the checkpoint key's PKCS#8 encoding).
+    pub fn derive(secret: &[u8]) -> Result<Self, StoreError> {
+        let mac = MacKey::from_bytes(Suite::Intl, secret)
+            .map_err(|e| StoreError::Corrupt(format!("at-rest key: {e}")))?;
+        let key = DataKey::from_bytes(Suite::Intl, mac.mac(CONTEXT).as_bytes())
+            .map_err(|e| StoreError::Corrupt(format!("at-rest key: {e}")))?;
+        Ok(Self { key })
+    }
+
+    fn aad(tenant: &str, index: u64) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(tenant.len() + 9);
+        aad.extend_from_slice(tenant.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(&index.to_be_bytes());
+        aad
+    }
+
+    /// The stored form of entry `index` of `tenant`.
+    pub fn seal(&self, tenant: &str, index: u64, entry: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let sealed = caretrail_crypto::seal(&self.key, &Self::aad(tenant, index), entry)
+            .map_err(|e| StoreError::Corrupt(format!("sealing entry {index}: {e}")))?;
+        let mut out = Vec::with_capacity(MAGIC.len() + sealed.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+}
+
+/// Whether a stored value is sealed.
+pub fn is_sealed(stored: &[u8]) -> bool {
+    stored.starts_with(MAGIC)
+}
+
+/// The form of an entry to store: sealed when the node has a key.
+pub fn to_store(
+    key: Option<&AtRestKey>,
+    tenant: &str,
+    index: u64,
+    entry: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    match key {
+        Some(key) => key.seal(tenant, index, entry),
+        None => Ok(entry.to_vec()),
+    }
+}
+
+/// An entry's encoding from its stored form.
+pub fn from_store(
+    key: Option<&AtRestKey>,
+    tenant: &str,
+    index: u64,
+    stored: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let Some(sealed) = stored.strip_prefix(MAGIC) else {
+        return Ok(stored.to_vec());
+    };
+    let key = key.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "tenant {tenant:?}: entry {index} is sealed at rest and this store was opened without the checkpoint key"
+        ))
+    })?;
+    caretrail_crypto::open(&key.key, &AtRestKey::aad(tenant, index), sealed).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "tenant {tenant:?}: entry {index} does not open with this node's key (another cluster's checkpoint key, or damaged)"
+        ))
+    })
+}
+
+/// Entries re-sealed per write transaction when a store is converted.
+const SEAL_CHUNK: usize = 20_000;
+
+/// At open with a key: seals every entry still in clear (a store written by format 5, or
+/// opened without a key since), in chunks, then records that all are sealed and compacts the
+/// file, so the pages that held the entries in clear are no longer in it. Resumable: a
+/// conversion cut short seals what is left at the next open.
+pub(crate) fn seal_stored_entries(db: &mut Database, key: &AtRestKey) -> Result<(), StoreError> {
+    let done = {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(SM_META)?;
+        meta.get(KEY_SEALED_AT_REST)?.is_some()
+    };
+    if done {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let tenants: Vec<(String, u32)> = {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(TENANTS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let record: TenantRecord = decode(v.value())?;
+            out.push((k.value().to_string(), record.no));
+        }
+        out
+    };
+    let mut sealed = 0u64;
+    for (tenant, no) in &tenants {
+        let mut from = 0u64;
+        loop {
+            let txn = db.begin_write()?;
+            let mut last = None;
+            {
+                let Some(mut table) = open_if_exists_mut(&txn, *no)? else {
+                    break;
+                };
+                let clear: Vec<(u64, Vec<u8>)> = table
+                    .range(from..)?
+                    .take(SEAL_CHUNK)
+                    .map(|item| item.map(|(k, v)| (k.value(), v.value().to_vec())))
+                    .collect::<Result<_, _>>()?;
+                for (index, stored) in clear {
+                    last = Some(index);
+                    if !is_sealed(&stored) {
+                        table.insert(index, key.seal(tenant, index, &stored)?.as_slice())?;
+                        sealed += 1;
+                    }
+                }
+            }
+            txn.commit()?;
+            match last {
+                Some(index) => from = index + 1,
+                None => break,
+            }
+        }
+    }
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(SM_META)?;
+        meta.insert(KEY_SEALED_AT_REST, encode(&1u32)?.as_slice())?;
+    }
+    txn.commit()?;
+    if sealed > 0 {
+        if let Err(error) = db.compact() {
+            tracing::warn!(%error, "compacting state.redb after sealing its entries failed; pages that held entries in clear may stay in the file until reused");
+        }
+        tracing::info!(
+            entries = sealed,
+            tenants = tenants.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "entries sealed at rest (state format 6)"
+        );
+    }
+    Ok(())
+}
+
+fn open_if_exists_mut(
+    txn: &redb::WriteTransaction,
+    no: u32,
+) -> Result<Option<redb::Table<'_, u64, &'static [u8]>>, StoreError> {
+    let name = entries_table_name(no);
+    let exists = txn
+        .list_tables()?
+        .any(|t| redb::TableHandle::name(&t) == name);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(txn.open_table(entries_table(&name))?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sealed_entries_open_only_at_their_place_with_their_key() {
+        let key = AtRestKey::derive(b"checkpoint key material").unwrap();
+        let entry = b"CTLE\x01 an entry with category mental_health";
+        let stored = to_store(Some(&key), "ten_a", 7, entry).unwrap();
+        assert!(is_sealed(&stored));
+        assert!(!stored.windows(13).any(|w| w == b"mental_health"));
+        assert_eq!(from_store(Some(&key), "ten_a", 7, &stored).unwrap(), entry);
+        // Another place, another tenant, another key, no key: refused.
+        assert!(from_store(Some(&key), "ten_a", 8, &stored).is_err());
+        assert!(from_store(Some(&key), "ten_b", 7, &stored).is_err());
+        let other = AtRestKey::derive(b"another cluster").unwrap();
+        assert!(from_store(Some(&other), "ten_a", 7, &stored).is_err());
+        assert!(from_store(None, "ten_a", 7, &stored).is_err());
+        // A flipped bit is caught.
+        let mut damaged = stored.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert!(from_store(Some(&key), "ten_a", 7, &damaged).is_err());
+        // Entries in clear are read as they are, with or without a key.
+        assert_eq!(from_store(Some(&key), "ten_a", 7, entry).unwrap(), entry);
+        assert_eq!(to_store(None, "ten_a", 7, entry).unwrap(), entry);
+        // The same entry sealed twice differs (fresh nonces).
+        assert_ne!(stored, to_store(Some(&key), "ten_a", 7, entry).unwrap());
+    }
+}

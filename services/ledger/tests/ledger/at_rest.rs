@@ -30,6 +30,20 @@ fn file_holds(dir: &Path, marker: &[u8]) -> bool {
 }
 
 const MARKER: &[u8] = b"category=mental_health;marker=5c1d9e";
+
+/// `n` submissions to `ten_a` whose payloads hold [`MARKER`].
+fn marked(n: u64) -> Vec<caretrail_ledger::storage::AppendRequest> {
+    (0..n)
+        .map(|i| {
+            request(
+                "ten_a",
+                REGISTRAR,
+                &format!("r{i}"),
+                &[MARKER, &i.to_be_bytes()].concat(),
+            )
+        })
+        .collect()
+}
 const LATER: &[u8] = b"category=genetic;marker=77a0f2";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,17 +52,7 @@ async fn a_format_5_store_is_sealed_when_opened_with_the_key() {
     let (entries, root) = {
         let mut node = Node::open(dir.path());
         node.register("ten_a", Suite::Intl).await;
-        let reqs = (0..40u64)
-            .map(|i| {
-                request(
-                    "ten_a",
-                    REGISTRAR,
-                    &format!("r{i}"),
-                    &[MARKER, &i.to_be_bytes()].concat(),
-                )
-            })
-            .collect();
-        node.append(reqs).await;
+        node.append(marked(40)).await;
         let tree = node.view().tree("ten_a").unwrap();
         let entries: Vec<_> = (0..40).map(|i| tree.entry(i).unwrap()).collect();
         (entries, tree.root_at(40).unwrap())
@@ -134,17 +138,7 @@ async fn snapshots_carry_sealed_entries_between_nodes_of_one_cluster() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = Node::open_with(dir_a.path(), &options);
     a.register("ten_a", Suite::Gm).await;
-    let reqs = (0..25u64)
-        .map(|i| {
-            request(
-                "ten_a",
-                REGISTRAR,
-                &format!("r{i}"),
-                &[MARKER, &i.to_be_bytes()].concat(),
-            )
-        })
-        .collect();
-    a.append(reqs).await;
+    a.append(marked(25)).await;
     assert!(!file_holds(dir_a.path(), MARKER));
     let mut snap = take_snapshot(&mut a).await;
     let meta = snap.meta.clone();

@@ -127,11 +127,35 @@ impl Stack {
             .await;
         assert_eq!(s, 201, "{i}");
         let iid = i["id"].as_str().unwrap().to_string();
+        // The operator sets up the tenant's first administrator; that administrator, not the
+        // operator, registers the tenant's apps.
+        let password = "a long enough first-admin password";
+        let (s, user) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/tenants/{tid}/users"),
+                op,
+                Some(json!({
+                    "institution_id": iid, "username": "first.admin", "display_name": "First Admin",
+                    "roles": ["tenant_admin"], "password": password,
+                })),
+            )
+            .await;
+        assert_eq!(s, 201, "{user}");
+        let login = self
+            .http
+            .post(format!("{}/v1/auth/login", self.gw))
+            .json(&json!({"tenant_id": tid, "username": "first.admin", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        let login: Value = login.json().await.unwrap();
+        let tenant_admin = login["access_token"].as_str().expect("login").to_string();
         let (s, app) = self
             .call(
                 reqwest::Method::POST,
                 &format!("/v1/tenants/{tid}/apps"),
-                op,
+                &tenant_admin,
                 Some(json!({"name": "HIS", "institution_id": iid, "scopes": ["admin", "patients:write", "records:read"]})),
             )
             .await;
@@ -348,7 +372,7 @@ async fn client_credentials_flow_and_jwks_verification(backend: Backend) {
         .call(
             reqwest::Method::POST,
             &format!("/v1/tenants/{tid}/apps"),
-            &op,
+            &admin,
             Some(json!({"name": "live", "institution_id": iid, "scopes": ["records:read"]})),
         )
         .await;
@@ -466,7 +490,10 @@ async fn tenant_isolation_on_every_endpoint(backend: Backend) {
     let (_, users_b) = s
         .call(M::GET, &format!("/v1/tenants/{tb}/users"), &admin_b, None)
         .await;
-    assert!(users_b["items"].as_array().unwrap().is_empty());
+    // Only the first administrator the operator set up: nothing the other tenant tried.
+    let users_b = users_b["items"].as_array().unwrap();
+    assert_eq!(users_b.len(), 1, "{users_b:?}");
+    assert_eq!(users_b[0]["username"], "first.admin");
     let (_, tenant_b) = s
         .call(M::GET, &format!("/v1/tenants/{tb}"), &admin_b, None)
         .await;
@@ -661,7 +688,10 @@ async fn bad_input_is_400_with_field_details_and_writes_nothing(backend: Backend
         ),
     ];
     for (path, body, code) in cases {
-        let (status, problem) = s.call(M::POST, &path, &op, Some(body.clone())).await;
+        // Apps are registered by the tenant's administrators, tenants and institutions by the
+        // operator.
+        let caller = if path.ends_with("/apps") { &admin } else { &op };
+        let (status, problem) = s.call(M::POST, &path, caller, Some(body.clone())).await;
         assert_eq!(status, 400, "{path} {body}: {problem}");
         assert_eq!(problem["code"], code, "{path} {body}: {problem}");
         if code == "invalid_request" {
@@ -1237,3 +1267,103 @@ async fn certificates_verify_with_openssl_rotate_and_revoke(backend: Backend) {
     }
 }
 both!(certificates_verify_with_openssl_rotate_and_revoke);
+
+/// Separation of duties: the platform operator sets a tenant up (institutions, its first
+/// administrators) and can cut things off in an incident, but does not decide who reads
+/// clinical data — no physicians, no apps, no app secrets, no signing keys of its choosing.
+async fn operator_runs_tenants_but_cannot_reach_clinical_data(backend: Backend) {
+    use reqwest::Method as M;
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let (tid, iid, admin) = s.tenant(&op, "Tenant", "gm").await;
+    let user = |username: &str, roles: Value| {
+        json!({
+            "institution_id": iid, "username": username, "display_name": "Someone",
+            "roles": roles, "password": "a long enough password here",
+        })
+    };
+    let users = format!("/v1/tenants/{tid}/users");
+    for roles in [
+        json!(["physician"]),
+        json!(["auditor"]),
+        json!(["tenant_admin", "physician"]),
+        json!([]),
+    ] {
+        let (status, problem) = s
+            .call(M::POST, &users, &op, Some(user("op.made", roles.clone())))
+            .await;
+        assert_eq!(status, 403, "{roles}: {problem}");
+        assert_eq!(problem["code"], "forbidden");
+    }
+    let (status, second) = s
+        .call(
+            M::POST,
+            &users,
+            &op,
+            Some(user("second.admin", json!(["tenant_admin"]))),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    // Apps, their secrets and the institutions' keys are the tenant's own business.
+    let (status, _) = s
+        .call(
+            M::POST,
+            &format!("/v1/tenants/{tid}/apps"),
+            &op,
+            Some(json!({"name": "x", "institution_id": iid, "scopes": ["records:read"]})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (_, apps) = s
+        .call(M::GET, &format!("/v1/tenants/{tid}/apps"), &op, None)
+        .await;
+    let app_id = apps["items"][0]["id"].as_str().unwrap().to_string();
+    let (status, _) = s
+        .call(
+            M::POST,
+            &format!("/v1/apps/{app_id}/rotate-secret"),
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "a new secret is a way in");
+    let (status, _) = s
+        .call(
+            M::POST,
+            &format!("/v1/institutions/{iid}/keys"),
+            &op,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status, 403,
+        "a key of the operator's choosing would sign for the institution"
+    );
+    let (status, _) = s
+        .call(
+            M::PATCH,
+            &format!("/v1/institutions/{iid}"),
+            &op,
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // The tenant's administrators still can; the operator can still cut an app off.
+    let (status, _) = s
+        .call(
+            M::POST,
+            &format!("/v1/apps/{app_id}/rotate-secret"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .call(M::POST, &format!("/v1/apps/{app_id}/revoke"), &op, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, listed) = s.call(M::GET, &users, &op, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
+}
+both!(operator_runs_tenants_but_cannot_reach_clinical_data);

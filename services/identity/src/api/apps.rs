@@ -9,7 +9,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 
-use super::require_admin;
+use super::{require_admin, require_admin_or_operator};
 use crate::{
     IdentityError, State,
     entities::{app, institution},
@@ -146,7 +146,7 @@ pub async fn list(
     path: web::Path<TenantId>,
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
-    require_admin(&p, &tenant, "tenant")?;
+    require_admin_or_operator(&p, &tenant, "tenant")?;
     super::tenants::load(&state, &tenant).await?;
     let rows = app::Entity::find()
         .filter(app::Column::TenantId.eq(tenant.as_str()))
@@ -157,7 +157,13 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(AppListOut { items }))
 }
 
-async fn load_admin(state: &State, p: &Principal, id: &AppId) -> Result<app::Model, IdentityError> {
+/// The app `id`, if the caller administers its tenant (`operator_too`: or is the operator).
+async fn load_admin(
+    state: &State,
+    p: &Principal,
+    id: &AppId,
+    operator_too: bool,
+) -> Result<app::Model, IdentityError> {
     let row = app::Entity::find_by_id(id.to_string())
         .one(&state.db)
         .await?
@@ -168,7 +174,11 @@ async fn load_admin(state: &State, p: &Principal, id: &AppId) -> Result<app::Mod
         .ok_or(IdentityError::NotFound("app"))?
         .parse()
         .map_err(|_| IdentityError::Corrupt("tenant id"))?;
-    require_admin(p, &tenant, "app")?;
+    if operator_too {
+        require_admin_or_operator(p, &tenant, "app")?;
+    } else {
+        require_admin(p, &tenant, "app")?;
+    }
     Ok(row)
 }
 
@@ -181,7 +191,8 @@ pub async fn rotate_secret(
     p: Principal,
     path: web::Path<AppId>,
 ) -> Result<HttpResponse, IdentityError> {
-    let row = load_admin(&state, &p, &path.into_inner()).await?;
+    // A new secret is a way in: the tenant's own administrators only.
+    let row = load_admin(&state, &p, &path.into_inner(), false).await?;
     let secret = new_secret()?;
     let mut am: app::ActiveModel = row.into();
     am.secret_hash = Set(hash_secret(&secret));
@@ -202,7 +213,8 @@ pub async fn revoke(
     p: Principal,
     path: web::Path<AppId>,
 ) -> Result<HttpResponse, IdentityError> {
-    let row = load_admin(&state, &p, &path.into_inner()).await?;
+    // Cutting an app off gives no access: the operator may, in an incident.
+    let row = load_admin(&state, &p, &path.into_inner(), true).await?;
     let mut am: app::ActiveModel = row.into();
     am.status = Set("revoked".into());
     let model = am.update(&state.db).await?;

@@ -12,7 +12,7 @@ use sea_orm::{
     QueryOrder,
 };
 
-use super::{require_admin, require_member};
+use super::{require_admin, require_admin_or_operator, require_member};
 use crate::{
     IdentityError, State,
     entities::{institution, institution_key},
@@ -180,7 +180,9 @@ pub async fn create(
     input: web::Json<InstitutionIn>,
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
-    require_admin(&p, &tenant, "tenant")?;
+    // Setting a tenant up (the institution its first administrators belong to) is the
+    // operator's as well.
+    require_admin_or_operator(&p, &tenant, "tenant")?;
     Ok(
         HttpResponse::Created()
             .json(create_institution(&state, &tenant, input.into_inner()).await?),

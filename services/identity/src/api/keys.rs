@@ -11,7 +11,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect,
 };
 
-use super::{institutions::find_visible, require_admin, require_member};
+use super::{institutions::find_visible, require_admin, require_admin_or_operator, require_member};
 use crate::{
     IdentityError, State,
     entities::institution_key,
@@ -162,7 +162,9 @@ pub async fn revoke(
 ) -> Result<HttpResponse, IdentityError> {
     let (institution_id, key_id) = path.into_inner();
     let (tenant, ins) = find_visible(&state, &p, &institution_id).await?;
-    require_admin(&p, &tenant, "institution")?;
+    // Revoking a key in an incident gives no access: the operator may. Registering one (above)
+    // decides whose signatures count, so only the tenant's administrators.
+    require_admin_or_operator(&p, &tenant, "institution")?;
     let reason = input.reason.trim();
     if reason.is_empty() || reason.len() > 200 {
         return Err(IdentityError::field("reason", "1–200 characters"));

@@ -39,24 +39,42 @@ pub fn require_member(
     }
 }
 
-/// The caller may administer `tenant`: the operator, a tenant admin, or an app with the
-/// `admin` scope, of that tenant.
+/// The caller administers `tenant`: a tenant admin, or an app with the `admin` scope, of that
+/// tenant. Not the platform operator: it runs tenants, not what is inside them — who is a
+/// physician, which app holds which secret, which key signs for an institution decide who
+/// reads clinical data (separation of duties; [`require_admin_or_operator`] for the rest).
 pub fn require_admin(
     p: &Principal,
     tenant: &TenantId,
     what: &'static str,
 ) -> Result<(), IdentityError> {
     require_member(p, tenant, what)?;
-    if p.0.is_operator()
-        || p.0.has_role(Role::TenantAdmin)
-        || p.0.has_scope(caretrail_contracts::auth::scopes::ADMIN)
-    {
+    if p.0.is_operator() {
+        return Err(IdentityError::Forbidden(
+            "the platform operator does not administer what is inside a tenant".into(),
+        ));
+    }
+    if p.0.has_role(Role::TenantAdmin) || p.0.has_scope(caretrail_contracts::auth::scopes::ADMIN) {
         Ok(())
     } else {
         Err(IdentityError::Forbidden(
             "this operation needs a tenant administrator".into(),
         ))
     }
+}
+
+/// [`require_admin`], or the platform operator: for what running a tenant needs and gives
+/// no access to clinical data (its institutions, its first administrators, listing its
+/// users and apps, revoking an app or a key in an incident).
+pub fn require_admin_or_operator(
+    p: &Principal,
+    tenant: &TenantId,
+    what: &'static str,
+) -> Result<(), IdentityError> {
+    if p.0.is_operator() {
+        return Ok(());
+    }
+    require_admin(p, tenant, what)
 }
 
 pub fn caller_tenant(p: &Principal) -> Result<TenantId, IdentityError> {

@@ -20,7 +20,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use super::require_admin;
+use super::{require_admin, require_admin_or_operator};
 use crate::{
     IdentityError, State,
     entities::{institution, refresh_token, tenant, user},
@@ -224,8 +224,20 @@ pub async fn create(
     input: web::Json<UserIn>,
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
-    require_admin(&p, &tenant, "tenant")?;
-    Ok(HttpResponse::Created().json(create_user(&state, &tenant, input.into_inner()).await?))
+    let input = input.into_inner();
+    // The operator sets up a tenant's first administrators, and no one else: whoever creates a
+    // physician decides who reads clinical data.
+    if p.0.is_operator() {
+        require_admin_or_operator(&p, &tenant, "tenant")?;
+        if input.roles.iter().any(|r| *r != Role::TenantAdmin) || input.roles.is_empty() {
+            return Err(IdentityError::Forbidden(
+                "the platform operator creates tenant administrators only".into(),
+            ));
+        }
+    } else {
+        require_admin(&p, &tenant, "tenant")?;
+    }
+    Ok(HttpResponse::Created().json(create_user(&state, &tenant, input).await?))
 }
 
 #[utoipa::path(get, operation_id = "list_users", path = "/v1/tenants/{tenant_id}/users", tag = "users",
@@ -238,7 +250,7 @@ pub async fn list(
     path: web::Path<TenantId>,
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
-    require_admin(&p, &tenant, "tenant")?;
+    require_admin_or_operator(&p, &tenant, "tenant")?;
     super::tenants::load(&state, &tenant).await?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
     let rows = user::Entity::find()

@@ -1189,12 +1189,12 @@ async fn make_byok(
     let institution = stack.institution(t, i)["id"].as_str().unwrap().to_string();
     let key_id = key.public_key().key_id().to_hex();
     let challenge = caretrail_identity::model::byok_challenge(&tenant, &institution, &key_id);
-    // Tenant 0's tenant admin; tenant 1 has no people, so the platform operator registers
-    // the key there (until the operator's tenant powers are narrowed, issue #26).
+    // Tenant 0's tenant admin; tenant 1 has no people: the platform operator sets up its
+    // first administrator (all it may do there), who registers the key.
     let admin = if t == 0 {
         stack.user_token("admin.bureau").await
     } else {
-        stack.operator_token().await
+        tenant_admin_of(stack, t, i).await
     };
     let resp = stack
         .http
@@ -1281,6 +1281,36 @@ fn byok_metadata(
         .into();
     m["seal_salt"] = hex::encode(salt).into();
     m
+}
+
+/// A tenant administrator of tenant `t` (at institution `i`), set up by the operator.
+async fn tenant_admin_of(stack: &Stack, t: usize, i: usize) -> String {
+    let tenant = stack.tenant_id(t);
+    let institution = stack.institution(t, i)["id"].as_str().unwrap().to_string();
+    let password = "a long enough first-admin password";
+    let resp = stack
+        .http
+        .post(format!("{}/v1/tenants/{tenant}/users", stack.identity))
+        .bearer_auth(stack.operator_token().await)
+        .json(&json!({
+            "institution_id": institution, "username": "first.admin",
+            "display_name": "First Admin", "roles": ["tenant_admin"], "password": password,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let login: Value = stack
+        .http
+        .post(format!("{}/v1/auth/login", stack.identity))
+        .json(&json!({"tenant_id": tenant, "username": "first.admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access_token"].as_str().unwrap().to_string()
 }
 
 /// A BYOK upload of `body` as record `record` of institution (t, i), signed with `key`.

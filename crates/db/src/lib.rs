@@ -175,6 +175,25 @@ pub async fn begin_tenant(
     Ok(txn)
 }
 
+/// A read-only transaction scoped to `tenant` (row-level security as in [`begin_tenant`]). On
+/// SQLite it takes no write lock: for reads that must not queue behind writers, or make them
+/// queue (a login reads the account, then hashes for tens of milliseconds).
+pub async fn begin_tenant_read(
+    db: &DatabaseConnection,
+    tenant: &str,
+) -> Result<DatabaseTransaction, DbError> {
+    let txn = db.begin().await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config($1, $2, true)",
+            [TENANT_SETTING.into(), tenant.into()],
+        ))
+        .await?;
+    }
+    Ok(txn)
+}
+
 /// Begins a transaction that may write. On SQLite it takes the write lock up front
 /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail with
 /// SQLITE_BUSY at once, without waiting, when another writer got there first.

@@ -21,6 +21,8 @@ pub enum IdentityError {
     Unauthorized(String),
     #[error("the tenant is suspended")]
     TenantSuspended,
+    #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// RFC 6749 §5.2 token-endpoint errors.
@@ -65,6 +67,7 @@ impl ApiError for IdentityError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Forbidden(_) | Self::TenantSuspended => StatusCode::FORBIDDEN,
+            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Auth(e) => e.status(),
             Self::OAuth { status, .. } => *status,
@@ -85,6 +88,7 @@ impl ApiError for IdentityError {
             Self::Forbidden(_) => "forbidden",
             Self::Unauthorized(_) => "invalid_credentials",
             Self::TenantSuspended => "tenant_suspended",
+            Self::Throttled(_) => "too_many_requests",
             Self::Auth(e) => e.code(),
             Self::OAuth { error, .. } => error,
             Self::Bus(_) => "dependency_unavailable",
@@ -127,6 +131,17 @@ impl ResponseError for IdentityError {
                     resp.insert_header(("www-authenticate", "Basic realm=\"caretrail\""));
                 }
                 resp.json(body)
+            }
+            Self::Throttled(wait) => {
+                let mut resp = respond(self);
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                if let Ok(v) =
+                    actix_web::http::header::HeaderValue::from_str(&secs.max(1).to_string())
+                {
+                    resp.headers_mut()
+                        .insert(actix_web::http::header::RETRY_AFTER, v);
+                }
+                resp
             }
             _ => respond(self),
         }

@@ -28,6 +28,7 @@ pub mod model;
 pub mod rpc;
 pub mod secrets;
 pub mod seed;
+pub mod throttle;
 pub mod tokens;
 
 pub use error::IdentityError;
@@ -129,6 +130,40 @@ pub struct State {
     pub tokens: Arc<tokens::TokenIssuer>,
     pub verifier: Verifier,
     pub config: Arc<Config>,
+    /// Login attempts per client address and per account ([`throttle`]).
+    pub logins: Arc<LoginThrottles>,
+}
+
+/// The buckets logins draw from.
+pub struct LoginThrottles {
+    /// Per client address (the gateway's `X-Forwarded-For`, else the peer): 20 at once, then
+    /// two a second.
+    pub by_address: throttle::Throttle,
+    /// Per tenant and username: 10 at once, then one every 6 s — above the lockout after 5
+    /// failures, so the lockout speaks first for one account, the throttle for floods.
+    pub by_account: throttle::Throttle,
+}
+
+impl Default for LoginThrottles {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            by_address: throttle::Throttle::new(
+                throttle::Rate {
+                    burst: 20,
+                    every: Duration::from_millis(500),
+                },
+                100_000,
+            ),
+            by_account: throttle::Throttle::new(
+                throttle::Rate {
+                    burst: 10,
+                    every: Duration::from_secs(6),
+                },
+                100_000,
+            ),
+        }
+    }
 }
 
 pub struct Application {
@@ -174,6 +209,7 @@ impl Application {
             tokens: tokens.clone(),
             verifier: verifier.clone(),
             config: Arc::new(config.clone()),
+            logins: Arc::new(LoginThrottles::default()),
         });
         infra.add_consumer(
             infra

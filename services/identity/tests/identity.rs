@@ -1367,3 +1367,84 @@ async fn operator_runs_tenants_but_cannot_reach_clinical_data(backend: Backend) 
     assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
 }
 both!(operator_runs_tenants_but_cannot_reach_clinical_data);
+
+/// A flood of logins is refused before it costs anything: oversized passwords with a 400,
+/// then, per client address and per account, 429 with `Retry-After` — never a 5xx, and the
+/// tenant's apps keep getting tokens meanwhile.
+async fn login_floods_are_bounded_and_throttled(backend: Backend) {
+    use reqwest::Method as M;
+    let s = stack(backend).await;
+    let op = s.operator_token().await;
+    let (tid, iid, admin) = s.tenant(&op, "Tenant", "gm").await;
+    let password = "correct horse battery staple";
+    let (status, _) = s
+        .call(M::POST, &format!("/v1/tenants/{tid}/users"), &admin,
+              Some(json!({"institution_id": iid, "username": "dr.wang", "display_name": "Dr Wang", "roles": ["physician"], "password": password})))
+        .await;
+    assert_eq!(status, 201);
+    let (_, app) = s
+        .call(
+            M::POST,
+            &format!("/v1/tenants/{tid}/apps"),
+            &admin,
+            Some(json!({"name": "HIS", "institution_id": iid, "scopes": ["records:read"]})),
+        )
+        .await;
+    let login = |tenant: String, username: String, pw: String| {
+        let http = s.http.clone();
+        let url = format!("{}/v1/auth/login", s.gw);
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({"tenant_id": tenant, "username": username, "password": pw}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            (
+                status,
+                retry,
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // 64 KiB is no password: refused at once, and it does not count against the account.
+    let (status, _, problem) = login(tid.clone(), "dr.wang".into(), "x".repeat(64 << 10)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{problem}"
+    );
+    assert_eq!(problem["errors"][0]["field"], "password");
+
+    // A flood from one address: 401s until its bucket is empty, then 429 with Retry-After.
+    let flood: Vec<_> = (0..40)
+        .map(|i| {
+            let tenant = caretrail_contracts::TenantId::generate().to_string();
+            tokio::spawn(login(tenant, format!("nobody{i}"), "wrong password".into()))
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for f in flood {
+        let (status, retry, body) = f.await.unwrap();
+        assert!(status == 401 || status == 429, "{status}: {body}");
+        if status == 429 {
+            assert_eq!(body["code"], "too_many_requests");
+            assert!(retry.is_some_and(|r| r >= 1), "Retry-After on a 429");
+        }
+        statuses.push(status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // Apps authenticate with their secret, not a password: unaffected.
+    s.token_for(
+        app["client_id"].as_str().unwrap(),
+        app["client_secret"].as_str().unwrap(),
+    )
+    .await;
+}
+both!(login_floods_are_bounded_and_throttled);

@@ -1,7 +1,7 @@
 //! Users and password sessions: argon2id hashes, lockout after repeated failures, access
 //! token + single-use rotating refresh token, logout.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
     password_hash::{SaltString, rand_core::OsRng},
@@ -13,6 +13,7 @@ use caretrail_contracts::{
     auth::{Claims, PrincipalKind, Role, scopes},
 };
 use caretrail_crypto::Suite;
+use caretrail_platform::FieldError;
 use caretrail_platform::auth::Principal;
 use chrono::{Duration, Utc};
 use sea_orm::{
@@ -332,37 +333,81 @@ async fn issue_session(
 
 #[utoipa::path(post, operation_id = "login", path = "/v1/auth/login", tag = "users", request_body = LoginIn,
     responses((status = 200, body = SessionOut, description = "Logged in"),
-              (status = 401, body = caretrail_platform::Problem, description = "Invalid credentials or locked")))]
-/// Log in with a password. After 5 consecutive failures the account is locked for 15 minutes.
+              (status = 400, body = caretrail_platform::Problem, description = "Username or password over its bound (128 / 1024 bytes)"),
+              (status = 401, body = caretrail_platform::Problem, description = "Invalid credentials or locked"),
+              (status = 429, body = caretrail_platform::Problem, description = "Too many attempts from this address or for this account; `Retry-After` says when to try again")))]
+/// Log in with a password. After 5 consecutive failures the account is locked for 15 minutes;
+/// attempts are throttled per client address and per account (429 with `Retry-After`).
 pub async fn login(
     state: web::Data<State>,
+    req: HttpRequest,
     input: web::Json<LoginIn>,
 ) -> Result<HttpResponse, IdentityError> {
     let input = input.into_inner();
+    // Bounded before any work: a 64 KiB "password" is not a password.
+    let mut errors = Vec::new();
+    if input.password.len() > MAX_PASSWORD_BYTES {
+        errors.push(FieldError::new(
+            "password",
+            format!("at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    if input.username.is_empty() || input.username.len() > MAX_USERNAME_BYTES {
+        errors.push(FieldError::new(
+            "username",
+            format!("1 to {MAX_USERNAME_BYTES} bytes"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(IdentityError::Validation(errors));
+    }
+    state
+        .logins
+        .by_address
+        .take(&client_address(&req))
+        .map_err(IdentityError::Throttled)?;
+    state
+        .logins
+        .by_account
+        .take(&format!("{}\n{}", input.tenant_id, input.username))
+        .map_err(IdentityError::Throttled)?;
+
+    // Read, then hash, holding no lock: on SQLite a write transaction is the database's one
+    // writer, and an argon2 verification takes tens of milliseconds.
     let tenant_row = tenant::Entity::find_by_id(input.tenant_id.to_string())
         .one(&state.db)
         .await?;
-    let txn = caretrail_db::begin_tenant(&state.db, input.tenant_id.as_str()).await?;
-    // The row lock serialises attempts on one account, so parallel guesses cannot all read
-    // the same failure count (SQLite's BEGIN IMMEDIATE already serialises).
+    let txn = caretrail_db::begin_tenant_read(&state.db, input.tenant_id.as_str()).await?;
     let found = user::Entity::find()
         .filter(user::Column::TenantId.eq(input.tenant_id.as_str()))
         .filter(user::Column::Username.eq(input.username.clone()))
-        .lock_exclusive()
         .one(&txn)
         .await?;
+    txn.commit().await?;
     let Some(u) = found else {
         let _ = verify_password_blocking(input.password, dummy_hash().to_string()).await;
         return Err(invalid_credentials());
     };
-    let now = Utc::now();
-    let locked = u.locked_until.is_some_and(|t| t > now);
-    let ok = verify_password_blocking(input.password.clone(), u.password_hash.clone()).await;
+    let ok = verify_password_blocking(input.password, u.password_hash.clone()).await;
     let active = u.status == "active" && tenant_row.is_some_and(|t| t.status == "active");
-    if locked || !ok || !active {
+
+    // Then write, briefly, under the row's lock: the count and the lockout are read again
+    // there, so concurrent attempts on one account each count.
+    let txn = caretrail_db::begin_tenant(&state.db, input.tenant_id.as_str()).await?;
+    let current = user::Entity::find_by_id(u.id.clone())
+        .filter(user::Column::TenantId.eq(input.tenant_id.as_str()))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(invalid_credentials)?;
+    let now = Utc::now();
+    let locked = current.locked_until.is_some_and(|t| t > now);
+    // A password changed since it was read is checked against the new one next time.
+    let same_password = current.password_hash == u.password_hash;
+    if locked || !ok || !active || !same_password {
         if !ok && !locked {
-            let failures = u.failed_attempts + 1;
-            let mut am: user::ActiveModel = u.clone().into();
+            let failures = current.failed_attempts + 1;
+            let mut am: user::ActiveModel = current.clone().into();
             am.failed_attempts = Set(if failures >= MAX_FAILURES {
                 0
             } else {
@@ -370,22 +415,40 @@ pub async fn login(
             });
             if failures >= MAX_FAILURES {
                 am.locked_until = Set(Some(now + LOCKOUT));
-                tracing::warn!(user = %u.id, "account locked after repeated login failures");
+                tracing::warn!(user = %current.id, "account locked after repeated login failures");
             }
             am.update(&txn).await?;
             txn.commit().await?;
         }
         return Err(invalid_credentials());
     }
-    let mut am: user::ActiveModel = u.clone().into();
+    let mut am: user::ActiveModel = current.clone().into();
     am.failed_attempts = Set(0);
     am.locked_until = Set(None);
     am.update(&txn).await?;
-    let session = issue_session(&state, &txn, &u, None).await?;
+    let session = issue_session(&state, &txn, &current, None).await?;
     txn.commit().await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(session))
+}
+
+/// Longest password a login accepts (and a user may be given).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Longest username a login accepts.
+const MAX_USERNAME_BYTES: usize = 128;
+
+/// The client's address: what the gateway saw (it sets `X-Forwarded-For` from the connection
+/// and drops any the client sent), else the connection's own peer.
+fn client_address(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 async fn load_refresh(

@@ -119,6 +119,13 @@ oracle-timing: ## Time refused reads against reads of records that do not exist 
 	$(CARGO) build -p caretrail
 	python3 loadtests/oracle-timing/probe.py --binary $(BIN)
 
+.PHONY: login-flood
+login-flood: ## Flood logins while timing a partner's token issuance, embedded then on PostgreSQL + RabbitMQ (report on stdout)
+	$(MAKE) infra
+	$(CARGO) build -p caretrail
+	python3 loadtests/login-flood/flood.py --binary $(BIN)
+	python3 loadtests/login-flood/flood.py --binary $(BIN) --postgres
+
 .PHONY: bench-records
 bench-records: ## Record upload/download load test through the gateway, local directory and S3 (report on stdout)
 	./infra/start-s3.sh

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;
+pub mod throttle;
 pub mod trace_context;
 
 pub use problem::{ApiError, FieldError, Problem};

@@ -13,6 +13,8 @@ pub enum GatewayError {
     UpstreamUnavailable(#[source] awc::error::SendRequestError),
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
+    #[error("too many attempts from this address; retry in {} s", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     #[error(transparent)]
     Auth(#[from] caretrail_platform::auth::AuthError),
 }
@@ -24,6 +26,7 @@ impl ApiError for GatewayError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Auth(e) => e.status(),
         }
     }
@@ -34,6 +37,7 @@ impl ApiError for GatewayError {
             Self::BodyTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::Throttled(_) => "too_many_requests",
             Self::Auth(e) => e.code(),
         }
     }
@@ -47,6 +51,15 @@ impl ResponseError for GatewayError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Auth(e) => e.error_response(),
+            Self::Throttled(wait) => {
+                let mut resp = respond(self);
+                let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&secs.to_string()) {
+                    resp.headers_mut()
+                        .insert(actix_web::http::header::RETRY_AFTER, v);
+                }
+                resp
+            }
             _ => respond(self),
         }
     }

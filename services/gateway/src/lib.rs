@@ -203,6 +203,14 @@ impl Application {
             ),
             body_limit: config.body_limit_bytes,
             verifier: verifier.clone(),
+            // As identity's own per-address bucket: 20 at once, then two a second.
+            credential_checks: Arc::new(caretrail_platform::throttle::Throttle::new(
+                caretrail_platform::throttle::Rate {
+                    burst: 20,
+                    every: Duration::from_millis(500),
+                },
+                100_000,
+            )),
         };
         let configure = move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(proxy.upstreams.clone())

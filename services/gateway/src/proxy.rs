@@ -30,6 +30,8 @@ pub(crate) struct ProxySettings {
     pub upload_timeout: Duration,
     pub body_limit: u64,
     pub verifier: caretrail_platform::auth::Verifier,
+    /// Password and refresh-token checks per client address ([`routing::is_credential_check`]).
+    pub credential_checks: std::sync::Arc<caretrail_platform::throttle::Throttle>,
 }
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus ones we set.
@@ -113,19 +115,35 @@ pub(crate) async fn forward(
             path: path.to_string(),
         });
     };
-    if routing::requires_token(req.method(), path) {
+    let anonymous = !routing::requires_token(req.method(), path);
+    if !anonymous {
         let token = caretrail_platform::auth::bearer(&req).ok_or(AuthError::Missing)?;
         settings.verifier.verify(token).await?;
     }
+    // An anonymous caller costs as little as can be: a small body, and password checks
+    // throttled per address here, before any upstream works on them.
+    let body_limit = if anonymous {
+        settings.body_limit.min(routing::ANONYMOUS_BODY_LIMIT)
+    } else {
+        settings.body_limit
+    };
     let declared_length = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared_length.is_some_and(|n| n > settings.body_limit) {
-        return Err(GatewayError::BodyTooLarge {
-            limit: settings.body_limit,
-        });
+    if declared_length.is_some_and(|n| n > body_limit) {
+        return Err(GatewayError::BodyTooLarge { limit: body_limit });
+    }
+    if routing::is_credential_check(req.method(), path) {
+        let address = req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        settings
+            .credential_checks
+            .take(&address)
+            .map_err(GatewayError::Throttled)?;
     }
 
     let mut url = format!("{}{}", settings.upstreams.base_url(upstream), path);

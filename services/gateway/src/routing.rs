@@ -48,6 +48,16 @@ pub fn requires_token(method: &actix_web::http::Method, path: &str) -> bool {
     !public
 }
 
+/// The endpoints where an anonymous caller makes a service verify a password or a refresh
+/// token: throttled per client address at the gateway, before anything is forwarded.
+pub fn is_credential_check(method: &actix_web::http::Method, path: &str) -> bool {
+    method == actix_web::http::Method::POST && matches!(path, "/v1/auth/login" | "/v1/auth/refresh")
+}
+
+/// Largest body of a request that needs no token (credentials, a token request): a few
+/// hundred bytes in practice; anything larger is refused before it is read or forwarded.
+pub const ANONYMOUS_BODY_LIMIT: u64 = 16 * 1024;
+
 pub fn route(path: &str) -> Option<Upstream> {
     // Refuse paths that could confuse an upstream's router.
     if path.contains("/../") || path.ends_with("/..") || path.contains("//") {

@@ -121,6 +121,14 @@ async fn slow() -> HttpResponse {
     HttpResponse::Ok().finish()
 }
 
+/// Logins the stub upstream was asked to check.
+static LOGINS_FORWARDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+async fn login() -> HttpResponse {
+    LOGINS_FORWARDED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    HttpResponse::Unauthorized().finish()
+}
+
 async fn revoked() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"items": [{"jti": "tok-revoked-early", "expires_at": 4_102_444_800i64}]}))
 }
@@ -136,6 +144,7 @@ fn stub_upstream() -> String {
             cfg.route("/.well-known/jwks.json", web::get().to(jwks))
                 .route("/internal/revoked-tokens", web::get().to(revoked))
                 .route("/v1/records/echo", web::to(echo))
+                .route("/v1/auth/login", web::post().to(login))
                 .service(resource("/v1/grants").post(json_only))
                 .route("/v1/ledger/slow", web::get().to(slow));
         },
@@ -771,4 +780,68 @@ async fn not_ready_until_the_revocation_list_is_loaded() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(verifier.is_revoked("tok-revoked-early"));
+}
+
+/// Anonymous callers cost the services as little as possible: a credentials body over 16 KiB
+/// is refused at the gateway, and password checks from one address are throttled there (429
+/// with Retry-After) before they reach identity; token requests are not part of that bucket.
+#[tokio::test]
+async fn anonymous_floods_stop_at_the_gateway() {
+    use std::sync::atomic::Ordering;
+    let gw = gateway().await;
+    let client = reqwest::Client::new();
+    let before = LOGINS_FORWARDED.load(Ordering::SeqCst);
+    let big = serde_json::json!({"tenant_id": "ten_x", "username": "u", "password": "x".repeat(64 << 10)});
+    problem(
+        client
+            .post(format!("{gw}/v1/auth/login"))
+            .json(&big)
+            .send()
+            .await
+            .unwrap(),
+        413,
+        "payload_too_large",
+    )
+    .await;
+    assert_eq!(
+        LOGINS_FORWARDED.load(Ordering::SeqCst),
+        before,
+        "not forwarded"
+    );
+    let small = serde_json::json!({"tenant_id": "ten_x", "username": "u", "password": "guess"});
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let resp = client
+            .post(format!("{gw}/v1/auth/login"))
+            .json(&small)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(retry >= 1);
+            problem(resp, 429, "too_many_requests").await;
+            statuses.push(429);
+        } else {
+            statuses.push(resp.status().as_u16());
+        }
+    }
+    let forwarded = LOGINS_FORWARDED.load(Ordering::SeqCst) - before;
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        (20..=22).contains(&forwarded),
+        "{forwarded} forwarded of 30"
+    );
+    // Token requests do not draw from the login bucket.
+    let resp = client
+        .post(format!("{gw}/v1/oauth/token"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.status(), 429);
 }

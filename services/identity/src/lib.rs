@@ -28,7 +28,6 @@ pub mod model;
 pub mod rpc;
 pub mod secrets;
 pub mod seed;
-pub mod throttle;
 pub mod tokens;
 
 pub use error::IdentityError;
@@ -138,25 +137,25 @@ pub struct State {
 pub struct LoginThrottles {
     /// Per client address (the gateway's `X-Forwarded-For`, else the peer): 20 at once, then
     /// two a second.
-    pub by_address: throttle::Throttle,
+    pub by_address: caretrail_platform::throttle::Throttle,
     /// Per tenant and username: 10 at once, then one every 6 s — above the lockout after 5
     /// failures, so the lockout speaks first for one account, the throttle for floods.
-    pub by_account: throttle::Throttle,
+    pub by_account: caretrail_platform::throttle::Throttle,
 }
 
 impl Default for LoginThrottles {
     fn default() -> Self {
         use std::time::Duration;
         Self {
-            by_address: throttle::Throttle::new(
-                throttle::Rate {
+            by_address: caretrail_platform::throttle::Throttle::new(
+                caretrail_platform::throttle::Rate {
                     burst: 20,
                     every: Duration::from_millis(500),
                 },
                 100_000,
             ),
-            by_account: throttle::Throttle::new(
-                throttle::Rate {
+            by_account: caretrail_platform::throttle::Throttle::new(
+                caretrail_platform::throttle::Rate {
                     burst: 10,
                     every: Duration::from_secs(6),
                 },

@@ -335,6 +335,7 @@ async fn issue_session(
     responses((status = 200, body = SessionOut, description = "Logged in"),
               (status = 400, body = caretrail_platform::Problem, description = "Username or password over its bound (128 / 1024 bytes)"),
               (status = 401, body = caretrail_platform::Problem, description = "Invalid credentials or locked"),
+              (status = 413, body = caretrail_platform::Problem, description = "A body over 16 KiB (refused by the gateway before anything is checked)"),
               (status = 429, body = caretrail_platform::Problem, description = "Too many attempts from this address or for this account; `Retry-After` says when to try again")))]
 /// Log in with a password. After 5 consecutive failures the account is locked for 15 minutes;
 /// attempts are throttled per client address and per account (429 with `Retry-After`).

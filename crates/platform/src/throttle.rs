@@ -1,11 +1,10 @@
-//! Login throttling: a token bucket per key (an account, a client address), in memory.
+//! Throttling: a token bucket per key (a client address, an account), in memory.
 //!
-//! A password guess costs an argon2 verification (tens of milliseconds of a core), so an
-//! anonymous flood of logins is a flood of CPU work. Buckets answer 429 with `Retry-After`
-//! before any of it: per client address (as the gateway saw it) against floods from one place,
-//! per account against guessing one account from many (the lockout after 5 failures is the
-//! other half). Each identity replica counts on its own, so the limits are per replica; the
-//! map of buckets is bounded, dropping the longest-idle ones first.
+//! Used where an anonymous caller can make the service work — logins, whose password
+//! verification costs an argon2 run: the gateway throttles per client address before it
+//! forwards anything, identity again per address and per account. Each replica counts on its
+//! own, so the limits are per replica; the map of buckets is bounded, dropping full buckets
+//! and then the longest-idle ones first.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -140,9 +140,10 @@ pub(crate) async fn forward(
             .peer_addr()
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
+        // One bucket per endpoint and address: a session refresh does not wait for logins.
         settings
             .credential_checks
-            .take(&address)
+            .take(&format!("{path} {address}"))
             .map_err(GatewayError::Throttled)?;
     }
 

@@ -1413,8 +1413,15 @@ async fn login_floods_are_bounded_and_throttled(backend: Backend) {
             )
         }
     };
-    // 64 KiB is no password: refused at once, and it does not count against the account.
+    // 64 KiB is no password: the gateway refuses the body before it is read or forwarded;
+    // 2 KiB passes the gateway and identity refuses it before any work.
     let (status, _, problem) = login(tid.clone(), "dr.wang".into(), "x".repeat(64 << 10)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{problem}"
+    );
+    let (status, _, problem) = login(tid.clone(), "dr.wang".into(), "x".repeat(2 << 10)).await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (400, Some("invalid_request")),

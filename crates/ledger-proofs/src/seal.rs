@@ -58,17 +58,32 @@ pub enum SealError {
     NotAnObject,
 }
 
-/// Seals `fields` into `clear` with a fresh random salt: the canonical payload to sign, and
-/// the opening to hand to whoever may be shown the fields.
+/// Payload version of entries whose health fields are sealed (`"v": 2`); version 1 carried
+/// them in clear.
+pub const PAYLOAD_VERSION: u64 = 2;
+
+/// Seals `fields` into `clear` with a fresh random salt and stamps [`PAYLOAD_VERSION`]: the
+/// canonical payload to sign, and the opening to hand to whoever may be shown the fields.
 pub fn sealed_payload(
     suite: Suite,
     clear: Value,
     fields: Value,
 ) -> Result<(Vec<u8>, Opening), SealError> {
-    let (Value::Object(clear), Value::Object(fields)) = (clear, fields) else {
+    let salt = caretrail_crypto::random::<SALT_LEN>().map_err(|_| SealError::Random)?;
+    sealed_payload_with_salt(suite, clear, fields, salt)
+}
+
+/// [`sealed_payload`] with a given salt: a client that signs its own payload chose it.
+pub fn sealed_payload_with_salt(
+    suite: Suite,
+    clear: Value,
+    fields: Value,
+    salt: [u8; SALT_LEN],
+) -> Result<(Vec<u8>, Opening), SealError> {
+    let (Value::Object(mut clear), Value::Object(fields)) = (clear, fields) else {
         return Err(SealError::NotAnObject);
     };
-    let salt = caretrail_crypto::random::<SALT_LEN>().map_err(|_| SealError::Random)?;
+    clear.insert("v".into(), PAYLOAD_VERSION.into());
     let opening = Opening::new(salt, fields);
     let payload = opening.seal_into(suite, clear)?;
     let bytes = canonical_json(&Value::Object(payload)).map_err(|_| SealError::Fields)?;
@@ -211,6 +226,7 @@ mod tests {
         assert_ne!(opening_a.salt, opening_b.salt);
         let a: Value = serde_json::from_slice(&a).unwrap();
         assert!(!a.to_string().contains("research"));
+        assert_eq!(a["v"], PAYLOAD_VERSION);
         opening_a.verify(Suite::Gm, &a).unwrap();
         assert!(opening_b.verify(Suite::Gm, &a).is_err());
         assert_eq!(

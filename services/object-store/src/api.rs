@@ -445,10 +445,7 @@ pub async fn upload(
             .to_hex();
         let title_hash = caretrail_crypto::hash(suite, new.title.as_bytes()).to_hex();
         let encounter_date = new.encounter_date.format("%Y-%m-%d").to_string();
-        let salt = match &new.client_signature {
-            Some(sig) => sig.seal_salt,
-            None => entries::fresh_salt()?,
-        };
+        let salt = new.client_signature.as_ref().map(|sig| sig.seal_salt);
         let (manifest, opening) = entries::manifest(
             suite,
             &entries::ManifestFields {

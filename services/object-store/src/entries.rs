@@ -14,13 +14,12 @@
 use caretrail_contracts::PatientId;
 use caretrail_crypto::Suite;
 use caretrail_ledger_proofs::Opening;
-use caretrail_ledger_proofs::seal::{SALT_LEN, SealError, sealed_payload};
+use caretrail_ledger_proofs::seal::{
+    SALT_LEN, SealError, sealed_payload, sealed_payload_with_salt,
+};
 use serde_json::{Value, json};
 
 use crate::error::ObjectStoreError;
-
-/// Version of the payloads below.
-pub const PAYLOAD_VERSION: u64 = 2;
 
 fn sealing(e: SealError) -> ObjectStoreError {
     match e {
@@ -45,14 +44,14 @@ pub struct ManifestFields<'a> {
     pub title_hash: &'a str,
 }
 
-/// The canonical manifest of a record, sealed with `salt`: the bytes the institution signs.
+/// The canonical manifest of a record: the bytes the institution signs. Sealed with the salt
+/// a client that signs its own manifests chose, else a fresh one.
 pub fn manifest(
     suite: Suite,
     m: &ManifestFields<'_>,
-    salt: [u8; SALT_LEN],
+    salt: Option<[u8; SALT_LEN]>,
 ) -> Result<(Vec<u8>, Opening), ObjectStoreError> {
     let clear = json!({
-        "v": PAYLOAD_VERSION,
         "record": m.record,
         "patient": m.patient,
         "institution": m.institution,
@@ -67,20 +66,11 @@ pub fn manifest(
         "fhir_resource_type": m.fhir_resource_type,
         "title_hash": m.title_hash,
     });
-    let (Value::Object(clear), Value::Object(fields)) = (clear, fields) else {
-        return Err(ObjectStoreError::Corrupt("manifest shape"));
-    };
-    let opening = Opening::new(salt, fields);
-    let payload = opening.seal_into(suite, clear).map_err(sealing)?;
-    let bytes = caretrail_ledger_proofs::canonical_json(&Value::Object(payload))
-        .map_err(|_| ObjectStoreError::Corrupt("canonical manifest"))?;
-    Ok((bytes, opening))
-}
-
-/// A fresh random salt.
-pub fn fresh_salt() -> Result<[u8; SALT_LEN], ObjectStoreError> {
-    caretrail_crypto::random::<SALT_LEN>()
-        .map_err(|_| ObjectStoreError::Corrupt("no randomness for a seal"))
+    match salt {
+        Some(salt) => sealed_payload_with_salt(suite, clear, fields, salt),
+        None => sealed_payload(suite, clear, fields),
+    }
+    .map_err(sealing)
 }
 
 /// A payload of `clear` ids and times with `fields` sealed under a fresh salt.
@@ -89,10 +79,6 @@ pub fn sealed(
     clear: Value,
     fields: Value,
 ) -> Result<(Vec<u8>, Opening), ObjectStoreError> {
-    let mut clear = clear;
-    if let Some(o) = clear.as_object_mut() {
-        o.insert("v".into(), PAYLOAD_VERSION.into());
-    }
     sealed_payload(suite, clear, fields).map_err(sealing)
 }
 
@@ -117,7 +103,7 @@ mod tests {
             fhir_resource_type: Some("DiagnosticReport"),
             title_hash: "cd",
         };
-        let (bytes, opening) = manifest(Suite::Gm, &m, [3; SALT_LEN]).unwrap();
+        let (bytes, opening) = manifest(Suite::Gm, &m, Some([3; SALT_LEN])).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         for hidden in [
             "mental_health",
@@ -134,6 +120,9 @@ mod tests {
         opening.verify(Suite::Gm, &payload).unwrap();
         assert_eq!(opening.fields["category"], "mental_health");
         // The same salt gives the same bytes: what a BYOK client signs is reproducible.
-        assert_eq!(manifest(Suite::Gm, &m, [3; SALT_LEN]).unwrap().0, bytes);
+        assert_eq!(
+            manifest(Suite::Gm, &m, Some([3; SALT_LEN])).unwrap().0,
+            bytes
+        );
     }
 }

@@ -111,22 +111,15 @@ pub async fn tenant_suite(state: &State, tenant: &TenantId) -> Result<Suite> {
         .map_err(|_| ConsentError::Corrupt("tenant suite"))
 }
 
-/// Version of the payloads consent puts on the ledger: ids and times in clear, what would
-/// tell a reader about a patient's care (purpose, scope, urgency, hashes of free text)
-/// sealed behind a salted commitment whose opening goes with the domain event
+/// A payload consent puts on the ledger: ids and times in `clear`, what would tell a reader
+/// about a patient's care (purpose, scope, urgency, hashes of free text) sealed behind a
+/// salted commitment whose opening goes with the domain event
 /// (`caretrail_ledger_proofs::seal`; docs/ARCHITECTURE.md, "What an entry carries").
-pub const PAYLOAD_VERSION: u64 = 2;
-
-/// A version-2 payload: `clear` with `fields` sealed under a fresh salt; the bytes to sign
-/// and the opening for the domain event.
 pub fn sealed(
     suite: caretrail_crypto::Suite,
-    mut clear: serde_json::Value,
+    clear: serde_json::Value,
     fields: serde_json::Value,
 ) -> Result<(Vec<u8>, caretrail_ledger_proofs::Opening)> {
-    if let Some(o) = clear.as_object_mut() {
-        o.insert("v".into(), PAYLOAD_VERSION.into());
-    }
     caretrail_ledger_proofs::seal::sealed_payload(suite, clear, fields)
         .map_err(|_| ConsentError::Corrupt("sealing a ledger payload"))
 }

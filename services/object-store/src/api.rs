@@ -195,19 +195,22 @@ async fn log_access(
     purpose: Purpose,
     decision: &Decision,
 ) -> Result<()> {
-    let suite: Suite = r
-        .suite
-        .parse()
-        .map_err(|_| ObjectStoreError::Corrupt("suite"))?;
-    let read = access::Read {
+    access::queue(state, p, read_of(r, p)?, action, purpose, decision).await
+}
+
+/// What an access entry says of a read of record `r`.
+fn read_of<'a>(r: &'a record::Model, p: &Principal) -> Result<access::Read<'a>> {
+    Ok(access::Read {
         tenant: &r.tenant_id,
-        suite,
+        suite: r
+            .suite
+            .parse()
+            .map_err(|_| ObjectStoreError::Corrupt("suite"))?,
         record: &r.id,
         patient: Some(&r.patient_id),
         owner: Some(&r.institution_id),
         event: record_event(r, p),
-    };
-    access::queue(state, p, read, action, purpose, decision).await
+    })
 }
 
 /// Loads a record for a read. A well-formed id the tenant does not have costs what a refused
@@ -240,12 +243,35 @@ async fn authorize(
     action: Action,
     purpose: Purpose,
 ) -> Result<Decision> {
+    decide_read(state, p, r, action, purpose, true).await
+}
+
+/// One decision on `r`; a refusal is anchored and returned as an error. `counted`: a permit
+/// of a content read counts against a grant limited to a number of accesses.
+async fn decide_read(
+    state: &State,
+    p: &Principal,
+    r: &record::Model,
+    action: Action,
+    purpose: Purpose,
+    counted: bool,
+) -> Result<Decision> {
     let tenant = caller_tenant(p)?;
-    let decision = state
-        .decider
-        .decide(&tenant, &subject(p), action, purpose, vec![attributes(r)?])
-        .await?
-        .pop()
+    let resources = vec![attributes(r)?];
+    let decisions = if counted {
+        state
+            .decider
+            .decide(&tenant, &subject(p), action, purpose, resources)
+            .await?
+    } else {
+        state
+            .decider
+            .decide_uncounted(&tenant, &subject(p), action, purpose, resources)
+            .await?
+    };
+    let decision = decisions
+        .into_iter()
+        .next()
         .ok_or(ObjectStoreError::Corrupt("no decision"))?;
     if !decision.permit {
         log_access(state, p, r, action, purpose, &decision).await?;
@@ -280,24 +306,9 @@ async fn may_read_content(
     r: &record::Model,
     purpose: Purpose,
 ) -> Result<()> {
-    let tenant = caller_tenant(p)?;
-    let decision = state
-        .decider
-        .decide_uncounted(
-            &tenant,
-            &subject(p),
-            Action::ReadContent,
-            purpose,
-            vec![attributes(r)?],
-        )
-        .await?
-        .pop()
-        .ok_or(ObjectStoreError::Corrupt("no decision"))?;
-    if !decision.permit {
-        log_access(state, p, r, Action::ReadContent, purpose, &decision).await?;
-        return Err(refusal(p, r, decision));
-    }
-    Ok(())
+    decide_read(state, p, r, Action::ReadContent, purpose, false)
+        .await
+        .map(drop)
 }
 
 #[utoipa::path(post, operation_id = "upload_record", path = "/v1/records", tag = "records",
@@ -1071,23 +1082,7 @@ pub async fn list(
         // Every record shown is a read of its metadata, on the trail before the page is sent.
         let reads = shown
             .into_iter()
-            .map(|(r, decision)| {
-                let suite: Suite = r
-                    .suite
-                    .parse()
-                    .map_err(|_| ObjectStoreError::Corrupt("suite"))?;
-                Ok((
-                    access::Read {
-                        tenant: &r.tenant_id,
-                        suite,
-                        record: &r.id,
-                        patient: Some(&r.patient_id),
-                        owner: Some(&r.institution_id),
-                        event: record_event(r, &p),
-                    },
-                    decision,
-                ))
-            })
+            .map(|(r, decision)| Ok((read_of(r, &p)?, decision)))
             .collect::<Result<Vec<_>>>()?;
         access::queue_page(
             &state,

@@ -22,7 +22,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use super::StoreError;
 use super::schema::{
     KEY_SEALED_AT_REST, SM_META, TENANTS, TenantRecord, decode, encode, entries_table,
-    entries_table_name,
+    entries_table_name, read_entries,
 };
 
 /// Marks a sealed stored entry (an entry's own encoding starts with `CTLE`).
@@ -172,14 +172,18 @@ pub(crate) fn seal_stored_entries(db: &mut Database, key: &AtRestKey) -> Result<
     };
     let mut sealed = 0u64;
     for (tenant, no) in &tenants {
+        // A tenant registered but never appended to has no entries table (opening one for
+        // writing would create it).
+        if read_entries(&db.begin_read()?, *no)?.is_none() {
+            continue;
+        }
+        let name = entries_table_name(*no);
         let mut from = 0u64;
         loop {
             let txn = db.begin_write()?;
             let mut last = None;
             {
-                let Some(mut table) = open_if_exists_mut(&txn, *no)? else {
-                    break;
-                };
+                let mut table = txn.open_table(entries_table(&name))?;
                 let clear: Vec<(u64, Vec<u8>)> = table
                     .range(from..)?
                     .take(SEAL_CHUNK)
@@ -218,20 +222,6 @@ pub(crate) fn seal_stored_entries(db: &mut Database, key: &AtRestKey) -> Result<
         );
     }
     Ok(())
-}
-
-fn open_if_exists_mut(
-    txn: &redb::WriteTransaction,
-    no: u32,
-) -> Result<Option<redb::Table<'_, u64, &'static [u8]>>, StoreError> {
-    let name = entries_table_name(no);
-    let exists = txn
-        .list_tables()?
-        .any(|t| redb::TableHandle::name(&t) == name);
-    if !exists {
-        return Ok(None);
-    }
-    Ok(Some(txn.open_table(entries_table(&name))?))
 }
 
 #[cfg(test)]

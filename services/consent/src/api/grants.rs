@@ -656,7 +656,7 @@ pub async fn apply_revocation(
         return Ok((load(state, caller, &id).await?, None));
     };
     txn.commit().await?;
-    let receipt = revoked(state, caller, &id, anchor).await;
+    let receipt = revoked(state, caller, &id, anchor).await?;
     Ok((load(state, caller, &id).await?, receipt))
 }
 
@@ -727,24 +727,21 @@ pub async fn revoke_in(
     Ok(Some(anchor))
 }
 
-/// After a revocation committed: in force on this replica before anyone hears back, then
-/// anchored (the receipt if the ledger answered in time).
+/// After a revocation committed: in force on this replica before anyone hears back (an
+/// error here is the caller's, as before: it must not hear "revoked" while this replica may
+/// still permit), then anchored (the receipt if the ledger answered in time).
 pub async fn revoked(
     state: &State,
     caller: &Caller,
     grant: &str,
     anchor: i64,
-) -> Option<ReceiptOut> {
-    if let Err(e) = activate_here(state, caller.tenant.as_str(), grant).await {
-        // Committed and published: every replica (this one included) applies it from the
-        // change event within a second, and the periodic reload repairs the rest.
-        tracing::warn!(error = %caretrail_platform::problem::ErrorChain(&e), %grant, "applying a revocation here failed; the change event applies it");
-    }
+) -> Result<Option<ReceiptOut>> {
+    activate_here(state, caller.tenant.as_str(), grant).await?;
     state.outbox.notify_one();
-    settle(state, anchor).await.unwrap_or_else(|e| {
+    Ok(settle(state, anchor).await.unwrap_or_else(|e| {
         tracing::warn!(error = %caretrail_platform::problem::ErrorChain(&e), %grant, "the revocation is in force; its anchoring continues in the background");
         None
-    })
+    }))
 }
 
 #[utoipa::path(post, operation_id = "revoke_grant", path = "/v1/grants/{grant_id}/revoke", tag = "consent",

@@ -501,7 +501,7 @@ async fn transition(
     txn.commit().await?;
     state.anchorer.notify();
     if let Some((grant_id, anchor)) = revocation {
-        grants::revoked(state, &caller, &grant_id, anchor).await;
+        grants::revoked(state, &caller, &grant_id, anchor).await?;
     }
     Ok(HttpResponse::Ok().json(referral_out(state, &caller, &updated).await?))
 }

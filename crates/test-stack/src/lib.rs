@@ -407,25 +407,31 @@ impl Stack {
         for ins in self.demo["tenants"][0]["institutions"].as_array().unwrap() {
             for user in ins["users"].as_array().unwrap() {
                 if user["username"] == username {
-                    let resp: Value = self
-                        .http
-                        .post(format!("{}/v1/auth/login", self.identity))
-                        .json(&json!({
-                            "tenant_id": self.tenant_id(0),
-                            "username": username,
-                            "password": user["password"],
-                        }))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    return resp["access_token"].as_str().expect("token").to_string();
+                    let password = user["password"].as_str().expect("password");
+                    return self.login(0, username, password).await;
                 }
             }
         }
         panic!("no demo user {username}");
+    }
+
+    /// An access token of user `username` of tenant `t`, by password.
+    pub async fn login(&self, t: usize, username: &str, password: &str) -> String {
+        let resp: Value = self
+            .http
+            .post(format!("{}/v1/auth/login", self.identity))
+            .json(&json!({
+                "tenant_id": self.tenant_id(t),
+                "username": username,
+                "password": password,
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        resp["access_token"].as_str().expect("token").to_string()
     }
 
     pub async fn register_patient(&self, token: &str, number: &str) -> String {

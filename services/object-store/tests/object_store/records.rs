@@ -1300,17 +1300,7 @@ async fn tenant_admin_of(stack: &Stack, t: usize, i: usize) -> String {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    let login: Value = stack
-        .http
-        .post(format!("{}/v1/auth/login", stack.identity))
-        .json(&json!({"tenant_id": tenant, "username": "first.admin", "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    login["access_token"].as_str().unwrap().to_string()
+    stack.login(t, "first.admin", password).await
 }
 
 /// A BYOK upload of `body` as record `record` of institution (t, i), signed with `key`.

@@ -14,6 +14,7 @@
 //! on the volume). Entries in clear (`"CTLE"…`) are still read, so a store is readable while
 //! it converts, and by tools that hold no key only as far as it is in clear.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use caretrail_crypto::{Aead, DataKey, MacKey, NONCE_LEN, Suite, TAG_LEN};
@@ -120,22 +121,22 @@ pub fn to_store(
     }
 }
 
-/// An entry's encoding from its stored form.
-pub fn from_store(
+/// An entry's encoding from its stored form (borrowed as it is when stored in clear).
+pub fn from_store<'a>(
     key: Option<&AtRestKey>,
     tenant: &str,
     index: u64,
-    stored: &[u8],
-) -> Result<Vec<u8>, StoreError> {
+    stored: &'a [u8],
+) -> Result<Cow<'a, [u8]>, StoreError> {
     let Some(sealed) = stored.strip_prefix(MAGIC) else {
-        return Ok(stored.to_vec());
+        return Ok(Cow::Borrowed(stored));
     };
     let key = key.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "tenant {tenant:?}: entry {index} is sealed at rest and this store was opened without the checkpoint key"
         ))
     })?;
-    key.open(tenant, index, sealed).ok_or_else(|| {
+    key.open(tenant, index, sealed).map(Cow::Owned).ok_or_else(|| {
         StoreError::Corrupt(format!(
             "tenant {tenant:?}: entry {index} does not open with this node's key (another cluster's checkpoint key, or damaged)"
         ))
@@ -236,7 +237,10 @@ mod tests {
         let stored = to_store(Some(&key), "ten_a", 7, entry).unwrap();
         assert!(is_sealed(&stored));
         assert!(!stored.windows(13).any(|w| w == b"mental_health"));
-        assert_eq!(from_store(Some(&key), "ten_a", 7, &stored).unwrap(), entry);
+        assert_eq!(
+            &*from_store(Some(&key), "ten_a", 7, &stored).unwrap(),
+            entry
+        );
         // Another place, another tenant, another key, no key: refused.
         assert!(from_store(Some(&key), "ten_a", 8, &stored).is_err());
         assert!(from_store(Some(&key), "ten_b", 7, &stored).is_err());
@@ -249,7 +253,7 @@ mod tests {
         damaged[last] ^= 1;
         assert!(from_store(Some(&key), "ten_a", 7, &damaged).is_err());
         // Entries in clear are read as they are, with or without a key.
-        assert_eq!(from_store(Some(&key), "ten_a", 7, entry).unwrap(), entry);
+        assert_eq!(&*from_store(Some(&key), "ten_a", 7, entry).unwrap(), entry);
         assert_eq!(to_store(None, "ten_a", 7, entry).unwrap(), entry);
         // The same entry sealed twice differs (nonces never repeat).
         assert_ne!(stored, to_store(Some(&key), "ten_a", 7, entry).unwrap());

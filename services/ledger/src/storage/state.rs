@@ -692,18 +692,15 @@ fn append_one(
                 .indexes
                 .find_request(generations, no, &req.submitter, &req.request_id, hash)?;
         if let Some(index) = prior {
-            let stored = tables
-                .entries(no)?
-                .get(index)?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "tenant {:?}: request index points at missing entry {index}",
-                        req.tenant
-                    ))
-                })?
-                .value()
-                .to_vec();
-            let bytes = at_rest::from_store(at_rest_key, &req.tenant, index, &stored)?;
+            let stored = tables.entries(no)?.get(index)?.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "tenant {:?}: request index points at missing entry {index}",
+                    req.tenant
+                ))
+            })?;
+            let bytes =
+                at_rest::from_store(at_rest_key, &req.tenant, index, stored.value())?.into_owned();
+            drop(stored);
             let existing = Entry::decode(&bytes).map_err(|e| {
                 StoreError::Corrupt(format!(
                     "tenant {:?}: entry {index} does not decode: {e}",

@@ -296,7 +296,7 @@ impl VerifyTables {
                 Ok(b) => b,
                 Err(e) => return at(index, format!("stored entry does not open: {e}")),
             };
-            let bytes = bytes.as_slice();
+            let bytes = bytes.as_ref();
             let entry = match Entry::decode(bytes) {
                 Ok(e) => e,
                 Err(e) => return at(index, format!("stored entry does not decode: {e}")),
@@ -489,18 +489,19 @@ impl TenantTree {
     /// (a tampered entry is reported, not served).
     pub fn entry_bytes(&self, index: u64) -> Result<Vec<u8>> {
         self.check_index(index)?;
-        let stored = self
-            .entries_table()?
-            .get(index)?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "tenant {:?}: entry {index} is missing",
-                    self.info.tenant
-                ))
-            })?
-            .value()
-            .to_vec();
-        let bytes = from_store(self.at_rest.as_deref(), &self.info.tenant, index, &stored)?;
+        let stored = self.entries_table()?.get(index)?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "tenant {:?}: entry {index} is missing",
+                self.info.tenant
+            ))
+        })?;
+        let bytes = from_store(
+            self.at_rest.as_deref(),
+            &self.info.tenant,
+            index,
+            stored.value(),
+        )?
+        .into_owned();
         if leaf_hash(self.info.suite, &bytes) != self.node(0, index)? {
             return Err(StoreError::Corrupt(format!(
                 "tenant {:?}: entry {index} does not match its leaf hash",

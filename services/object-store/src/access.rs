@@ -43,13 +43,8 @@ pub async fn queue(
     purpose: Purpose,
     decision: &Decision,
 ) -> Result<()> {
-    let tenant = read.tenant.to_string();
-    let anchor = entry(p, read, action, purpose, decision)?;
-    let txn = caretrail_db::begin_tenant(&state.db, &tenant).await?;
-    anchor::enqueue(&txn, anchor).await?;
-    txn.commit().await?;
-    state.anchorer.notify();
-    Ok(())
+    let tenant = read.tenant;
+    queue_page(state, p, tenant, vec![(read, decision)], action, purpose).await
 }
 
 /// Queues the entries of the reads of one list page, in one transaction.
@@ -154,12 +149,13 @@ pub async fn refuse_unknown(
     };
     state
         .decider
-        .decide_uncounted(
+        .decide(
             tenant,
             &caretrail_contracts::consent::Subject::of(&p.0),
             action,
             purpose,
             vec![stand_in],
+            false,
         )
         .await?;
     // The suite even of a suspended tenant: a refusal is recorded whatever the tenant's state.

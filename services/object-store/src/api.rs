@@ -235,7 +235,8 @@ async fn load_for_read(
     }
 }
 
-/// Decides one read; a refusal is anchored and returned as an error.
+/// Decides one read (a content read counts as one of a limited grant's accesses); a refusal
+/// is anchored and returned as an error.
 async fn authorize(
     state: &State,
     p: &Principal,
@@ -243,11 +244,11 @@ async fn authorize(
     action: Action,
     purpose: Purpose,
 ) -> Result<Decision> {
-    decide_read(state, p, r, action, purpose, true).await
+    decide_read(state, p, r, action, purpose, action == Action::ReadContent).await
 }
 
 /// One decision on `r`; a refusal is anchored and returned as an error. `counted`: a permit
-/// of a content read counts against a grant limited to a number of accesses.
+/// counts against a grant limited to a number of accesses ([`crate::decide::Decider::decide`]).
 async fn decide_read(
     state: &State,
     p: &Principal,
@@ -257,18 +258,17 @@ async fn decide_read(
     counted: bool,
 ) -> Result<Decision> {
     let tenant = caller_tenant(p)?;
-    let resources = vec![attributes(r)?];
-    let decisions = if counted {
-        state
-            .decider
-            .decide(&tenant, &subject(p), action, purpose, resources)
-            .await?
-    } else {
-        state
-            .decider
-            .decide_uncounted(&tenant, &subject(p), action, purpose, resources)
-            .await?
-    };
+    let decisions = state
+        .decider
+        .decide(
+            &tenant,
+            &subject(p),
+            action,
+            purpose,
+            vec![attributes(r)?],
+            counted,
+        )
+        .await?;
     let decision = decisions
         .into_iter()
         .next()
@@ -1065,6 +1065,7 @@ pub async fn list(
                 Action::ReadMetadata,
                 purpose,
                 resources,
+                false,
             )
             .await?;
         let mut shown = Vec::new();

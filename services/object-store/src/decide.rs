@@ -19,8 +19,9 @@ pub enum Decider {
 pub const OWNER_ONLY_RULE: &str = "owner_only";
 
 impl Decider {
-    /// One decision per resource, in order. A content read is the access itself: a permit
-    /// counts against grants limited to a number of accesses.
+    /// One decision per resource, in order. `counted`: the decision is the access itself (a
+    /// content read about to be served), so a permit counts against grants limited to a
+    /// number of accesses; answers that serve no content count nothing.
     pub async fn decide(
         &self,
         tenant: &TenantId,
@@ -28,33 +29,7 @@ impl Decider {
         action: Action,
         purpose: Purpose,
         resources: Vec<RecordAttributes>,
-    ) -> Result<Vec<Decision>, ObjectStoreError> {
-        let enforce = action == Action::ReadContent;
-        self.decide_as(tenant, subject, action, purpose, resources, enforce)
-            .await
-    }
-
-    /// Like [`Self::decide`], counting nothing: for answers that serve no content.
-    pub async fn decide_uncounted(
-        &self,
-        tenant: &TenantId,
-        subject: &Subject,
-        action: Action,
-        purpose: Purpose,
-        resources: Vec<RecordAttributes>,
-    ) -> Result<Vec<Decision>, ObjectStoreError> {
-        self.decide_as(tenant, subject, action, purpose, resources, false)
-            .await
-    }
-
-    async fn decide_as(
-        &self,
-        tenant: &TenantId,
-        subject: &Subject,
-        action: Action,
-        purpose: Purpose,
-        resources: Vec<RecordAttributes>,
-        enforce: bool,
+        counted: bool,
     ) -> Result<Vec<Decision>, ObjectStoreError> {
         if resources.is_empty() {
             return Ok(Vec::new());
@@ -70,7 +45,7 @@ impl Decider {
                         action,
                         purpose,
                         resources,
-                        enforce,
+                        enforce: counted,
                     })
                     .await
                     .map_err(|e| ObjectStoreError::Dependency("the consent service", e))?;

@@ -168,11 +168,7 @@ pub mod policy {
     impl Policy for Auditor {
         const NEEDS: &'static str = "the auditor role (apps: audit:read)";
         fn allows(c: &Claims) -> bool {
-            c.is_tenant_member()
-                && match c.kind {
-                    PrincipalKind::App => c.has_scope(super::scopes::AUDIT_READ),
-                    _ => c.has_role(super::Role::Auditor),
-                }
+            app_scope_or_role(c, &[scopes::AUDIT_READ], Some(&[Role::Auditor]))
         }
     }
 

@@ -163,16 +163,7 @@ pub async fn begin_tenant(
     db: &DatabaseConnection,
     tenant: &str,
 ) -> Result<DatabaseTransaction, DbError> {
-    let txn = begin_write(db).await?;
-    if db.get_database_backend() == DbBackend::Postgres {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT set_config($1, $2, true)",
-            [TENANT_SETTING.into(), tenant.into()],
-        ))
-        .await?;
-    }
-    Ok(txn)
+    scoped(db, begin_write(db).await?, tenant).await
 }
 
 /// A read-only transaction scoped to `tenant` (row-level security as in [`begin_tenant`]). On
@@ -182,7 +173,15 @@ pub async fn begin_tenant_read(
     db: &DatabaseConnection,
     tenant: &str,
 ) -> Result<DatabaseTransaction, DbError> {
-    let txn = db.begin().await?;
+    scoped(db, db.begin().await?, tenant).await
+}
+
+/// `txn` with `tenant` set for it on PostgreSQL, for the row-level security policies.
+async fn scoped(
+    db: &DatabaseConnection,
+    txn: DatabaseTransaction,
+    tenant: &str,
+) -> Result<DatabaseTransaction, DbError> {
     if db.get_database_backend() == DbBackend::Postgres {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

@@ -22,6 +22,13 @@ struct Bucket {
     at: Instant,
 }
 
+impl Bucket {
+    /// Tokens at `now`, before the cap: what was left plus what refilled since.
+    fn level(&self, now: Instant, per_sec: f64) -> f64 {
+        self.tokens + now.duration_since(self.at).as_secs_f64() * per_sec
+    }
+}
+
 pub struct Throttle {
     rate: Rate,
     max_keys: usize,
@@ -51,8 +58,7 @@ impl Throttle {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !buckets.contains_key(key) && buckets.len() >= self.max_keys {
             // Full buckets carry no information: drop them, then the idlest half if need be.
-            buckets
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
+            buckets.retain(|_, b| b.level(now, per_sec) < burst);
             if buckets.len() >= self.max_keys {
                 let mut ages: Vec<Instant> = buckets.values().map(|b| b.at).collect();
                 ages.sort_unstable();
@@ -64,8 +70,7 @@ impl Throttle {
             tokens: burst,
             at: now,
         });
-        let refilled =
-            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * per_sec).min(burst);
+        let refilled = bucket.level(now, per_sec).min(burst);
         bucket.at = now;
         if refilled >= 1.0 {
             bucket.tokens = refilled - 1.0;

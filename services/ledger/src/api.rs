@@ -362,6 +362,9 @@ fn readable_entry(
     reader: &Reader,
     index: u64,
 ) -> Result<caretrail_ledger_proofs::Entry, LedgerFailure> {
+    if index >= tree.size() {
+        return Err(no_such_entry(index));
+    }
     let e = tree.entry(index).map_err(storage_failure)?;
     if reader.may_read(&e) {
         Ok(e)
@@ -391,9 +394,6 @@ pub async fn entry(
     let index = index.into_inner();
     caught_up(&node, &tenant, index.saturating_add(1)).await;
     let out = with_tree(&node, tenant, move |tree, _| {
-        if index >= tree.size() {
-            return Err(no_such_entry(index));
-        }
         entry_out(tree, readable_entry(tree, &reader, index)?)
     })
     .await?;
@@ -624,18 +624,7 @@ pub async fn bundle(
 ) -> Result<HttpResponse, LedgerError> {
     let tenant = g.tenant()?.to_string();
     let reader = Reader::of(g.claims());
-    let index = index.into_inner();
-    if !reader.sees_everything() {
-        caught_up(&node, &tenant, index.saturating_add(1)).await;
-        with_tree(&node, tenant.clone(), move |tree, _| {
-            if index >= tree.size() {
-                return Err(no_such_entry(index));
-            }
-            readable_entry(tree, &reader, index).map(|_| ())
-        })
-        .await?;
-    }
-    let out = proof_bundle(&node, tenant, index, q.since).await?;
+    let out = proof_bundle(&node, tenant, &reader, index.into_inner(), q.since).await?;
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -644,11 +633,16 @@ pub async fn bundle(
 pub async fn proof_bundle(
     node: &Node,
     tenant: String,
+    reader: &Reader,
     index: u64,
     since: Option<u64>,
 ) -> Result<ProofBundle, LedgerError> {
     caught_up(node, &tenant, index.saturating_add(1)).await;
+    let reader = reader.clone();
     with_tree(node, tenant, move |tree, node| {
+        if !reader.sees_everything() && index >= tree.size() {
+            return Err(no_such_entry(index));
+        }
         let signed = sign_at(tree, node, tree.size())?;
         let vkey = node
             .checkpoints
@@ -656,6 +650,18 @@ pub async fn proof_bundle(
             .map_err(|e| LedgerFailure::new("unavailable", e.to_string()))?;
         let receipt = crate::node::receipt_for(tree, &signed, &vkey, &node.keys, index, false)?;
         let mut bundle = receipt.bundle;
+        // Checked on the entry the bundle carries (read once): one the reader may not read is
+        // "not found", like one that does not exist.
+        if !reader.sees_everything() {
+            let entry = caretrail_ledger_proofs::Entry::decode(&bundle.entry).map_err(|e| {
+                storage_failure(crate::storage::StoreError::Corrupt(format!(
+                    "entry {index} does not decode: {e}"
+                )))
+            })?;
+            if !reader.may_read(&entry) {
+                return Err(no_such_entry(index));
+            }
+        }
         bundle.cosignatures = tree
             .cosignatures(signed.size)
             .map_err(storage_failure)?

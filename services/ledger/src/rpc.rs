@@ -64,7 +64,15 @@ async fn handle(
             let mut results = Vec::with_capacity(input.indexes.len());
             for index in input.indexes {
                 results.push(
-                    match crate::api::proof_bundle(&data, input.tenant.clone(), index, None).await {
+                    match crate::api::proof_bundle(
+                        &data,
+                        input.tenant.clone(),
+                        &crate::readers::Reader::Everything,
+                        index,
+                        None,
+                    )
+                    .await
+                    {
                         Ok(bundle) => BundleResult::Bundle(Box::new(bundle)),
                         Err(e) => BundleResult::Error(LedgerFailure::new(e.code(), e.to_string())),
                     },

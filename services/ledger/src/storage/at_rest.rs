@@ -22,8 +22,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::StoreError;
 use super::schema::{
-    KEY_SEALED_AT_REST, SM_META, TENANTS, TenantRecord, decode, encode, entries_table,
-    entries_table_name, read_entries,
+    KEY_SEALED_AT_REST, SM_META, encode, entries_table, entries_table_name, read_entries,
+    read_tenants,
 };
 
 /// Marks a sealed stored entry (an entry's own encoding starts with `CTLE`).
@@ -160,17 +160,10 @@ pub(crate) fn seal_stored_entries(db: &mut Database, key: &AtRestKey) -> Result<
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let tenants: Vec<(String, u32)> = {
-        let txn = db.begin_read()?;
-        let table = txn.open_table(TENANTS)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let record: TenantRecord = decode(v.value())?;
-            out.push((k.value().to_string(), record.no));
-        }
-        out
-    };
+    let tenants: Vec<(String, u32)> = read_tenants(&db.begin_read()?)?
+        .into_iter()
+        .map(|(tenant, record)| (tenant, record.no))
+        .collect();
     let mut sealed = 0u64;
     for (tenant, no) in &tenants {
         // A tenant registered but never appended to has no entries table (opening one for

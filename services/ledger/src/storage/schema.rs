@@ -116,6 +116,17 @@ pub(crate) struct TenantRecord {
     pub registrar_key_id: String,
 }
 
+/// Every registered tenant, by id, with what is stored for it.
+pub(crate) fn read_tenants(txn: &ReadTransaction) -> Result<Vec<(String, TenantRecord)>> {
+    let table = txn.open_table(TENANTS)?;
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        out.push((k.value().to_string(), decode(v.value())?));
+    }
+    Ok(out)
+}
+
 /// A registered institution key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {

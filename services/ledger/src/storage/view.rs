@@ -22,7 +22,7 @@ use super::error::{Result, StoreError};
 use super::generations::{IndexTables, ScanHint};
 use super::schema::{
     COSIGS, CosigRecord, EntriesRead, KEYS, KeyRecord, MIN_UPPER_LEVEL, NODES, TENANTS,
-    TenantRecord, decode, read_entries, stores_level,
+    TenantRecord, decode, read_entries, read_tenants, stores_level,
 };
 use super::state::{SmShared, read_applied};
 use super::tree_cache::{CachedNodes, TreeCache};
@@ -74,16 +74,10 @@ impl LedgerView {
 
     /// All tenants, by id.
     pub fn tenants(&self) -> Result<Vec<TenantInfo>> {
-        let db = self.shared.db();
-        let txn = db.begin_read()?;
-        let table = txn.open_table(TENANTS)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
-            let record: TenantRecord = decode(v.value())?;
-            out.push(TenantInfo::new(k.value().to_string(), &record));
-        }
-        Ok(out)
+        Ok(read_tenants(&self.shared.db().begin_read()?)?
+            .into_iter()
+            .map(|(tenant, record)| TenantInfo::new(tenant, &record))
+            .collect())
     }
 
     pub fn tenant(&self, tenant: &str) -> Result<Option<TenantInfo>> {

@@ -14,17 +14,19 @@ Figures go to docs/PERFORMANCE.md ("Login floods").
 """
 
 import argparse
-import base64
 import collections
 import http.client
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import caretrail_serve as serve  # noqa: E402
 
 
 def post(conn, path, body, headers):
@@ -34,33 +36,13 @@ def post(conn, path, body, headers):
     return resp.status
 
 
-def start(binary, port, data, env_extra):
-    env = dict(os.environ, CARETRAIL_HTTP_PORT=str(port), CARETRAIL_DATA_DIR=data, **env_extra)
-    proc = subprocess.Popen([binary, "serve", "--seed-demo"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/readyz")
-            if c.getresponse().status == 200:
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
-
-
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
 
 
 def token_latencies(port, app, until):
-    basic = base64.b64encode(f"{app['client_id']}:{app['client_secret']}".encode()).decode()
-    headers = {"Authorization": "Basic " + basic,
-               "Content-Type": "application/x-www-form-urlencoded"}
-    body = urllib.parse.urlencode({"grant_type": "client_credentials"})
+    headers, body = serve.client_credentials(app)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     out, statuses = [], collections.Counter()
     while time.time() < until:
@@ -114,9 +96,9 @@ def main():
                "CARETRAIL_BUS_URL": os.environ.get("CARETRAIL_TEST_AMQP_URL",
                                                    "amqp://guest:guest@127.0.0.1:5672/%2f"),
                "CARETRAIL_BUS_PREFIX": database}
-    proc = start(args.binary, args.port, data, env)
+    proc = serve.start(args.binary, args.port, data, env)
     try:
-        creds = json.load(open(os.path.join(data, "dev-credentials.json")))
+        creds = serve.credentials(data)
         app = creds["tenants"][0]["institutions"][0]["app"]
         backend = "PostgreSQL + RabbitMQ" if args.postgres else "SQLite + in-process bus (make run)"
         print(f"caretrail {args.binary} on {backend}; {args.clients} flooding clients, "

@@ -19,10 +19,12 @@ import json
 import os
 import random
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
-import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import caretrail_serve as serve  # noqa: E402
 
 
 def request(conn, method, path, token=None, body=None, headers=None):
@@ -36,24 +38,6 @@ def request(conn, method, path, token=None, body=None, headers=None):
     resp = conn.getresponse()
     data = resp.read()
     return resp.status, data
-
-
-def start(binary, port, data):
-    env = dict(os.environ, CARETRAIL_HTTP_PORT=str(port), CARETRAIL_DATA_DIR=data)
-    proc = subprocess.Popen(
-        [binary, "serve", "--seed-demo"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            if request(c, "GET", "/healthz")[0] == 200:
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
 
 
 def mann_whitney_z(a, b):
@@ -81,18 +65,12 @@ def main():
     ap.add_argument("--port", type=int, default=18791)
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="caretrail-timing-")
-    proc = start(args.binary, args.port, data)
+    proc = serve.start(args.binary, args.port, data)
     try:
-        creds = json.load(open(os.path.join(data, "dev-credentials.json")))
-        t0 = creds["tenants"][0]
+        t0 = serve.credentials(data)["tenants"][0]
         c = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
-        app = t0["institutions"][0]["app"]
-        form = urllib.parse.urlencode({"grant_type": "client_credentials"}).encode()
-        import base64
-        basic = base64.b64encode(f"{app['client_id']}:{app['client_secret']}".encode()).decode()
-        _, body = request(c, "POST", "/v1/oauth/token", body=form, headers={
-            "Authorization": "Basic " + basic,
-            "Content-Type": "application/x-www-form-urlencoded"})
+        headers, form = serve.client_credentials(t0["institutions"][0]["app"])
+        _, body = request(c, "POST", "/v1/oauth/token", body=form, headers=headers)
         benniu = json.loads(body)["access_token"]
         li = next(u for i in t0["institutions"] for u in i["users"] if u["username"] == "dr.li")
         _, body = request(c, "POST", "/v1/auth/login", body={

@@ -240,8 +240,16 @@ impl Server {
 
 async fn demo_token(base: &str, creds: &serde_json::Value) -> reqwest::Response {
     let app = &creds["tenants"][0]["institutions"][0]["app"];
-    reqwest::Client::new()
-        .post(format!("{base}/v1/oauth/token"))
+    client_credentials(&reqwest::Client::new(), base, app).await
+}
+
+/// `POST /v1/oauth/token` with an app's client credentials (`client_id`, `client_secret`).
+async fn client_credentials(
+    http: &reqwest::Client,
+    base: &str,
+    app: &serde_json::Value,
+) -> reqwest::Response {
+    http.post(format!("{base}/v1/oauth/token"))
         .basic_auth(
             app["client_id"].as_str().unwrap(),
             app["client_secret"].as_str(),

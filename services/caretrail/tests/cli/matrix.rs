@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Server, start_with_env};
+use super::{Server, client_credentials, start_with_env};
 
 /// The callers, in the table's column order.
 const CALLERS: [&str; 13] = [
@@ -265,17 +265,7 @@ impl Callers {
     }
 
     async fn client_token(&self, app: &Value) -> String {
-        let resp = self
-            .http
-            .post(format!("{}/v1/oauth/token", self.base))
-            .basic_auth(
-                app["client_id"].as_str().unwrap(),
-                app["client_secret"].as_str(),
-            )
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
+        let resp = client_credentials(&self.http, &self.base, app).await;
         let body: Value = resp.json().await.unwrap();
         body["access_token"]
             .as_str()

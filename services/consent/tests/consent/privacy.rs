@@ -28,11 +28,9 @@ impl Pilot {
         body["record"]["id"].as_str().unwrap().to_string()
     }
 
+    /// `GET` on the object store: the status and the JSON body.
     async fn record_get(&self, token: &str, path: &str) -> (u16, Value) {
-        let resp = self.stack.get(token, path).await;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.stack.get_json(&self.stack.store, token, path).await
     }
 }
 

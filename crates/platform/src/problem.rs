@@ -176,6 +176,16 @@ pub fn respond<E: ApiError + ?Sized>(err: &E) -> HttpResponse {
         .to_response()
 }
 
+/// [`respond`] for a throttled request: its 429 says in `Retry-After` when to try again.
+pub fn respond_throttled<E: ApiError + ?Sized>(err: &E, wait: std::time::Duration) -> HttpResponse {
+    let mut resp = respond(err);
+    resp.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        crate::throttle::whole_seconds(wait).into(),
+    );
+    resp
+}
+
 /// Displays an error with its whole `source()` chain.
 pub struct ErrorChain<'a, E: ?Sized>(pub &'a E);
 

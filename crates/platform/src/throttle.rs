@@ -17,6 +17,21 @@ pub struct Rate {
     pub every: Duration,
 }
 
+impl Rate {
+    /// Password and refresh-token checks per client address, at the gateway and again in
+    /// identity: 20 at once, then two a second.
+    pub const CREDENTIAL_CHECKS_PER_ADDRESS: Rate = Rate {
+        burst: 20,
+        every: Duration::from_millis(500),
+    };
+}
+
+/// A wait in whole seconds, rounded up and at least one: what `Retry-After` and the problem's
+/// detail say.
+pub fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -112,6 +127,13 @@ mod tests {
         assert!(t.take_at("a", start + Duration::from_secs(1)).is_err());
         assert!(t.take_at("a", start + Duration::from_secs(2)).is_ok());
         assert!(t.take_at("a", start + Duration::from_secs(2)).is_err());
+    }
+
+    #[test]
+    fn waits_are_told_in_whole_seconds_rounded_up() {
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::from_secs(3)), 3);
     }
 
     #[test]

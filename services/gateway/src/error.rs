@@ -13,7 +13,7 @@ pub enum GatewayError {
     UpstreamUnavailable(#[source] awc::error::SendRequestError),
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
-    #[error("too many attempts from this address; retry in {} s", .0.as_secs().max(1))]
+    #[error("too many attempts from this address; retry in {} s", caretrail_platform::throttle::whole_seconds(*.0))]
     Throttled(std::time::Duration),
     #[error(transparent)]
     Auth(#[from] caretrail_platform::auth::AuthError),
@@ -51,15 +51,7 @@ impl ResponseError for GatewayError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Auth(e) => e.error_response(),
-            Self::Throttled(wait) => {
-                let mut resp = respond(self);
-                let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&secs.to_string()) {
-                    resp.headers_mut()
-                        .insert(actix_web::http::header::RETRY_AFTER, v);
-                }
-                resp
-            }
+            Self::Throttled(wait) => caretrail_platform::problem::respond_throttled(self, *wait),
             _ => respond(self),
         }
     }

@@ -203,12 +203,9 @@ impl Application {
             ),
             body_limit: config.body_limit_bytes,
             verifier: verifier.clone(),
-            // As identity's own per-address bucket: 20 at once, then two a second.
+            // The same rate as identity's own per-address bucket.
             credential_checks: Arc::new(caretrail_platform::throttle::Throttle::new(
-                caretrail_platform::throttle::Rate {
-                    burst: 20,
-                    every: Duration::from_millis(500),
-                },
+                caretrail_platform::throttle::Rate::CREDENTIAL_CHECKS_PER_ADDRESS,
                 100_000,
             )),
         };

@@ -21,7 +21,7 @@ pub enum IdentityError {
     Unauthorized(String),
     #[error("the tenant is suspended")]
     TenantSuspended,
-    #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
+    #[error("too many attempts; retry in {} s", caretrail_platform::throttle::whole_seconds(*.0))]
     Throttled(std::time::Duration),
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -132,17 +132,7 @@ impl ResponseError for IdentityError {
                 }
                 resp.json(body)
             }
-            Self::Throttled(wait) => {
-                let mut resp = respond(self);
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                if let Ok(v) =
-                    actix_web::http::header::HeaderValue::from_str(&secs.max(1).to_string())
-                {
-                    resp.headers_mut()
-                        .insert(actix_web::http::header::RETRY_AFTER, v);
-                }
-                resp
-            }
+            Self::Throttled(wait) => caretrail_platform::problem::respond_throttled(self, *wait),
             _ => respond(self),
         }
     }

@@ -135,8 +135,8 @@ pub struct State {
 
 /// The buckets logins draw from.
 pub struct LoginThrottles {
-    /// Per client address (the gateway's `X-Forwarded-For`, else the peer): 20 at once, then
-    /// two a second.
+    /// Per client address (the gateway's `X-Forwarded-For`, else the peer), at the gateway's
+    /// rate ([`caretrail_platform::throttle::Rate::CREDENTIAL_CHECKS_PER_ADDRESS`]).
     pub by_address: caretrail_platform::throttle::Throttle,
     /// Per tenant and username: 10 at once, then one every 6 s — above the lockout after 5
     /// failures, so the lockout speaks first for one account, the throttle for floods.
@@ -148,10 +148,7 @@ impl Default for LoginThrottles {
         use std::time::Duration;
         Self {
             by_address: caretrail_platform::throttle::Throttle::new(
-                caretrail_platform::throttle::Rate {
-                    burst: 20,
-                    every: Duration::from_millis(500),
-                },
+                caretrail_platform::throttle::Rate::CREDENTIAL_CHECKS_PER_ADDRESS,
                 100_000,
             ),
             by_account: caretrail_platform::throttle::Throttle::new(

@@ -229,7 +229,6 @@ pub async fn create(
     // The operator sets up a tenant's first administrators, and no one else: whoever creates a
     // physician decides who reads clinical data.
     if p.0.is_operator() {
-        require_admin_or_operator(&p, &tenant, "tenant")?;
         if input.roles.iter().any(|r| *r != Role::TenantAdmin) || input.roles.is_empty() {
             return Err(IdentityError::Forbidden(
                 "the platform operator creates tenant administrators only".into(),

@@ -42,11 +42,12 @@ fn page_size(limit: Option<u64>) -> Result<u64> {
     }
 }
 
-fn scope_of(row: &audit_event::Model) -> Option<Value> {
+/// The exact scope of a grant, from its event (`payload`).
+fn scope_of(row: &audit_event::Model, payload: Option<&Value>) -> Option<Value> {
     if !row.kind.starts_with("consent.") {
         return None;
     }
-    let p: Value = serde_json::from_str(&row.payload).ok()?;
+    let p = payload?;
     Some(serde_json::json!({
         "records": p["records"],
         "categories": p["categories"],
@@ -61,12 +62,16 @@ fn scope_of(row: &audit_event::Model) -> Option<Value> {
 
 /// The opening of the entry's sealed fields, as the producer sent it with the event (events
 /// of entries written before payload version 2 have none: their fields are in clear).
-fn opening_of(row: &audit_event::Model) -> Option<caretrail_ledger_proofs::Opening> {
-    let p: Value = serde_json::from_str(&row.payload).ok()?;
-    serde_json::from_value(p.get("opening")?.clone()).ok()
+fn opening_of(payload: Option<&mut Value>) -> Option<caretrail_ledger_proofs::Opening> {
+    let opening = payload?.get_mut("opening")?.take();
+    serde_json::from_value(opening).ok()
 }
 
 fn event_out(row: &audit_event::Model) -> AuditEventOut {
+    // The event as its producer sent it, parsed once for the scope and the opening.
+    let mut payload: Option<Value> = serde_json::from_str(&row.payload).ok();
+    let scope = scope_of(row, payload.as_ref());
+    let opening = opening_of(payload.as_mut());
     AuditEventOut {
         id: row.id.clone(),
         kind: row.kind.clone(),
@@ -92,8 +97,8 @@ fn event_out(row: &audit_event::Model) -> AuditEventOut {
             }),
             _ => None,
         },
-        scope: scope_of(row),
-        opening: opening_of(row),
+        scope,
+        opening,
         ledger_index: row.ledger_index,
         leaf_hash: row.leaf_hash.clone(),
         proof: None,

@@ -90,6 +90,12 @@ pub fn sealed_payload_with_salt(
     Ok((bytes, opening))
 }
 
+/// A salt given as hex (an opening's, or a client's that signs its own manifests).
+pub fn parse_salt(hex: &str) -> Result<[u8; SALT_LEN], SealError> {
+    let bytes = hex::decode(hex).map_err(|_| SealError::Salt)?;
+    bytes.try_into().map_err(|_| SealError::Salt)
+}
+
 impl Opening {
     pub fn new(salt: [u8; SALT_LEN], fields: Map<String, Value>) -> Self {
         Self {
@@ -98,19 +104,9 @@ impl Opening {
         }
     }
 
-    /// Parses a salt given as hex (e.g. by a client that signs its own manifests).
-    pub fn with_salt_hex(salt: &str, fields: Map<String, Value>) -> Result<Self, SealError> {
-        let bytes = hex::decode(salt).map_err(|_| SealError::Salt)?;
-        let salt: [u8; SALT_LEN] = bytes.try_into().map_err(|_| SealError::Salt)?;
-        Ok(Self::new(salt, fields))
-    }
-
     /// The commitment `C` to these fields under the tenant's hash.
     pub fn commitment(&self, suite: Suite) -> Result<HashValue, SealError> {
-        let salt = hex::decode(&self.salt).map_err(|_| SealError::Salt)?;
-        if salt.len() != SALT_LEN {
-            return Err(SealError::Salt);
-        }
+        let salt = parse_salt(&self.salt)?;
         let fields =
             canonical_json(&Value::Object(self.fields.clone())).map_err(|_| SealError::Fields)?;
         let mut h = Hasher::new(suite);
@@ -237,19 +233,13 @@ mod tests {
 
     #[test]
     fn salts_are_checked() {
-        assert_eq!(
-            Opening::with_salt_hex("abcd", Map::new()),
-            Err(SealError::Salt)
-        );
-        assert_eq!(
-            Opening::with_salt_hex("zz", Map::new()),
-            Err(SealError::Salt)
-        );
+        assert_eq!(parse_salt("abcd"), Err(SealError::Salt));
+        assert_eq!(parse_salt("zz"), Err(SealError::Salt));
         let bad = Opening {
             salt: "00".into(),
             fields: Map::new(),
         };
         assert_eq!(bad.commitment(Suite::Intl), Err(SealError::Salt));
-        assert!(Opening::with_salt_hex(&"ab".repeat(SALT_LEN), Map::new()).is_ok());
+        assert_eq!(parse_salt(&"ab".repeat(SALT_LEN)), Ok([0xab; SALT_LEN]));
     }
 }

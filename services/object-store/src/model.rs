@@ -183,10 +183,7 @@ impl RecordIn {
                 let salt = self
                     .seal_salt
                     .as_deref()
-                    .and_then(|h| hex::decode(h).ok())
-                    .and_then(|b| {
-                        <[u8; caretrail_ledger_proofs::seal::SALT_LEN]>::try_from(b).ok()
-                    });
+                    .and_then(|h| caretrail_ledger_proofs::seal::parse_salt(h).ok());
                 if salt.is_none() {
                     errors.push(FieldError::new(
                         "seal_salt",

@@ -34,6 +34,10 @@ pub struct AllInOneConfig {
     /// Lifetime of access tokens, seconds (60..=86400; identity's default, 900, when unset).
     #[serde(default)]
     pub access_token_ttl_secs: Option<i64>,
+    /// Proxies in front of the server whose `X-Forwarded-For` is believed (comma-separated
+    /// CIDRs; the gateway's `trusted_proxies`). Empty: the connection's peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: String,
     #[serde(flatten)]
     pub bus: BusSettings,
     /// Record storage: the local `<data_dir>/objects` directory by default, or S3
@@ -293,6 +297,7 @@ pub async fn serve(config: AllInOneConfig) -> anyhow::Result<()> {
         upstream_timeout_secs: 30,
         upload_timeout_secs: 3600,
         body_limit_bytes: config.store.max_record_bytes,
+        trusted_proxies: config.trusted_proxies.clone(),
     })
     .await
     .context("starting the gateway")?;

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub mod client_address;
 pub mod error;
 pub mod openapi;
 mod proxy;
@@ -56,6 +57,12 @@ pub struct Config {
     /// Largest request body forwarded (record uploads stream through), in bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: u64,
+    /// Proxies in front of the gateway (an ingress controller, a load balancer) whose
+    /// `X-Forwarded-For` is believed, as comma-separated CIDRs or addresses: the client's
+    /// address, not the proxy's, is then what login throttling counts and upstreams see
+    /// ([`client_address`]). Empty (the default): the connection's peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: String,
 }
 
 fn default_upstream_timeout() -> u64 {
@@ -81,6 +88,7 @@ impl Validate for Config {
         self.bus
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        client_address::parse_trusted(&self.trusted_proxies).map_err(ConfigError::Invalid)?;
         if self.upstream_timeout_secs == 0 || self.body_limit_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "upstream_timeout_secs and body_limit_bytes must be positive".into(),
@@ -110,6 +118,7 @@ impl Config {
             upstream_timeout_secs: default_upstream_timeout(),
             upload_timeout_secs: default_upload_timeout(),
             body_limit_bytes: default_body_limit(),
+            trusted_proxies: String::new(),
         }
     }
 
@@ -203,6 +212,9 @@ impl Application {
             ),
             body_limit: config.body_limit_bytes,
             verifier: verifier.clone(),
+            trusted_proxies: client_address::parse_trusted(&config.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!(e))?
+                .into(),
             // The same rate as identity's own per-address bucket.
             credential_checks: Arc::new(caretrail_platform::throttle::Throttle::new(
                 caretrail_platform::throttle::Rate::CREDENTIAL_CHECKS_PER_ADDRESS,

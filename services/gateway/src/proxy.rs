@@ -30,6 +30,8 @@ pub(crate) struct ProxySettings {
     pub upload_timeout: Duration,
     pub body_limit: u64,
     pub verifier: caretrail_platform::auth::Verifier,
+    /// Proxies whose `X-Forwarded-For` is believed ([`crate::client_address`]).
+    pub trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
     /// Password and refresh-token checks per client address ([`routing::is_credential_check`]).
     pub credential_checks: std::sync::Arc<caretrail_platform::throttle::Throttle>,
 }
@@ -135,11 +137,17 @@ pub(crate) async fn forward(
     if declared_length.is_some_and(|n| n > body_limit) {
         return Err(GatewayError::BodyTooLarge { limit: body_limit });
     }
+    let client = crate::client_address::client_address(
+        req.peer_addr().map(|a| a.ip()),
+        req.headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .into_iter(),
+        &settings.trusted_proxies,
+    );
     if routing::is_credential_check(req.method(), path) {
-        let address = req
-            .peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+        let address = client.map(|a| a.to_string()).unwrap_or_default();
         // One bucket per endpoint and address: a session refresh does not wait for logins.
         settings
             .credential_checks
@@ -174,8 +182,8 @@ pub(crate) async fn forward(
     for (name, value) in caretrail_platform::trace_context::current_headers() {
         outgoing = outgoing.insert_header((name, value));
     }
-    if let Some(peer) = req.peer_addr() {
-        outgoing = outgoing.insert_header(("x-forwarded-for", peer.ip().to_string()));
+    if let Some(client) = client {
+        outgoing = outgoing.insert_header(("x-forwarded-for", client.to_string()));
     }
     // From the connection itself, never from client-supplied forwarding headers.
     let scheme = if req.app_config().secure() {

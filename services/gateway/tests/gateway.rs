@@ -845,3 +845,56 @@ async fn anonymous_floods_stop_at_the_gateway() {
         .unwrap();
     assert_ne!(resp.status(), 429);
 }
+
+/// Behind a trusted proxy (an ingress controller) each client has its own login bucket and
+/// upstreams see the client's address; a forged `X-Forwarded-For` picks no other bucket,
+/// behind a proxy or not.
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_told_apart() {
+    let client = reqwest::Client::new();
+    let small = serde_json::json!({"tenant_id": "ten_x", "username": "u", "password": "guess"});
+    let login = |gw: &str, forwarded: &str| {
+        let req = client
+            .post(format!("{gw}/v1/auth/login"))
+            .header("x-forwarded-for", forwarded)
+            .json(&small);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+
+    // The test's own connections come from 127.0.0.1: the trusted proxy.
+    let gw = gateway_with(|c| c.trusted_proxies = "127.0.0.1/32".into()).await;
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(login(&gw, "203.0.113.7").await);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_ne!(
+        login(&gw, "203.0.113.8").await,
+        429,
+        "another client, its own bucket"
+    );
+    assert_eq!(
+        login(&gw, "198.51.100.1, 203.0.113.7").await,
+        429,
+        "what the client wrote left of the proxy's entry is not believed"
+    );
+    let seen: serde_json::Value = client
+        .get(format!("{gw}/v1/records/echo"))
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+        .bearer_auth(token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["forwarded_for"], "203.0.113.9");
+
+    // Without trusted proxies the header is ignored: a new address per request is no escape.
+    let gw = gateway().await;
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        statuses.push(login(&gw, &format!("203.0.113.{i}")).await);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}

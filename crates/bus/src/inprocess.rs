@@ -118,6 +118,10 @@ impl Bus for InProcessBus {
                 }
             }
         }
+        // The in-process bus never disconnects: consuming starts once.
+        if let Some(hook) = &subscription.on_consuming {
+            hook.run().await;
+        }
         let cancel = CancellationToken::new();
         let token = cancel.clone();
         let task = tokio::spawn(async move {

@@ -143,6 +143,26 @@ pub struct Subscription {
     /// A queue of this consumer alone that disappears with it (fan-out to every replica,
     /// e.g. cache invalidations). No retry or dead-letter queue.
     pub ephemeral: bool,
+    /// Runs each time the consumer has (re)declared its queue and consumes again: what was
+    /// published while an ephemeral queue did not exist is lost, so a consumer that must
+    /// not miss anything catches up here ([`Subscription::on_consuming`]).
+    pub on_consuming: Option<ConsumingHook>,
+}
+
+/// See [`Subscription::on_consuming`].
+#[derive(Clone)]
+pub struct ConsumingHook(Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>);
+
+impl ConsumingHook {
+    pub(crate) async fn run(&self) {
+        (self.0)().await
+    }
+}
+
+impl std::fmt::Debug for ConsumingHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsumingHook")
+    }
 }
 
 impl Subscription {
@@ -154,7 +174,20 @@ impl Subscription {
             retry_delay: Duration::from_millis(500),
             prefetch: 16,
             ephemeral: false,
+            on_consuming: None,
         }
+    }
+
+    /// Runs `hook` whenever the consumer starts consuming: at subscription and after every
+    /// reconnection to the broker, once the queue exists again (so nothing published from
+    /// then on is missed while the hook catches up on what came before).
+    pub fn on_consuming<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.on_consuming = Some(ConsumingHook(Arc::new(move || Box::pin(hook()))));
+        self
     }
 
     pub fn ephemeral(mut self) -> Self {

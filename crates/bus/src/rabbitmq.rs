@@ -232,6 +232,9 @@ impl RabbitBus {
             )
             .await?;
         tracing::debug!(queue = %main, "consuming");
+        if let Some(hook) = &sub.on_consuming {
+            hook.run().await;
+        }
         loop {
             let next = tokio::select! {
                 biased;

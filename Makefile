@@ -126,6 +126,13 @@ login-flood: ## Flood logins while timing a partner's token issuance, embedded t
 	python3 loadtests/login-flood/flood.py --binary $(BIN)
 	python3 loadtests/login-flood/flood.py --binary $(BIN) --postgres
 
+.PHONY: cut-off
+cut-off: ## Time how long a disabled user's or revoked app's token keeps working, embedded then on PostgreSQL + RabbitMQ (report on stdout)
+	$(MAKE) infra
+	$(CARGO) build -p caretrail
+	python3 loadtests/cut-off/probe.py --binary $(BIN)
+	python3 loadtests/cut-off/probe.py --binary $(BIN) --postgres
+
 .PHONY: bench-records
 bench-records: ## Record upload/download load test through the gateway, local directory and S3 (report on stdout)
 	./infra/start-s3.sh

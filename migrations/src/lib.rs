@@ -12,6 +12,7 @@ pub mod audit_witness;
 pub mod common;
 pub mod consent_tables;
 pub mod identity_certificates;
+pub mod identity_lifecycle;
 pub mod identity_tables;
 pub mod identity_users;
 pub mod identity_witness;
@@ -45,7 +46,8 @@ service_migrator!(
         crate::identity_tables::Tables,
         crate::identity_users::UsersMigration,
         crate::identity_certificates::Certificates,
-        crate::identity_witness::WitnessCosignatures
+        crate::identity_witness::WitnessCosignatures,
+        crate::identity_lifecycle::Lifecycle
     ]
 );
 service_migrator!(

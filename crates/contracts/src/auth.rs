@@ -83,6 +83,11 @@ pub struct Claims {
     pub exp: i64,
     pub nbf: i64,
     pub iat: i64,
+    /// When it was issued, in milliseconds: what a cut-off compares (`iat` has whole
+    /// seconds; a user enabled again in the second they were disabled must get a token that
+    /// works). Absent from tokens of other issuers; `iat` is used then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
     pub jti: String,
     pub kind: PrincipalKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]

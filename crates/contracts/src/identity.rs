@@ -9,6 +9,7 @@
 //! | [`METHOD_INSTITUTIONS`] | [`TenantQuery`] | [`InstitutionsOut`]: the tenant's institutions and levels |
 //! | [`METHOD_TENANTS`] | `{}` | [`TenantsOut`]: every tenant with its suite and status |
 //! | [`METHOD_COSIGN`] | [`CosignIn`] | [`CosignOut`]: a witness cosignature line (errors `forbidden_witness`, `cosign_from`, `not_consistent`, …) |
+//! | [`METHOD_REVOCATIONS`] | `{}` | [`crate::events::RevocationsV1`]: revoked tokens and cut-offs still in force |
 //!
 //! Signing is limited to ledger submissions (the signed bytes start with the ledger's
 //! `CTLS` domain separator), so the RPC cannot be used as a general-purpose signing oracle;
@@ -33,6 +34,81 @@ pub const METHOD_SIGN: &str = "sign";
 pub const METHOD_INSTITUTIONS: &str = "institutions";
 pub const METHOD_TENANTS: &str = "tenants";
 pub const METHOD_COSIGN: &str = "cosign";
+pub const METHOD_REVOCATIONS: &str = "revocations";
+
+/// A change of who may act: identity publishes each as `identity.<name>` with an
+/// [`crate::events::AccessChangedV1`], cuts off the tokens it affects, and anchors it on the
+/// tenant's ledger as an entry of kind [`AccessChange::as_str`] signed by the registrar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum AccessChange {
+    #[serde(rename = "user.created")]
+    UserCreated,
+    #[serde(rename = "user.disabled")]
+    UserDisabled,
+    #[serde(rename = "user.enabled")]
+    UserEnabled,
+    #[serde(rename = "user.role_changed")]
+    UserRoleChanged,
+    #[serde(rename = "user.removed")]
+    UserRemoved,
+    #[serde(rename = "user.password_reset")]
+    UserPasswordReset,
+    #[serde(rename = "institution.deactivated")]
+    InstitutionDeactivated,
+    #[serde(rename = "institution.reactivated")]
+    InstitutionReactivated,
+    #[serde(rename = "app.created")]
+    AppCreated,
+    #[serde(rename = "app.revoked")]
+    AppRevoked,
+    #[serde(rename = "app.secret_rotated")]
+    AppSecretRotated,
+    #[serde(rename = "tenant.suspended")]
+    TenantSuspended,
+    #[serde(rename = "tenant.resumed")]
+    TenantResumed,
+}
+
+impl AccessChange {
+    pub const ALL: [AccessChange; 13] = [
+        AccessChange::UserCreated,
+        AccessChange::UserDisabled,
+        AccessChange::UserEnabled,
+        AccessChange::UserRoleChanged,
+        AccessChange::UserRemoved,
+        AccessChange::UserPasswordReset,
+        AccessChange::InstitutionDeactivated,
+        AccessChange::InstitutionReactivated,
+        AccessChange::AppCreated,
+        AccessChange::AppRevoked,
+        AccessChange::AppSecretRotated,
+        AccessChange::TenantSuspended,
+        AccessChange::TenantResumed,
+    ];
+
+    /// The event name (after `identity.`) and the ledger entry kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessChange::UserCreated => "user.created",
+            AccessChange::UserDisabled => "user.disabled",
+            AccessChange::UserEnabled => "user.enabled",
+            AccessChange::UserRoleChanged => "user.role_changed",
+            AccessChange::UserRemoved => "user.removed",
+            AccessChange::UserPasswordReset => "user.password_reset",
+            AccessChange::InstitutionDeactivated => "institution.deactivated",
+            AccessChange::InstitutionReactivated => "institution.reactivated",
+            AccessChange::AppCreated => "app.created",
+            AccessChange::AppRevoked => "app.revoked",
+            AccessChange::AppSecretRotated => "app.secret_rotated",
+            AccessChange::TenantSuspended => "tenant.suspended",
+            AccessChange::TenantResumed => "tenant.resumed",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
 
 /// Signer name for statements the platform attests (the tenant's registrar, i.e. its CA
 /// key), such as who accessed a record.
@@ -199,4 +275,19 @@ pub enum SignResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignOut {
     pub results: Vec<SignResult>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessChange;
+
+    #[test]
+    fn access_change_names_are_its_wire_names() {
+        for change in AccessChange::ALL {
+            let wire = serde_json::to_value(change).unwrap_or_default();
+            assert_eq!(wire, change.as_str(), "{change:?}");
+            assert_eq!(AccessChange::from_name(change.as_str()), Some(change));
+        }
+        assert_eq!(AccessChange::from_name("user.promoted"), None);
+    }
 }

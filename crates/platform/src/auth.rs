@@ -4,7 +4,8 @@
 //! algorithm (no `none`, no HS*/RS* confusion), requires `kid`, `iss`, `aud`, `exp`, `nbf`,
 //! `iat`, `jti` and `sub`, keeps the identity service's JWKS cached (refetched when an unknown
 //! `kid` appears, at most every few seconds so that forged kids cannot hammer identity), and
-//! refuses revoked `jti`s, which arrive over the bus.
+//! refuses revoked `jti`s and tokens issued before a cut-off of their subject, institution
+//! or tenant, which arrive over the bus ([`caretrail_contracts::events`]).
 
 use std::{
     collections::HashMap,
@@ -16,6 +17,7 @@ use actix_web::{
     FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, http::StatusCode, web,
 };
 use caretrail_contracts::auth::{AUDIENCE, Claims};
+use caretrail_contracts::events::{CutOffScope, RevocationsV1, TokensCutOffV1};
 use futures::future::LocalBoxFuture;
 use jsonwebtoken::{
     Algorithm, DecodingKey, Validation, decode, decode_header,
@@ -151,6 +153,8 @@ struct Inner {
     missing: RwLock<HashMap<String, Instant>>,
     /// jti → expiry (unix seconds); entries past expiry are dropped.
     revoked: RwLock<HashMap<String, i64>>,
+    /// scope → (not before, until): tokens of the scope with an earlier `iat` are refused.
+    cut_offs: RwLock<HashMap<CutOffScope, (i64, i64)>>,
 }
 
 /// Cheap to clone; shares its caches.
@@ -178,6 +182,7 @@ impl Verifier {
                 last_fetch: tokio::sync::Mutex::new(None),
                 missing: RwLock::new(HashMap::new()),
                 revoked: RwLock::new(HashMap::new()),
+                cut_offs: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -200,6 +205,71 @@ impl Verifier {
 
     pub fn is_revoked(&self, jti: &str) -> bool {
         lock_err(self.inner.revoked.read()).contains_key(jti)
+    }
+
+    /// Refuses the scope's tokens issued before `c.not_before_ms` (until `c.until`, when
+    /// they have all expired). A later cut-off of the same scope extends an earlier one.
+    pub fn cut_off(&self, c: &TokensCutOffV1) {
+        let now = now_secs();
+        let leeway = self.inner.leeway as i64;
+        let mut cut_offs = lock_err(self.inner.cut_offs.write());
+        cut_offs.retain(|_, (_, until)| *until + leeway >= now);
+        if c.until + leeway < now {
+            return;
+        }
+        let entry = cut_offs
+            .entry(c.scope.clone())
+            .or_insert((i64::MIN, i64::MIN));
+        entry.0 = entry.0.max(c.not_before_ms);
+        entry.1 = entry.1.max(c.until);
+    }
+
+    /// Everything identity says is revoked (a replica joining or rejoining the bus).
+    pub fn apply(&self, revocations: &RevocationsV1) {
+        for item in &revocations.items {
+            self.revoke(&item.jti, item.expires_at);
+        }
+        for c in &revocations.cut_offs {
+            self.cut_off(c);
+        }
+    }
+
+    /// The latest cut-off (unix milliseconds) among the subject's, its institution's and its
+    /// tenant's: tokens issued before it are refused.
+    pub fn cut_off_ms(
+        &self,
+        sub: &str,
+        institution: Option<&caretrail_contracts::InstitutionId>,
+        tenant: Option<&caretrail_contracts::TenantId>,
+    ) -> Option<i64> {
+        let cut_offs = lock_err(self.inner.cut_offs.read());
+        if cut_offs.is_empty() {
+            return None;
+        }
+        let scopes = [
+            Some(CutOffScope::Subject(sub.to_string())),
+            institution.cloned().map(CutOffScope::Institution),
+            tenant.cloned().map(CutOffScope::Tenant),
+        ];
+        scopes
+            .into_iter()
+            .flatten()
+            .filter_map(|scope| cut_offs.get(&scope).map(|(not_before, _)| *not_before))
+            .max()
+    }
+
+    fn is_cut_off(&self, claims: &Claims) -> bool {
+        // A token without `iat_ms` counts from the start of its second: caught rather than
+        // let through when the cut-off falls in that second.
+        let issued_ms = claims
+            .iat_ms
+            .unwrap_or_else(|| claims.iat.saturating_mul(1000));
+        self.cut_off_ms(
+            &claims.sub,
+            claims.institution.as_ref(),
+            claims.tenant.as_ref(),
+        )
+        .is_some_and(|cut| issued_ms < cut)
     }
 
     /// Refetches the key set unless another fetch finished moments ago. Returns whether it
@@ -316,7 +386,7 @@ impl Verifier {
                 _ => AuthError::Malformed,
             }
         })?;
-        if self.is_revoked(&data.claims.jti) {
+        if self.is_revoked(&data.claims.jti) || self.is_cut_off(&data.claims) {
             return Err(AuthError::Revoked);
         }
         Ok(data.claims)
@@ -435,5 +505,84 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use caretrail_contracts::{InstitutionId, TenantId};
+
+    fn verifier() -> Verifier {
+        Verifier::new(
+            "https://caretrail.test",
+            30,
+            KeySource::Local(Arc::new(JwkSet::default)),
+        )
+    }
+
+    fn cut(scope: CutOffScope, not_before_ms: i64, until: i64) -> TokensCutOffV1 {
+        TokensCutOffV1 {
+            scope,
+            not_before_ms,
+            until,
+        }
+    }
+
+    #[test]
+    fn a_cut_off_catches_its_scope_only_and_the_latest_wins() {
+        let v = verifier();
+        let now = now_secs();
+        let tenant: TenantId = "ten_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e".parse().unwrap();
+        let ins: InstitutionId = "ins_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e".parse().unwrap();
+        let other: InstitutionId = "ins_0193c1d2e8a97b4c8f2a6d1e0b3c4d5f".parse().unwrap();
+        assert_eq!(v.cut_off_ms("usr_a", Some(&ins), Some(&tenant)), None);
+        v.cut_off(&cut(
+            CutOffScope::Subject("usr_a".into()),
+            now - 5,
+            now + 900,
+        ));
+        v.cut_off(&cut(
+            CutOffScope::Institution(ins.clone()),
+            now - 2,
+            now + 900,
+        ));
+        assert_eq!(
+            v.cut_off_ms("usr_a", Some(&ins), Some(&tenant)),
+            Some(now - 2)
+        );
+        assert_eq!(v.cut_off_ms("usr_a", Some(&other), None), Some(now - 5));
+        assert_eq!(v.cut_off_ms("usr_b", Some(&other), Some(&tenant)), None);
+        // An older cut-off of the same scope does not move it back.
+        v.cut_off(&cut(
+            CutOffScope::Subject("usr_a".into()),
+            now - 60,
+            now + 900,
+        ));
+        assert_eq!(v.cut_off_ms("usr_a", None, None), Some(now - 5));
+        v.cut_off(&cut(CutOffScope::Tenant(tenant.clone()), now, now + 900));
+        assert_eq!(v.cut_off_ms("usr_b", None, Some(&tenant)), Some(now));
+    }
+
+    #[test]
+    fn a_lapsed_cut_off_is_forgotten() {
+        let v = verifier();
+        let now = now_secs();
+        v.cut_off(&cut(
+            CutOffScope::Subject("usr_a".into()),
+            now - 2000,
+            now - 100,
+        ));
+        assert_eq!(v.cut_off_ms("usr_a", None, None), None);
+        v.apply(&RevocationsV1 {
+            items: vec![caretrail_contracts::events::TokenRevokedV1 {
+                jti: "j1".into(),
+                expires_at: now + 60,
+            }],
+            cut_offs: vec![cut(CutOffScope::Subject("usr_b".into()), now, now + 60)],
+        });
+        assert!(v.is_revoked("j1"));
+        assert_eq!(v.cut_off_ms("usr_b", None, None), Some(now));
     }
 }

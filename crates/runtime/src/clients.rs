@@ -242,6 +242,20 @@ impl IdentityClient {
         Ok(out.line)
     }
 
+    /// Every token revocation and cut-off still in force.
+    pub async fn revocations(
+        &self,
+    ) -> Result<caretrail_contracts::events::RevocationsV1, BusError> {
+        call_json(
+            self.bus.as_ref(),
+            identity::SERVICE,
+            identity::METHOD_REVOCATIONS,
+            &serde_json::json!({}),
+            self.timeout,
+        )
+        .await
+    }
+
     /// Signs ledger submissions with the signers' custodial keys; one result per item.
     pub async fn sign(&self, items: Vec<ToSign>) -> Result<Vec<SignResult>, BusError> {
         let n = items.len();

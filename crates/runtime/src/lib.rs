@@ -55,6 +55,7 @@ pub struct Infra {
     cancel: CancellationToken,
     relay: tokio::task::JoinHandle<()>,
     consumers: Vec<ConsumerHandle>,
+    revocations: Vec<revocations::Following>,
 }
 
 impl Infra {
@@ -98,12 +99,40 @@ impl Infra {
             cancel,
             relay,
             consumers: Vec::new(),
+            revocations: Vec::new(),
         })
     }
 
     /// Keeps a consumer so that shutdown stops it after HTTP has drained.
     pub fn add_consumer(&mut self, consumer: ConsumerHandle) {
         self.consumers.push(consumer);
+    }
+
+    /// Keeps `verifier`'s revocations in step with identity's (over the bus, and by asking
+    /// identity over RPC at start, after reconnecting and periodically).
+    pub async fn follow_revocations(
+        &mut self,
+        verifier: &caretrail_platform::auth::Verifier,
+    ) -> Result<(), caretrail_bus::BusError> {
+        let source =
+            clients::IdentityClient::new(self.bus.clone(), std::time::Duration::from_secs(5));
+        self.follow_revocations_from(verifier, Arc::new(source))
+            .await
+            .map(drop)
+    }
+
+    /// [`Infra::follow_revocations`] with another source (identity reads its own database);
+    /// returns whether the list has been loaded yet.
+    pub async fn follow_revocations_from(
+        &mut self,
+        verifier: &caretrail_platform::auth::Verifier,
+        source: Arc<dyn revocations::RevocationSource>,
+    ) -> Result<Arc<std::sync::atomic::AtomicBool>, caretrail_bus::BusError> {
+        let following =
+            revocations::follow(self.bus.as_ref(), self.service, verifier.clone(), source).await?;
+        let loaded = following.loaded();
+        self.revocations.push(following);
+        Ok(loaded)
     }
 
     /// Binds the HTTP listener and returns the runner that serves until shutdown.
@@ -123,11 +152,15 @@ impl Infra {
             db,
             relay,
             consumers,
+            revocations,
             cancel,
             service,
             ..
         } = self;
         runner.on_shutdown(move || async move {
+            for following in revocations {
+                following.shutdown().await;
+            }
             for consumer in consumers {
                 consumer.shutdown().await;
             }
@@ -149,36 +182,4 @@ pub mod clients;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-/// Token revocations, fanned out to every replica that verifies tokens.
-pub mod revocations {
-    use caretrail_bus::{Bus, BusError, ConsumerHandle, HandlerError, Subscription, handler_fn};
-    use caretrail_contracts::events::TokenRevokedV1;
-    use caretrail_platform::auth::Verifier;
-
-    /// Feeds `identity.token.revoked` events into `verifier`, on a queue of this replica's own
-    /// that disappears with it (every replica must hear every revocation).
-    pub async fn follow(
-        bus: &dyn Bus,
-        service: &str,
-        verifier: Verifier,
-    ) -> Result<ConsumerHandle, BusError> {
-        let queue = format!("{service}.revocations.{}", uuid::Uuid::new_v4().simple());
-        bus.subscribe(
-            Subscription::new(queue)
-                .bind("*.identity.token.revoked")
-                .ephemeral(),
-            handler_fn(move |d| {
-                let verifier = verifier.clone();
-                async move {
-                    let r: TokenRevokedV1 = d
-                        .event
-                        .payload_as()
-                        .map_err(|e| HandlerError::Reject(e.to_string()))?;
-                    verifier.revoke(&r.jti, r.expires_at);
-                    Ok(())
-                }
-            }),
-        )
-        .await
-    }
-}
+pub mod revocations;

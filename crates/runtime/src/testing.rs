@@ -129,3 +129,71 @@ macro_rules! service_start_tests {
         }
     };
 }
+
+/// A TCP forwarder a test can cut — every open connection is dropped and new ones refused —
+/// and restore: a replica's broker or storage link failing while the rest keeps running.
+pub struct CuttableProxy {
+    /// `host:port` to connect to instead of the target.
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    /// Forwards a fresh local port to `target` (`host:port`).
+    pub async fn start(target: &str) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            std::sync::Arc::default();
+        let (flag, conns, target) = (up.clone(), open.clone(), target.to_string());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut conns) = conns.lock() {
+                    conns.retain(|c| !c.is_finished());
+                    conns.push(task.abort_handle());
+                }
+            }
+        });
+        Ok(Self {
+            addr,
+            up,
+            open,
+            accept,
+        })
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut conns) = self.open.lock() {
+            for c in conns.drain(..) {
+                c.abort();
+            }
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}

@@ -2,7 +2,8 @@
 //! from the bus into `audit_events`, idempotently: the inbox claim and the row commit
 //! together, so a redelivered event changes nothing. From the ledger's own `ledger.appended`
 //! stream it indexes the entries no domain event describes: institution keys registered and
-//! revoked by the tenant's registrar (the rest arrive richer as domain events).
+//! revoked, and changes of who may act (users disabled, apps revoked, institutions
+//! deactivated, …), all by the tenant's registrar (the rest arrive richer as domain events).
 
 use std::sync::Arc;
 
@@ -30,11 +31,13 @@ fn text(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-/// Ledger entry kinds only the ledger stream reports.
-const LEDGER_ONLY_KINDS: [&str; 2] = [
-    caretrail_contracts::ledger::KIND_KEY_REGISTERED,
-    caretrail_contracts::ledger::KIND_KEY_REVOKED,
-];
+/// Ledger entry kinds only the ledger stream reports: institution keys, and every change of
+/// who may act (`user.disabled`, `app.revoked`, … — the registrar's entries).
+fn ledger_only(kind: &str) -> bool {
+    kind == caretrail_contracts::ledger::KIND_KEY_REGISTERED
+        || kind == caretrail_contracts::ledger::KIND_KEY_REVOKED
+        || caretrail_contracts::identity::AccessChange::from_name(kind).is_some()
+}
 
 /// The row of an event, or `None` for a ledger entry a domain event already describes.
 pub fn row_of(event: &Event) -> Option<audit_event::Model> {
@@ -48,7 +51,7 @@ pub fn row_of(event: &Event) -> Option<audit_event::Model> {
 fn ledger_row(event: &Event) -> Option<audit_event::Model> {
     let p = &event.payload;
     let kind = p["kind"].as_str()?;
-    if !LEDGER_ONLY_KINDS.contains(&kind) {
+    if !ledger_only(kind) {
         return None;
     }
     let entry = &p["payload_json"];
@@ -79,7 +82,8 @@ fn ledger_row(event: &Event) -> Option<audit_event::Model> {
         break_glass_id: None,
         category: None,
         owner_institution: text(&entry["institution"]),
-        actor_subject: text(&p["submitter"]),
+        // An access change names who made it; a key entry only its submitter, the registrar.
+        actor_subject: text(&entry["by"]).or_else(|| text(&p["submitter"])),
         actor_institution: None,
         recipient_institution: None,
         purpose: None,

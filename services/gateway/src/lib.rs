@@ -4,7 +4,7 @@
 //! its docs UI. Every error it produces is problem+json.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::{future::Future, time::Duration};
 
 use actix_web::{HttpResponse, web};
@@ -163,36 +163,17 @@ impl Application {
             ),
         );
         let bus = caretrail_bus::connect(&config.bus).await?;
-        let consumer =
-            caretrail_runtime::revocations::follow(bus.as_ref(), SERVICE, verifier.clone()).await?;
         // Until identity has told this replica which tokens were revoked while it was not
-        // running, it could accept them: not ready until then, retried in the background.
-        let revocations_loaded =
-            Arc::new(AtomicBool::new(load_revocations(&config, &verifier).await));
-        let stop = CancellationToken::new();
-        let retry = (!revocations_loaded.load(Ordering::Acquire)).then(|| {
-            let (config, verifier, loaded, stop) = (
-                config.clone(),
-                verifier.clone(),
-                revocations_loaded.clone(),
-                stop.clone(),
-            );
-            tokio::spawn(async move {
-                let mut delay = Duration::from_millis(500);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    if load_revocations(&config, &verifier).await {
-                        loaded.store(true, Ordering::Release);
-                        tracing::info!("revoked tokens loaded from identity");
-                        return;
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            })
-        });
+        // listening, it could accept them: not ready until then. The follower asks again on
+        // every reconnection to the broker and every half minute.
+        let following = caretrail_runtime::revocations::follow(
+            bus.as_ref(),
+            SERVICE,
+            verifier.clone(),
+            Arc::new(RevocationsOverHttp::new(&config)),
+        )
+        .await?;
+        let revocations_loaded = following.loaded();
         let loaded = revocations_loaded.clone();
         health.register(Arc::new(FnCheck::new("revocations", move || {
             let ok = loaded.load(Ordering::Acquire);
@@ -247,11 +228,7 @@ impl Application {
         })?;
         let mut runner = Runner::new(port, server, health, CancellationToken::new());
         runner.on_shutdown(move || async move {
-            stop.cancel();
-            if let Some(task) = retry {
-                let _ = task.await;
-            }
-            consumer.shutdown().await;
+            following.shutdown().await;
         });
         Ok(Self { runner, verifier })
     }
@@ -274,43 +251,41 @@ impl Application {
     }
 }
 
-/// Revocations made while this gateway was not running (later ones arrive over the bus);
-/// false when identity could not be asked.
-async fn load_revocations(config: &Config, verifier: &Verifier) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Item {
-        jti: String,
-        expires_at: i64,
-    }
-    #[derive(serde::Deserialize)]
-    struct List {
-        items: Vec<Item>,
-    }
-    let url = format!(
-        "{}/internal/revoked-tokens",
-        config.base_url(Upstream::Identity)
-    );
-    let result = async {
-        reqwest::Client::new()
-            .get(&url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?
-            .error_for_status()?
-            .json::<List>()
-            .await
-    }
-    .await;
-    match result {
-        Ok(list) => {
-            for item in list.items {
-                verifier.revoke(&item.jti, item.expires_at);
-            }
-            true
+/// Identity's list of revocations in force, over its internal HTTP API (the gateway knows
+/// identity's URL and serves no RPC).
+struct RevocationsOverHttp {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl RevocationsOverHttp {
+    fn new(config: &Config) -> Self {
+        Self {
+            url: format!(
+                "{}/internal/revoked-tokens",
+                config.base_url(Upstream::Identity)
+            ),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
         }
-        Err(error) => {
-            tracing::warn!(%error, "could not load revoked tokens yet; not ready until then");
-            false
+    }
+}
+
+#[async_trait::async_trait]
+impl caretrail_runtime::revocations::RevocationSource for RevocationsOverHttp {
+    async fn load(&self) -> Result<caretrail_contracts::events::RevocationsV1, String> {
+        async {
+            self.client
+                .get(&self.url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await
         }
+        .await
+        .map_err(|e: reqwest::Error| e.to_string())
     }
 }

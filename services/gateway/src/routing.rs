@@ -44,14 +44,20 @@ pub fn requires_token(method: &actix_web::http::Method, path: &str) -> bool {
             | (&Method::GET, "/.well-known/openid-configuration")
             | (&Method::POST, "/v1/auth/login")
             | (&Method::POST, "/v1/auth/refresh")
+            | (&Method::POST, "/v1/auth/password-reset")
     );
     !public
 }
 
-/// The endpoints where an anonymous caller makes a service verify a password or a refresh
-/// token: throttled per client address at the gateway, before anything is forwarded.
+/// The endpoints where an anonymous caller makes a service verify a password, a refresh
+/// token or a password-reset token: throttled per client address at the gateway, before
+/// anything is forwarded.
 pub fn is_credential_check(method: &actix_web::http::Method, path: &str) -> bool {
-    method == actix_web::http::Method::POST && matches!(path, "/v1/auth/login" | "/v1/auth/refresh")
+    method == actix_web::http::Method::POST
+        && matches!(
+            path,
+            "/v1/auth/login" | "/v1/auth/refresh" | "/v1/auth/password-reset"
+        )
 }
 
 /// Largest body of a request that needs no token (credentials, a token request): a few

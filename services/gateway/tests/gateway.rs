@@ -46,6 +46,7 @@ fn claims() -> caretrail_contracts::auth::Claims {
         exp: now + 300,
         nbf: now,
         iat: now,
+        iat_ms: None,
         jti: format!("jti_{}", uuid::Uuid::new_v4().simple()),
         kind: caretrail_contracts::auth::PrincipalKind::App,
         tenant: Some(caretrail_contracts::TenantId::generate()),

@@ -43,6 +43,8 @@ pub mod institution {
         pub level: String,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// `active` or `deactivated` ([`crate::access::Status`]).
+        pub status: String,
     }
     no_relations!();
 }
@@ -207,4 +209,47 @@ pub mod witness_cosigned {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The latest cut-off of a user, app, institution or tenant: its access tokens issued before
+/// `not_before_ms` are refused everywhere ([`crate::access`]).
+pub mod token_cut_off {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "token_cut_offs")]
+    pub struct Model {
+        /// `subject`, `institution` or `tenant`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub scope_kind: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub scope_id: String,
+        pub tenant_id: String,
+        /// Unix milliseconds: tokens issued before (`iat_ms`) are refused.
+        pub not_before_ms: i64,
+        /// Unix seconds after which every token it catches has expired.
+        pub until: i64,
+        pub created_at: DateTimeUtc,
+    }
+    no_relations!();
+}
+
+/// A one-time password-reset token (its hash), handed to the user by an administrator.
+pub mod password_reset {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "password_resets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub user_id: String,
+        pub token_hash: String,
+        pub created_by: String,
+        pub expires_at: DateTimeUtc,
+        pub used_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+    }
+    no_relations!();
 }

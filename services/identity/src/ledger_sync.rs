@@ -3,7 +3,9 @@
 //! entry signed by that CA key — so a regulator can verify key history from the ledger alone.
 //!
 //! Driven by identity's own events (`tenant.created`, `institution.key_registered`,
-//! `institution.key_rotated`, `institution.key_revoked`) on a durable queue: the outbox makes
+//! `institution.key_rotated`, `institution.key_revoked`, and every change of who may act —
+//! `user.disabled`, `app.revoked`, `institution.deactivated`, … ([`AccessChange`]), anchored
+//! as registrar entries of that kind) on a durable queue: the outbox makes
 //! sure they are published, the ledger deduplicates on the request id (`key:<key id>`,
 //! `revoke:<key id>`), and a ledger that is down only delays the entries (retries with
 //! backoff).
@@ -15,6 +17,8 @@ use base64::Engine as _;
 use caretrail_bus::{
     Bus, BusError, ConsumerHandle, Delivery, HandlerError, Subscription, handler_fn,
 };
+use caretrail_contracts::events::AccessChangedV1;
+use caretrail_contracts::identity::AccessChange;
 use caretrail_contracts::ledger::{
     self as contract, AppendIn, KIND_KEY_REGISTERED, KIND_KEY_REVOKED, KeyRegistration,
     KeyRevocation, REGISTRAR, SubmissionIn, TenantIn,
@@ -193,8 +197,40 @@ async fn handle(state: &State, bus: &dyn Bus, delivery: Delivery) -> Result<(), 
             };
             append_registrar_entry(state, bus, &t, kind, request_id, payload).await
         }
-        _ => Ok(()),
+        name => match AccessChange::from_name(name) {
+            Some(change) => anchor_access_change(state, bus, &t, change, &event).await,
+            None => Ok(()),
+        },
     }
+}
+
+/// A change of who may act, as a registrar entry of the change's kind: the event's payload
+/// (ids and roles only) and its id, which is also the request id — a redelivered event finds
+/// the entry already there.
+async fn anchor_access_change(
+    state: &State,
+    bus: &dyn Bus,
+    t: &entities::tenant::Model,
+    change: AccessChange,
+    event: &caretrail_bus::Event,
+) -> Result<(), HandlerError> {
+    let reject = |e: &dyn std::fmt::Display| HandlerError::Reject(e.to_string());
+    let parsed: AccessChangedV1 = event.payload_as().map_err(|e| reject(&e))?;
+    if parsed.change != change {
+        return Err(reject(&"the event's name and its change differ"));
+    }
+    let mut entry = serde_json::to_value(&parsed).map_err(|e| reject(&e))?;
+    entry["event"] = serde_json::Value::String(event.id.to_string());
+    let payload = canonical_json(&entry).map_err(|e| reject(&e))?;
+    append_registrar_entry(
+        state,
+        bus,
+        t,
+        change.as_str(),
+        format!("access:{}", event.id),
+        payload,
+    )
+    .await
 }
 
 /// Starts the consumer.
@@ -206,6 +242,13 @@ pub async fn start(state: Arc<State>, bus: Arc<dyn Bus>) -> Result<ConsumerHandl
             .bind("*.identity.institution.key_registered")
             .bind("*.identity.institution.key_rotated")
             .bind("*.identity.institution.key_revoked")
+            // Changes of who may act (`AccessChange`).
+            .bind("*.identity.user.*")
+            .bind("*.identity.app.*")
+            .bind("*.identity.institution.deactivated")
+            .bind("*.identity.institution.reactivated")
+            .bind("*.identity.tenant.suspended")
+            .bind("*.identity.tenant.resumed")
             // A ledger outage delays entries; it must not drop them.
             .retries(40, Duration::from_secs(1)),
         handler_fn(move |delivery| {

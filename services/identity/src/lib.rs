@@ -13,12 +13,13 @@ use caretrail_platform::{
     http::{Runner, resource},
 };
 use caretrail_runtime::{Infra, ServiceSettings};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 use serde::Deserialize;
 use tokio::sync::Notify;
 use utoipa::OpenApi;
 
+pub mod access;
 pub mod api;
 pub mod certs;
 pub mod entities;
@@ -191,13 +192,13 @@ impl Application {
             config.auth.token_leeway_secs,
             KeySource::Local(Arc::new(move || source.published())),
         );
-        // Every replica hears every revocation (a queue of its own, gone when it stops).
-        infra.add_consumer(
-            caretrail_runtime::revocations::follow(infra.bus.as_ref(), SERVICE, verifier.clone())
-                .await?,
-        );
-        // After subscribing, so nothing revoked in between is missed.
-        load_revocations(&infra.db, &verifier).await?;
+        // Every replica hears every revocation (a queue of its own, gone when it stops) and
+        // reloads the list from the database when it (re)joins the bus.
+        let _ = infra
+            .follow_revocations_from(&verifier, Arc::new(access::FromDatabase(infra.db.clone())))
+            .await?;
+        // And before serving, after subscribing, so nothing revoked in between is missed.
+        verifier.apply(&access::in_force(&infra.db).await?);
         let state = web::Data::new(State {
             db: infra.db.clone(),
             outbox: infra.outbox.clone(),
@@ -276,21 +277,6 @@ impl Application {
     }
 }
 
-async fn load_revocations(
-    db: &DatabaseConnection,
-    verifier: &Verifier,
-) -> Result<(), IdentityError> {
-    let now = chrono::Utc::now().timestamp();
-    for r in entities::revoked_token::Entity::find()
-        .filter(entities::revoked_token::Column::ExpiresAt.gt(now))
-        .all(db)
-        .await?
-    {
-        verifier.revoke(&r.jti, r.expires_at);
-    }
-    Ok(())
-}
-
 fn routes(cfg: &mut web::ServiceConfig) {
     use api::*;
     cfg.service(
@@ -312,6 +298,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .patch(institutions::update),
     )
     .service(
+        resource("/v1/institutions/{institution_id}/deactivate").post(institutions::deactivate),
+    )
+    .service(
+        resource("/v1/institutions/{institution_id}/reactivate").post(institutions::reactivate),
+    )
+    .service(
         resource("/v1/tenants/{tenant_id}/apps")
             .post(apps::create)
             .get(apps::list),
@@ -327,9 +319,22 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .post(users::create)
             .get(users::list),
     )
-    .service(resource("/v1/auth/login").post(users::login))
-    .service(resource("/v1/auth/refresh").post(users::refresh))
-    .service(resource("/v1/auth/logout").post(users::logout))
+    .service(
+        resource("/v1/tenants/{tenant_id}/users/{user_id}")
+            .get(users::get)
+            .patch(users::update)
+            .delete(users::remove),
+    )
+    .service(resource("/v1/tenants/{tenant_id}/users/{user_id}/disable").post(users::disable))
+    .service(resource("/v1/tenants/{tenant_id}/users/{user_id}/enable").post(users::enable))
+    .service(
+        resource("/v1/tenants/{tenant_id}/users/{user_id}/password-reset")
+            .post(users::start_password_reset),
+    )
+    .service(resource("/v1/auth/login").post(sessions::login))
+    .service(resource("/v1/auth/refresh").post(sessions::refresh))
+    .service(resource("/v1/auth/logout").post(sessions::logout))
+    .service(resource("/v1/auth/password-reset").post(sessions::reset_password))
     .service(resource("/v1/oauth/token").post(oauth::token))
     .service(resource("/v1/oauth/revoke").post(oauth::revoke))
     .service(resource("/v1/admin/token-keys/rotate").post(wellknown::rotate))
@@ -347,11 +352,14 @@ use caretrail_platform::auth::BearerAuth;
         api::tenants::create, api::tenants::list, api::tenants::get, api::tenants::suspend,
         api::tenants::resume,
         api::institutions::create, api::institutions::list, api::institutions::get,
-        api::institutions::update,
+        api::institutions::update, api::institutions::deactivate, api::institutions::reactivate,
         api::apps::create, api::apps::list, api::apps::rotate_secret, api::apps::revoke,
         api::keys::rotate, api::keys::revoke, api::keys::status, api::keys::ca,
-        api::users::create, api::users::list, api::users::login, api::users::refresh,
-        api::users::logout,
+        api::users::create, api::users::list, api::users::get, api::users::update,
+        api::users::remove, api::users::disable, api::users::enable,
+        api::users::start_password_reset,
+        api::sessions::login, api::sessions::refresh, api::sessions::logout,
+        api::sessions::reset_password,
         api::oauth::token, api::oauth::revoke,
         api::wellknown::jwks, api::wellknown::openid_configuration, api::wellknown::rotate,
         api::patients::register,

@@ -188,6 +188,8 @@ pub struct InstitutionOut {
     pub code: String,
     pub name: String,
     pub level: Level,
+    /// A deactivated institution's users and apps cannot authenticate.
+    pub status: InstitutionStatus,
     pub signing_keys: Vec<SigningKeyOut>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -347,9 +349,131 @@ impl UserIn {
         if self.roles.is_empty() {
             e.push(FieldError::new("roles", "at least one role"));
         }
-        let len = self.password.chars().count();
-        if !(12..=256).contains(&len) {
-            e.push(FieldError::new("password", "12–256 characters"));
+        check_password(&mut e, "password", &self.password);
+        done(e)
+    }
+}
+
+/// What every password must be: 12–256 characters.
+fn check_password(errors: &mut Vec<FieldError>, field: &str, password: &str) {
+    let len = password.chars().count();
+    if !(12..=256).contains(&len) {
+        errors.push(FieldError::new(field, "12–256 characters"));
+    }
+}
+
+/// Whether a user may log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Active,
+    /// Cut off until enabled again.
+    Disabled,
+    /// Gone for good: no password, the username free again; the id stays in trails.
+    Removed,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+            UserStatus::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdentityError> {
+        match s {
+            "active" => Ok(UserStatus::Active),
+            "disabled" => Ok(UserStatus::Disabled),
+            "removed" => Ok(UserStatus::Removed),
+            _ => Err(IdentityError::Corrupt("user status")),
+        }
+    }
+}
+
+/// Whether an institution's users and apps may authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstitutionStatus {
+    Active,
+    Deactivated,
+}
+
+impl InstitutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstitutionStatus::Active => "active",
+            InstitutionStatus::Deactivated => "deactivated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdentityError> {
+        match s {
+            "active" => Ok(InstitutionStatus::Active),
+            "deactivated" => Ok(InstitutionStatus::Deactivated),
+            _ => Err(IdentityError::Corrupt("institution status")),
+        }
+    }
+}
+
+/// A change to a user: new roles (their tokens are cut off), a new display name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatchIn {
+    #[serde(default)]
+    pub roles: Option<Vec<caretrail_contracts::auth::Role>>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+impl UserPatchIn {
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        let mut e = Vec::new();
+        if self.roles.is_none() && self.display_name.is_none() {
+            e.push(FieldError::new("roles", "give roles, display_name or both"));
+        }
+        if self.roles.as_ref().is_some_and(Vec::is_empty) {
+            e.push(FieldError::new("roles", "at least one role"));
+        }
+        if let Some(name) = &self.display_name {
+            check_text(&mut e, "display_name", name, 200);
+        }
+        done(e)
+    }
+}
+
+/// A one-time password-reset token: the administrator hands it to the user, who sets a new
+/// password with it (`POST /v1/auth/password-reset`) before it expires.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordResetOut {
+    pub user_id: caretrail_contracts::UserId,
+    pub reset_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetIn {
+    /// The token from the administrator.
+    pub token: String,
+    /// At least 12 characters.
+    pub new_password: String,
+}
+
+impl PasswordResetIn {
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        let mut e = Vec::new();
+        if self.token.is_empty() || self.token.len() > 256 {
+            e.push(FieldError::new("token", "1 to 256 bytes"));
+        }
+        if self.new_password.len() > crate::api::sessions::MAX_PASSWORD_BYTES {
+            e.push(FieldError::new(
+                "new_password",
+                format!("at most {} bytes", crate::api::sessions::MAX_PASSWORD_BYTES),
+            ));
+        } else {
+            check_password(&mut e, "new_password", &self.new_password);
         }
         done(e)
     }
@@ -363,7 +487,7 @@ pub struct UserOut {
     pub username: String,
     pub display_name: String,
     pub roles: Vec<caretrail_contracts::auth::Role>,
-    pub status: String,
+    pub status: UserStatus,
     pub created_at: DateTime<Utc>,
 }
 

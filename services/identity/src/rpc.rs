@@ -383,6 +383,9 @@ async fn handle(state: Arc<State>, request: RpcRequest) -> Result<serde_json::Va
             reply(institutions(&state, serde_json::from_value(request.body).map_err(bad)?).await?)
         }
         METHOD_TENANTS => reply(tenants(&state).await?),
+        caretrail_contracts::identity::METHOD_REVOCATIONS => {
+            reply(crate::access::in_force(&state.db).await.map_err(internal)?)
+        }
         METHOD_COSIGN => {
             reply(cosign(&state, serde_json::from_value(request.body).map_err(bad)?).await?)
         }

@@ -11,7 +11,7 @@ use crate::{
         apps::create_app, institutions::create_institution, tenants::create_tenant,
         users::create_user,
     },
-    model::{InstitutionIn, Level, TenantIn, UserIn},
+    model::{InstitutionIn, Level, TenantIn, UserIn, UserStatus},
 };
 
 #[derive(Debug, Serialize)]
@@ -30,6 +30,7 @@ pub async fn bootstrap_operator(state: &State, name: &str) -> Result<Credential,
         name,
         "operator",
         &[scopes::PLATFORM_ADMIN.to_string()],
+        SEED,
     )
     .await?;
     Ok(Credential {
@@ -44,6 +45,7 @@ pub struct DemoUser {
     pub username: String,
     pub password: String,
     pub roles: Vec<Role>,
+    pub status: UserStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,20 +65,32 @@ fn demo_password() -> Result<String, IdentityError> {
 }
 
 /// One user per role, spread over the pilot's institutions.
-fn demo_users(level: Level) -> &'static [(&'static str, &'static [Role])] {
+/// Demo people per institution level, and whether they still work there: `dr.wu` has left
+/// the hospital (disabled by the seed — a login shows the refusal).
+fn demo_users(level: Level) -> &'static [(&'static str, &'static [Role], UserStatus)] {
     match level {
         Level::Primary => &[
-            ("dr.zhang", &[Role::Physician]),
-            ("admin.benniu", &[Role::InstitutionAdmin]),
+            ("dr.zhang", &[Role::Physician], UserStatus::Active),
+            (
+                "admin.benniu",
+                &[Role::InstitutionAdmin],
+                UserStatus::Active,
+            ),
         ],
-        Level::Tertiary => &[("dr.li", &[Role::Physician])],
+        Level::Tertiary => &[
+            ("dr.li", &[Role::Physician], UserStatus::Active),
+            ("dr.wu", &[Role::Physician], UserStatus::Disabled),
+        ],
         Level::Regulator => &[
-            ("auditor.chen", &[Role::Auditor]),
-            ("admin.bureau", &[Role::TenantAdmin]),
+            ("auditor.chen", &[Role::Auditor], UserStatus::Active),
+            ("admin.bureau", &[Role::TenantAdmin], UserStatus::Active),
         ],
         _ => &[],
     }
 }
+
+/// Who the seed's changes are by, in events and on the ledger.
+pub(crate) const SEED: &str = "seed";
 
 #[derive(Debug, Serialize)]
 pub struct DemoTenant {
@@ -184,13 +198,14 @@ pub async fn demo(state: &State, base_url: &str) -> Result<DemoCredentials, Iden
                 &format!("{iname} app"),
                 "app",
                 &scopes,
+                SEED,
             )
             .await?;
             let mut users = Vec::new();
             if suite == Suite::Gm {
-                for (username, roles) in demo_users(*level) {
+                for (username, roles, status) in demo_users(*level) {
                     let password = demo_password()?;
-                    create_user(
+                    let user = create_user(
                         state,
                         &tenant.id,
                         UserIn {
@@ -200,12 +215,17 @@ pub async fn demo(state: &State, base_url: &str) -> Result<DemoCredentials, Iden
                             roles: roles.to_vec(),
                             password: password.clone(),
                         },
+                        SEED,
                     )
                     .await?;
+                    if *status == UserStatus::Disabled {
+                        crate::api::users::disable_as_seed(state, &tenant.id, &user.id).await?;
+                    }
                     users.push(DemoUser {
                         username: (*username).into(),
                         password,
                         roles: roles.to_vec(),
+                        status: *status,
                     });
                 }
             }

@@ -199,6 +199,7 @@ impl TokenIssuer {
     }
 
     /// Fills in iss/aud/times/jti and signs with the active key.
+    /// Signs `claims` as of `now` (`iat_ms` too: cut-offs compare milliseconds).
     pub fn issue(
         &self,
         mut claims: Claims,
@@ -211,6 +212,7 @@ impl TokenIssuer {
         claims.iss = self.issuer.clone();
         claims.aud = caretrail_contracts::auth::AUDIENCE.to_string();
         claims.iat = now.timestamp();
+        claims.iat_ms = Some(now.timestamp_millis());
         claims.nbf = now.timestamp();
         claims.exp = (now + self.ttl).timestamp();
         claims.jti = format!("jti_{}", uuid::Uuid::new_v4().simple());

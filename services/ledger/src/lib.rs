@@ -166,10 +166,7 @@ impl Application {
             .clone()
             .unwrap_or_else(|| DEFAULT_JWKS_URL.to_string());
         let verifier = Verifier::from_settings(&config.auth, jwks);
-        infra.add_consumer(
-            caretrail_runtime::revocations::follow(infra.bus.as_ref(), SERVICE, verifier.clone())
-                .await?,
-        );
+        infra.follow_revocations(&verifier).await?;
         let stop = tokio_util::sync::CancellationToken::new();
         let publisher = publisher::spawn(
             node.clone(),

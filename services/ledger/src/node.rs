@@ -37,7 +37,8 @@ use crate::storage::{
     StoreError, TenantSpec, TypeConfig,
 };
 
-/// Entry kinds the ledger accepts. Payloads hold ids and hashes only.
+/// Entry kinds any submitter may append (besides the registrar's access changes,
+/// [`caretrail_contracts::identity::AccessChange`]). Payloads hold ids and hashes only.
 pub const KINDS: &[&str] = &[
     "record.anchored",
     "record.accessed",
@@ -562,7 +563,19 @@ fn check_submission(
     } = signed;
     sub.validate()
         .map_err(|e| LedgerFailure::new("invalid_entry", e.to_string()))?;
-    if !KINDS.contains(&sub.kind.as_str()) {
+    // Changes of who may act are the registrar's statements (identity, under the tenant CA
+    // key): no institution may write one.
+    let access_change = caretrail_contracts::identity::AccessChange::from_name(&sub.kind).is_some();
+    if access_change && sub.submitter != REGISTRAR {
+        return Err(LedgerFailure::new(
+            "invalid_entry",
+            format!(
+                "{} entries must be submitted by the tenant's registrar",
+                sub.kind
+            ),
+        ));
+    }
+    if !access_change && !KINDS.contains(&sub.kind.as_str()) {
         return Err(LedgerFailure::new(
             "unknown_kind",
             format!("unknown entry kind {:?}", sub.kind),

@@ -110,6 +110,7 @@ mod tests {
             exp: 0,
             nbf: 0,
             iat: 0,
+            iat_ms: None,
             jti: "j".into(),
             kind,
             tenant: Some("ten_00000000000000000000000000000001".parse().unwrap()),

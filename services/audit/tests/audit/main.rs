@@ -2,6 +2,7 @@
 //! it, on the embedded adapters and on PostgreSQL, RabbitMQ and the S3 server.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod anomalies;
 mod keys;
 mod trail;

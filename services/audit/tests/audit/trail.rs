@@ -269,15 +269,34 @@ async fn trail_with_proofs(backend: Backend) {
         &format!("/v1/audit/events?institution={hospital}"),
     )
     .await;
-    // Its five dealings with the record, and its key registered on the ledger (the oldest).
+    // Its key registered on the ledger (the oldest), the seed's changes of who acts for it
+    // (its app, its two physicians, dr.wu disabled), and its five dealings with the record.
     let kinds: Vec<&str> = by_hospital["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.len(), 6, "{by_hospital}");
+    assert_eq!(kinds.len(), 10, "{by_hospital}");
     assert_eq!(kinds[0], "institution.key_registered", "{by_hospital}");
+    let mut seeded = kinds[1..5].to_vec();
+    seeded.sort_unstable();
+    assert_eq!(
+        seeded,
+        [
+            "app.created",
+            "user.created",
+            "user.created",
+            "user.disabled"
+        ],
+        "{by_hospital}"
+    );
+    assert!(
+        kinds[5..]
+            .iter()
+            .all(|k| k.starts_with("record.") || k.starts_with("consent.")),
+        "{by_hospital}"
+    );
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let (_, none) = get(
         &stack,
@@ -334,7 +353,7 @@ async fn trail_with_proofs(backend: Backend) {
             "trail{suffix}"
         );
     }
-    // Its own institution's key registration only; nothing of the first tenant.
+    // Its own institution's key registration and app only; nothing of the first tenant.
     let (status, theirs) = get(&stack, &other_tenant, "/v1/audit/events").await;
     assert_eq!(status, 200);
     let own = stack.institution(1, 0)["id"].clone();
@@ -343,7 +362,10 @@ async fn trail_with_proofs(backend: Backend) {
             .as_array()
             .unwrap()
             .iter()
-            .all(|e| e["kind"] == "institution.key_registered" && e["owner_institution"] == own),
+            .all(
+                |e| (e["kind"] == "institution.key_registered" || e["kind"] == "app.created")
+                    && e["owner_institution"] == own
+            ),
         "{theirs}"
     );
     let (_, their_summary) = get(&stack, &other_tenant, "/v1/audit/reports/access-summary").await;

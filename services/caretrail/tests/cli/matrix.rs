@@ -136,6 +136,7 @@ fn request(op: &str, path: &str, f: &Fixture) -> Req {
             .replace("{index}", f.id("record_index"))
             .replace("{size}", "1")
             .replace("{key_id}", f.id("clinic_key"))
+            .replace("{user_id}", f.id("user"))
     };
     let valid_until = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
     match op {
@@ -242,6 +243,18 @@ fn request(op: &str, path: &str, f: &Fixture) -> Req {
                 "password": "a long enough matrix password",
             }),
         ),
+        "update_user" => with_json(fill(path), json!({"display_name": "Matrix Doctor"})),
+        "disable_user" | "enable_user" => {
+            req(fill(path).replace(f.id("user"), f.id("user_to_disable")))
+        }
+        "remove_user" => req(fill(path).replace(f.id("user"), f.id("user_to_remove"))),
+        "reset_password" => with_json(
+            fill(path),
+            json!({"token": format!("{}.not-a-reset-token", f.id("tenant")), "new_password": "a long enough new password"}),
+        ),
+        "deactivate_institution" | "reactivate_institution" => {
+            req(path.replace("{institution_id}", f.id("clinic")))
+        }
         "suspend_tenant" | "resume_tenant" => {
             req(path.replace("{tenant_id}", f.id("other_tenant")))
         }
@@ -488,6 +501,29 @@ async fn set_up(c: &Callers) -> Fixture {
         .await;
         f.ids.insert(name, id(&app["id"]));
     }
+    // Benniu physicians for the user rows: one read and renamed, one disabled and enabled,
+    // one removed.
+    for (name, username) in [
+        ("user", "matrix.doctor"),
+        ("user_to_disable", "matrix.leaving"),
+        ("user_to_remove", "matrix.gone"),
+    ] {
+        let user = ok_json(
+            c,
+            "tenant_admin",
+            "POST",
+            with_json(
+                format!("/v1/tenants/{tenant}/users"),
+                json!({
+                    "institution_id": f.id("institution"), "username": username,
+                    "display_name": username, "roles": ["physician"],
+                    "password": "a long enough matrix password",
+                }),
+            ),
+        )
+        .await;
+        f.ids.insert(name, id(&user["id"]));
+    }
     let clinic = ok_json(
         c,
         "tenant_admin",
@@ -622,8 +658,9 @@ async fn matrix(env: &[(&str, String)]) {
             got.push(status);
         }
         observed.push((op.clone(), got));
-        // Logging out revokes the caller's own token.
-        if op == "logout" {
+        // Logging out revokes the caller's own token; suspending a tenant cuts off every
+        // token of it (the other tenant's app), resuming it lets new ones work.
+        if op == "logout" || op == "resume_tenant" {
             c.refresh().await;
         }
     }

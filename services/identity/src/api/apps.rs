@@ -1,7 +1,8 @@
 use actix_web::{HttpResponse, web};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use caretrail_bus::{Event, outbox};
-use caretrail_contracts::{AppId, InstitutionId, TenantId, events::AppChangedV1};
+use caretrail_contracts::{
+    AppId, InstitutionId, TenantId, events::CutOffScope, identity::AccessChange,
+};
 use caretrail_crypto::Suite;
 use caretrail_platform::auth::Principal;
 use chrono::Utc;
@@ -12,6 +13,7 @@ use sea_orm::{
 use super::{require_admin, require_admin_or_operator};
 use crate::{
     IdentityError, State,
+    access::{self, Change},
     entities::{app, institution},
     model::{AppCredentialsOut, AppIn, AppListOut, AppOut},
 };
@@ -58,6 +60,7 @@ pub async fn create_app(
     name: &str,
     kind: &str,
     scopes: &[String],
+    by: &str,
 ) -> Result<AppCredentialsOut, IdentityError> {
     let id = AppId::generate();
     let secret = new_secret()?;
@@ -76,21 +79,29 @@ pub async fn create_app(
     };
     let txn = caretrail_db::begin_write(&state.db).await?;
     let model = model.insert(&txn).await?;
-    if let Some(t) = tenant {
-        let event = Event::new(
-            t.as_str(),
-            crate::SERVICE,
-            "app.created",
-            1,
-            &AppChangedV1 {
-                app: id.clone(),
-                institution: institution.cloned(),
-            },
-        )?;
-        outbox::enqueue(&txn, &event).await?;
-    }
+    let recorded = match tenant {
+        Some(t) => Some(
+            access::record(
+                state,
+                &txn,
+                Change {
+                    change: AccessChange::AppCreated,
+                    tenant: t.clone(),
+                    subject: id.to_string(),
+                    institution: institution.cloned(),
+                    roles: Vec::new(),
+                    by: by.to_string(),
+                    cut_off: None,
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     txn.commit().await?;
-    state.outbox.notify_one();
+    if let Some(r) = recorded {
+        r.apply(state);
+    }
     Ok(AppCredentialsOut {
         app: out(model)?,
         client_secret: secret,
@@ -131,6 +142,7 @@ pub async fn create(
         &input.name,
         "app",
         &input.scopes,
+        &p.0.sub,
     )
     .await?;
     Ok(HttpResponse::Created().json(created))
@@ -157,13 +169,14 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(AppListOut { items }))
 }
 
-/// The app `id`, if the caller administers its tenant (`operator_too`: or is the operator).
+/// The app `id` and its tenant, if the caller administers that tenant (`operator_too`: or
+/// is the operator).
 async fn load_admin(
     state: &State,
     p: &Principal,
     id: &AppId,
     operator_too: bool,
-) -> Result<app::Model, IdentityError> {
+) -> Result<(app::Model, TenantId), IdentityError> {
     let row = app::Entity::find_by_id(id.to_string())
         .one(&state.db)
         .await?
@@ -179,25 +192,60 @@ async fn load_admin(
     } else {
         require_admin(p, &tenant, "app")?;
     }
-    Ok(row)
+    Ok((row, tenant))
+}
+
+/// Saves the changed app with its access change; its tokens are cut off.
+async fn change_app(
+    state: &State,
+    p: &Principal,
+    tenant: TenantId,
+    am: app::ActiveModel,
+    change: AccessChange,
+) -> Result<app::Model, IdentityError> {
+    let txn = caretrail_db::begin_write(&state.db).await?;
+    let model = am.update(&txn).await?;
+    let recorded = access::record(
+        state,
+        &txn,
+        Change {
+            change,
+            tenant,
+            subject: model.id.clone(),
+            institution: model
+                .institution_id
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| IdentityError::Corrupt("institution id"))?,
+            roles: Vec::new(),
+            by: p.0.sub.clone(),
+            cut_off: Some(CutOffScope::Subject(model.id.clone())),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    recorded.apply(state);
+    Ok(model)
 }
 
 #[utoipa::path(post, operation_id = "rotate_app_secret", path = "/v1/apps/{app_id}/rotate-secret", tag = "apps",
     params(("app_id" = String, Path)), responses((status = 200, body = AppCredentialsOut, description = "OK")),
     security(("bearer" = [])))]
-/// Issue a new client secret; the old one stops working at once.
+/// Issue a new client secret (`app.secret_rotated`): the old one stops working at once, and
+/// so, within a second, do the tokens it obtained.
 pub async fn rotate_secret(
     state: web::Data<State>,
     p: Principal,
     path: web::Path<AppId>,
 ) -> Result<HttpResponse, IdentityError> {
     // A new secret is a way in: the tenant's own administrators only.
-    let row = load_admin(&state, &p, &path.into_inner(), false).await?;
+    let (row, tenant) = load_admin(&state, &p, &path.into_inner(), false).await?;
     let secret = new_secret()?;
     let mut am: app::ActiveModel = row.into();
     am.secret_hash = Set(hash_secret(&secret));
     am.secret_rotated_at = Set(Utc::now());
-    let model = am.update(&state.db).await?;
+    let model = change_app(&state, &p, tenant, am, AccessChange::AppSecretRotated).await?;
     Ok(HttpResponse::Ok().json(AppCredentialsOut {
         app: out(model)?,
         client_secret: secret,
@@ -207,16 +255,20 @@ pub async fn rotate_secret(
 #[utoipa::path(post, operation_id = "revoke_app", path = "/v1/apps/{app_id}/revoke", tag = "apps",
     params(("app_id" = String, Path)), responses((status = 200, body = AppOut, description = "OK")),
     security(("bearer" = [])))]
-/// Revoke an app: it gets no new tokens.
+/// Revoke an app (`app.revoked`): it gets no new tokens, and the ones it has stop working
+/// within a second.
 pub async fn revoke(
     state: web::Data<State>,
     p: Principal,
     path: web::Path<AppId>,
 ) -> Result<HttpResponse, IdentityError> {
     // Cutting an app off gives no access: the operator may, in an incident.
-    let row = load_admin(&state, &p, &path.into_inner(), true).await?;
+    let (row, tenant) = load_admin(&state, &p, &path.into_inner(), true).await?;
+    if row.status == "revoked" {
+        return Ok(HttpResponse::Ok().json(out(row)?));
+    }
     let mut am: app::ActiveModel = row.into();
     am.status = Set("revoked".into());
-    let model = am.update(&state.db).await?;
+    let model = change_app(&state, &p, tenant, am, AccessChange::AppRevoked).await?;
     Ok(HttpResponse::Ok().json(out(model)?))
 }

@@ -2,22 +2,25 @@ use actix_web::{HttpResponse, web};
 use caretrail_bus::{Event, outbox};
 use caretrail_contracts::{
     InstitutionId, SigningKeyId, TenantId,
-    events::{InstitutionKeyV1, InstitutionRegisteredV1},
+    events::{CutOffScope, InstitutionKeyV1, InstitutionRegisteredV1},
+    identity::AccessChange,
 };
 use caretrail_crypto::{SigningKey, Suite};
 use caretrail_platform::auth::Principal;
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder,
+    QueryOrder, QuerySelect,
 };
 
 use super::{require_admin, require_admin_or_operator, require_member};
 use crate::{
     IdentityError, State,
+    access::{self, Change},
     entities::{institution, institution_key},
     model::{
-        InstitutionIn, InstitutionListOut, InstitutionOut, InstitutionPatchIn, Level, SigningKeyOut,
+        InstitutionIn, InstitutionListOut, InstitutionOut, InstitutionPatchIn, InstitutionStatus,
+        Level, SigningKeyOut,
     },
 };
 
@@ -58,6 +61,7 @@ pub(crate) async fn out(
         code: i.code,
         name: i.name,
         level: Level::parse(&i.level).ok_or(IdentityError::Corrupt("institution level"))?,
+        status: InstitutionStatus::parse(&i.status)?,
         signing_keys: keys.into_iter().map(key_out).collect::<Result<_, _>>()?,
         created_at: i.created_at,
         updated_at: i.updated_at,
@@ -98,6 +102,7 @@ pub async fn create_institution(
         level: Set(input.level.as_str().to_string()),
         created_at: Set(now),
         updated_at: Set(now),
+        status: Set(InstitutionStatus::Active.as_str().into()),
     }
     .insert(&txn)
     .await;
@@ -310,4 +315,104 @@ pub async fn update(
     let result = out(&txn, model).await?;
     txn.commit().await?;
     Ok(HttpResponse::Ok().json(result))
+}
+
+/// Moves an institution to `status`, recording `change`; deactivation ends its users'
+/// sessions and cuts off every token of its users and apps.
+async fn set_status(
+    state: &State,
+    p: &Principal,
+    id: InstitutionId,
+    status: InstitutionStatus,
+    change: AccessChange,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, _) = find_visible(state, p, &id).await?;
+    // Cutting an institution off gives no access, and running a tenant's membership is the
+    // operator's too; both are anchored on the ledger with who did it.
+    require_admin_or_operator(p, &tenant, "institution")?;
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let row = institution::Entity::find_by_id(id.to_string())
+        .filter(institution::Column::TenantId.eq(tenant.as_str()))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(IdentityError::NotFound("institution"))?;
+    if InstitutionStatus::parse(&row.status)? == status {
+        let result = out(&txn, row).await?;
+        txn.commit().await?;
+        return Ok(HttpResponse::Ok().json(result));
+    }
+    let mut am: institution::ActiveModel = row.into();
+    am.status = Set(status.as_str().into());
+    am.updated_at = Set(Utc::now());
+    let model = am.update(&txn).await?;
+    let cuts = status == InstitutionStatus::Deactivated;
+    if cuts {
+        let users = access::institution_users(&txn, &tenant, &id).await?;
+        access::end_sessions(&txn, &tenant, &users).await?;
+    }
+    let recorded = access::record(
+        state,
+        &txn,
+        Change {
+            change,
+            tenant: tenant.clone(),
+            subject: id.to_string(),
+            institution: Some(id.clone()),
+            roles: Vec::new(),
+            by: p.0.sub.clone(),
+            cut_off: cuts.then(|| CutOffScope::Institution(id.clone())),
+        },
+    )
+    .await?;
+    let result = out(&txn, model).await?;
+    txn.commit().await?;
+    recorded.apply(state);
+    Ok(HttpResponse::Ok().json(result))
+}
+
+#[utoipa::path(post, operation_id = "deactivate_institution", path = "/v1/institutions/{institution_id}/deactivate", tag = "institutions",
+    params(("institution_id" = String, Path)),
+    responses((status = 200, body = InstitutionOut, description = "Deactivated: its users and apps cannot authenticate, and their tokens stop working within a second"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not a tenant administrator or the operator"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
+    security(("bearer" = [])))]
+/// Deactivate an institution (`institution.deactivated`). Its records stay where they are,
+/// governed by policy and grants: grants it gave keep letting others read; grants it received
+/// stay on record but nobody of it can use them until it is reactivated.
+pub async fn deactivate(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<InstitutionId>,
+) -> Result<HttpResponse, IdentityError> {
+    set_status(
+        &state,
+        &p,
+        path.into_inner(),
+        InstitutionStatus::Deactivated,
+        AccessChange::InstitutionDeactivated,
+    )
+    .await
+}
+
+#[utoipa::path(post, operation_id = "reactivate_institution", path = "/v1/institutions/{institution_id}/reactivate", tag = "institutions",
+    params(("institution_id" = String, Path)),
+    responses((status = 200, body = InstitutionOut, description = "Active again: its users and apps may authenticate (tokens cut off before stay refused)"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not a tenant administrator or the operator"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
+    security(("bearer" = [])))]
+/// Reactivate an institution (`institution.reactivated`).
+pub async fn reactivate(
+    state: web::Data<State>,
+    p: Principal,
+    path: web::Path<InstitutionId>,
+) -> Result<HttpResponse, IdentityError> {
+    set_status(
+        &state,
+        &p,
+        path.into_inner(),
+        InstitutionStatus::Active,
+        AccessChange::InstitutionReactivated,
+    )
+    .await
 }

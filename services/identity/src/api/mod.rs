@@ -11,6 +11,7 @@ pub mod institutions;
 pub mod keys;
 pub mod oauth;
 pub mod patients;
+pub mod sessions;
 pub mod tenants;
 pub mod users;
 pub mod wellknown;

@@ -9,13 +9,13 @@ use caretrail_contracts::{
 };
 use caretrail_platform::auth::Principal;
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use subtle::ConstantTimeEq;
 
 use crate::{
     IdentityError, State,
-    entities::{app, revoked_token, tenant},
-    model::{RevokeIn, TokenIn, TokenOut},
+    entities::{app, institution, revoked_token, tenant},
+    model::{InstitutionStatus, RevokeIn, TokenIn, TokenOut},
 };
 
 fn invalid_client() -> IdentityError {
@@ -136,6 +136,21 @@ pub async fn token(
             ));
         }
     }
+    if let (Some(t), Some(i)) = (&app.tenant_id, &app.institution_id) {
+        let txn = caretrail_db::begin_tenant_read(&state.db, t).await?;
+        let ins = institution::Entity::find_by_id(i.clone())
+            .filter(institution::Column::TenantId.eq(t.clone()))
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        if ins.map(|i| i.status) != Some(InstitutionStatus::Active.as_str().to_string()) {
+            return Err(IdentityError::oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the app's institution is deactivated",
+            ));
+        }
+    }
     let granted: Vec<&str> = app.scopes.split(' ').filter(|s| !s.is_empty()).collect();
     let scope = match form
         .scope
@@ -168,6 +183,7 @@ pub async fn token(
         exp: 0,
         nbf: 0,
         iat: 0,
+        iat_ms: None,
         jti: String::new(),
         kind,
         tenant: app

@@ -1,7 +1,11 @@
 use actix_web::{HttpResponse, web};
 use caretrail_bus::{Event, outbox};
 use caretrail_contracts::auth::policy::Operator;
-use caretrail_contracts::{TenantId, events::TenantCreatedV1};
+use caretrail_contracts::{
+    TenantId,
+    events::{CutOffScope, TenantCreatedV1},
+    identity::AccessChange,
+};
 use caretrail_crypto::{MacKey, SigningKey};
 use caretrail_platform::auth::{Guarded, Principal};
 use chrono::Utc;
@@ -10,6 +14,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
 use super::{require_member, require_operator};
 use crate::{
     IdentityError, State,
+    access::{self, Change},
     entities::tenant,
     model::{TenantIn, TenantListOut, TenantOut},
 };
@@ -135,33 +140,45 @@ async fn set_status(
     require_member(p, &id, "tenant")?;
     require_operator(p)?;
     let row = load(state, &id).await?;
+    if row.status == status {
+        return Ok(HttpResponse::Ok().json(out(row)?));
+    }
     let mut am: tenant::ActiveModel = row.into();
     am.status = Set(status.to_string());
     am.updated_at = Set(Utc::now());
-    let name = if status == "suspended" {
-        "tenant.suspended"
-    } else {
-        "tenant.resumed"
-    };
-    let event = Event::new(
-        id.as_str(),
-        crate::SERVICE,
-        name,
-        1,
-        &serde_json::json!({ "tenant": id }),
-    )?;
+    let suspends = status == "suspended";
     let txn = caretrail_db::begin_write(&state.db).await?;
     let model = am.update(&txn).await?;
-    outbox::enqueue(&txn, &event).await?;
+    // Suspension refuses every token of the tenant (refresh tokens are refused while it
+    // lasts: refresh checks the tenant's status).
+    let recorded = access::record(
+        state,
+        &txn,
+        Change {
+            change: if suspends {
+                AccessChange::TenantSuspended
+            } else {
+                AccessChange::TenantResumed
+            },
+            tenant: id.clone(),
+            subject: id.to_string(),
+            institution: None,
+            roles: Vec::new(),
+            by: p.0.sub.clone(),
+            cut_off: suspends.then(|| CutOffScope::Tenant(id.clone())),
+        },
+    )
+    .await?;
     txn.commit().await?;
-    state.outbox.notify_one();
+    recorded.apply(state);
     Ok(HttpResponse::Ok().json(out(model)?))
 }
 
 #[utoipa::path(post, operation_id = "suspend_tenant", path = "/v1/tenants/{tenant_id}/suspend", tag = "tenants",
     params(("tenant_id" = String, Path)), responses((status = 200, body = TenantOut, description = "OK")),
     security(("bearer" = [])))]
-/// Suspend a tenant: its apps get no new tokens. Platform operator only.
+/// Suspend a tenant (`tenant.suspended`): nobody of it gets new tokens, and every token it
+/// holds stops working within a second. Platform operator only.
 pub async fn suspend(
     state: web::Data<State>,
     p: Principal,

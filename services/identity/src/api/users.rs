@@ -1,93 +1,36 @@
-//! Users and password sessions: argon2id hashes, lockout after repeated failures, access
-//! token + single-use rotating refresh token, logout.
+//! Users — the people who log in — and their lifecycle: create, change roles, disable,
+//! enable, remove, and hand out one-time password-reset tokens. Every change is an access
+//! change ([`crate::access`]): anchored on the ledger, listed by the audit index, and — when it
+//! takes access away — the user's tokens are refused everywhere within a second.
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use argon2::{
-    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
-    password_hash::{SaltString, rand_core::OsRng},
-};
+use actix_web::{HttpResponse, web};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use caretrail_bus::{Event, outbox};
 use caretrail_contracts::{
-    TenantId, UserId,
-    auth::{Claims, PrincipalKind, Role, scopes},
+    InstitutionId, TenantId, UserId,
+    auth::{Role, scopes},
+    events::CutOffScope,
+    identity::AccessChange,
 };
-use caretrail_crypto::Suite;
-use caretrail_platform::FieldError;
 use caretrail_platform::auth::Principal;
 use chrono::{Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
-use super::{require_admin, require_admin_or_operator};
+use super::require_member;
+use super::sessions::hash_password_blocking;
 use crate::{
     IdentityError, State,
-    entities::{institution, refresh_token, tenant, user},
-    model::{LoginIn, RefreshIn, SessionOut, UserIn, UserListOut, UserOut},
+    access::{self, Change},
+    entities::{institution, password_reset, user},
+    model::{PasswordResetOut, UserIn, UserListOut, UserOut, UserPatchIn, UserStatus},
 };
 
-/// Consecutive failures before an account is locked, and for how long.
-const MAX_FAILURES: i32 = 5;
-const LOCKOUT: Duration = Duration::minutes(15);
-const REFRESH_TTL: Duration = Duration::hours(12);
+/// How long a password-reset token works.
+pub const RESET_TTL: Duration = Duration::minutes(30);
 
-fn invalid_credentials() -> IdentityError {
-    IdentityError::Unauthorized("invalid credentials, or the account is temporarily locked".into())
-}
-
-/// Argon2 is deliberately slow and memory-hungry: at most a few run at once, on the blocking
-/// pool rather than an HTTP worker, so a login flood queues instead of starving the service.
-fn argon2_permits() -> &'static tokio::sync::Semaphore {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(4))
-}
-
-async fn hash_password_blocking(password: String) -> Result<String, IdentityError> {
-    let _permit = argon2_permits()
-        .acquire()
-        .await
-        .map_err(|_| IdentityError::Corrupt("password hashing is shut down"))?;
-    web::block(move || hash_password(&password))
-        .await
-        .map_err(|_| IdentityError::Corrupt("password hashing was cancelled"))?
-}
-
-async fn verify_password_blocking(password: String, stored: String) -> bool {
-    let Ok(_permit) = argon2_permits().acquire().await else {
-        return false;
-    };
-    web::block(move || verify_password(&password, &stored))
-        .await
-        .unwrap_or(false)
-}
-
-fn hash_password(password: &str) -> Result<String, IdentityError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| IdentityError::Corrupt("password hashing failed"))
-}
-
-fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// Verifying against this when the user does not exist keeps timing uniform.
-fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("not-a-real-password-0000").unwrap_or_default())
-}
-
-fn roles_of(u: &user::Model) -> Vec<Role> {
+pub(crate) fn roles_of(u: &user::Model) -> Vec<Role> {
     u.roles
         .split(' ')
         .filter_map(|r| serde_json::from_value(serde_json::Value::String(r.to_string())).ok())
@@ -95,7 +38,7 @@ fn roles_of(u: &user::Model) -> Vec<Role> {
 }
 
 /// What a person with these roles may do, as OAuth scopes (services check either).
-fn scopes_for(roles: &[Role]) -> String {
+pub(crate) fn scopes_for(roles: &[Role]) -> String {
     let mut s: Vec<&str> = Vec::new();
     for r in roles {
         let add: &[&str] = match r {
@@ -136,16 +79,65 @@ pub(crate) fn out(u: user::Model) -> Result<UserOut, IdentityError> {
         username: u.username.clone(),
         display_name: u.display_name.clone(),
         roles: roles_of(&u),
-        status: u.status,
+        status: UserStatus::parse(&u.status)?,
         created_at: u.created_at,
     })
 }
 
-/// Creates a user (tenant admins, and the dev seed).
+/// Roles an institution administrator may hold out and take back: its own institution's
+/// clinical and administrative staff, not the tenant's administrators or auditors.
+const INSTITUTION_ADMIN_GRANTS: [Role; 2] = [Role::Physician, Role::InstitutionAdmin];
+
+/// May `p` manage a user of `institution` holding `held` roles and (if given) give them
+/// `given` roles? Tenant administrators (and `admin` apps) manage anyone of their tenant;
+/// an institution administrator the physicians and institution administrators of its own
+/// institution; the platform operator only tenant administrators, and never their roles.
+/// Someone of another tenant gets 404.
+fn may_manage(
+    p: &Principal,
+    tenant: &TenantId,
+    institution: &InstitutionId,
+    held: &[Role],
+    given: Option<&[Role]>,
+) -> Result<(), IdentityError> {
+    require_member(p, tenant, "user")?;
+    let c = &p.0;
+    if c.is_operator() {
+        let only_admin =
+            |roles: &[Role]| !roles.is_empty() && roles.iter().all(|r| *r == Role::TenantAdmin);
+        return if only_admin(held) && given.is_none_or(only_admin) {
+            Ok(())
+        } else {
+            Err(IdentityError::Forbidden(
+                "the platform operator manages tenant administrators only".into(),
+            ))
+        };
+    }
+    if c.has_role(Role::TenantAdmin) || c.has_scope(scopes::ADMIN) {
+        return Ok(());
+    }
+    let within = |roles: &[Role]| roles.iter().all(|r| INSTITUTION_ADMIN_GRANTS.contains(r));
+    if c.has_role(Role::InstitutionAdmin)
+        && c.institution.as_ref() == Some(institution)
+        && within(held)
+        && given.is_none_or(within)
+    {
+        return Ok(());
+    }
+    Err(IdentityError::Forbidden(
+        "this needs a tenant administrator, or the administrator of the user's institution \
+         for its physicians and institution administrators"
+            .into(),
+    ))
+}
+
+/// Creates a user (tenant admins, institution admins for their institution, the operator
+/// for tenant administrators, and the demo seed as `by = "seed"`).
 pub async fn create_user(
     state: &State,
     tenant: &TenantId,
     input: UserIn,
+    by: &str,
 ) -> Result<UserOut, IdentityError> {
     input.validate()?;
     let hash = hash_password_blocking(input.password.clone()).await?;
@@ -166,10 +158,7 @@ pub async fn create_user(
         .one(&txn)
         .await?;
     if taken.is_some() {
-        return Err(IdentityError::Conflict(format!(
-            "username {:?} is taken",
-            input.username
-        )));
+        return Err(username_taken(&input.username));
     }
     let id = UserId::generate();
     let roles: Vec<&str> = input.roles.iter().map(|r| r.as_str()).collect();
@@ -183,37 +172,45 @@ pub async fn create_user(
         password_hash: Set(hash),
         failed_attempts: Set(0),
         locked_until: Set(None),
-        status: Set("active".into()),
+        status: Set(UserStatus::Active.as_str().into()),
         created_at: Set(Utc::now()),
     }
     .insert(&txn)
     .await;
     let model = match inserted {
         Err(e) if crate::error::is_unique_violation(&e) => {
-            return Err(IdentityError::Conflict(format!(
-                "username {:?} is taken",
-                input.username
-            )));
+            return Err(username_taken(&input.username));
         }
         other => other?,
     };
-    let event = Event::new(
-        tenant.as_str(),
-        crate::SERVICE,
-        "user.created",
-        1,
-        &serde_json::json!({ "user": id, "institution": input.institution_id, "roles": roles }),
-    )?;
-    outbox::enqueue(&txn, &event).await?;
+    let recorded = access::record(
+        state,
+        &txn,
+        Change {
+            change: AccessChange::UserCreated,
+            tenant: tenant.clone(),
+            subject: id.to_string(),
+            institution: Some(input.institution_id.clone()),
+            roles: input.roles.clone(),
+            by: by.to_string(),
+            cut_off: None,
+        },
+    )
+    .await?;
     txn.commit().await?;
-    state.outbox.notify_one();
+    recorded.apply(state);
     out(model)
+}
+
+fn username_taken(username: &str) -> IdentityError {
+    IdentityError::Conflict(format!("username {username:?} is taken"))
 }
 
 #[utoipa::path(post, operation_id = "create_user", path = "/v1/tenants/{tenant_id}/users", tag = "users",
     params(("tenant_id" = String, Path)), request_body = UserIn,
     responses((status = 201, body = UserOut, description = "Created"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid input"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to create (an institution administrator creates physicians and institution administrators of its own institution; the operator tenant administrators only)"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
               (status = 409, body = caretrail_platform::Problem, description = "Username taken")),
     security(("bearer" = [])))]
@@ -226,333 +223,430 @@ pub async fn create(
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
     let input = input.into_inner();
-    // The operator sets up a tenant's first administrators, and no one else: whoever creates a
-    // physician decides who reads clinical data.
-    if p.0.is_operator() {
-        if input.roles.iter().any(|r| *r != Role::TenantAdmin) || input.roles.is_empty() {
-            return Err(IdentityError::Forbidden(
-                "the platform operator creates tenant administrators only".into(),
-            ));
-        }
-    } else {
-        require_admin(&p, &tenant, "tenant")?;
-    }
-    Ok(HttpResponse::Created().json(create_user(&state, &tenant, input).await?))
+    // Whoever creates a physician decides who reads clinical data: the operator sets up a
+    // tenant's first administrators, and no one else.
+    may_manage(&p, &tenant, &input.institution_id, &input.roles, None)?;
+    let user = create_user(&state, &tenant, input, &p.0.sub).await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only users with this status.
+    pub status: Option<UserStatus>,
 }
 
 #[utoipa::path(get, operation_id = "list_users", path = "/v1/tenants/{tenant_id}/users", tag = "users",
-    params(("tenant_id" = String, Path)),
-    responses((status = 200, body = UserListOut, description = "OK")), security(("bearer" = [])))]
-/// List a tenant's users.
+    params(("tenant_id" = String, Path), ListQuery),
+    responses((status = 200, body = UserListOut, description = "OK: every user of the tenant for its administrators and the operator; an institution administrator's own institution's users")),
+    security(("bearer" = [])))]
+/// List a tenant's users (removed ones too: their ids stay in trails).
 pub async fn list(
     state: web::Data<State>,
     p: Principal,
     path: web::Path<TenantId>,
+    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, IdentityError> {
     let tenant = path.into_inner();
-    require_admin_or_operator(&p, &tenant, "tenant")?;
+    require_member(&p, &tenant, "tenant")?;
+    let c = &p.0;
+    let only_institution =
+        if c.is_operator() || c.has_role(Role::TenantAdmin) || c.has_scope(scopes::ADMIN) {
+            None
+        } else if c.has_role(Role::InstitutionAdmin) {
+            c.institution.clone()
+        } else {
+            return Err(IdentityError::Forbidden(
+                "this operation needs a tenant or institution administrator".into(),
+            ));
+        };
     super::tenants::load(&state, &tenant).await?;
-    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
-    let rows = user::Entity::find()
-        .filter(user::Column::TenantId.eq(tenant.as_str()))
-        .order_by_asc(user::Column::CreatedAt)
-        .all(&txn)
-        .await?;
+    let txn = caretrail_db::begin_tenant_read(&state.db, tenant.as_str()).await?;
+    let mut find = user::Entity::find().filter(user::Column::TenantId.eq(tenant.as_str()));
+    if let Some(ins) = &only_institution {
+        find = find.filter(user::Column::InstitutionId.eq(ins.as_str()));
+    }
+    if let Some(status) = query.status {
+        find = find.filter(user::Column::Status.eq(status.as_str()));
+    }
+    let rows = find.order_by_asc(user::Column::CreatedAt).all(&txn).await?;
     txn.commit().await?;
     let items = rows.into_iter().map(out).collect::<Result<_, _>>()?;
     Ok(HttpResponse::Ok().json(UserListOut { items }))
 }
 
-fn refresh_hash(token: &str) -> String {
-    caretrail_crypto::hash(Suite::Intl, token.as_bytes()).to_hex()
+/// The user, locked for the change, in a write transaction of its tenant.
+async fn load_for_change(
+    state: &State,
+    tenant: &TenantId,
+    id: &UserId,
+) -> Result<(caretrail_db::sea_orm::DatabaseTransaction, user::Model), IdentityError> {
+    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
+    let row = user::Entity::find_by_id(id.to_string())
+        .filter(user::Column::TenantId.eq(tenant.as_str()))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(IdentityError::NotFound("user"))?;
+    Ok((txn, row))
+}
+
+fn institution_of(u: &user::Model) -> Result<InstitutionId, IdentityError> {
+    u.institution_id
+        .parse()
+        .map_err(|_| IdentityError::Corrupt("institution id"))
+}
+
+/// Nobody cuts themselves off (the last administrator would lock the tenant out).
+fn not_self(p: &Principal, u: &user::Model, what: &str) -> Result<(), IdentityError> {
+    if p.0.sub == u.id {
+        return Err(IdentityError::Conflict(format!(
+            "you cannot {what} your own account"
+        )));
+    }
+    Ok(())
+}
+
+type UserPath = web::Path<(TenantId, UserId)>;
+
+#[utoipa::path(get, operation_id = "get_user", path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "users",
+    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 200, body = UserOut, description = "OK"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)")),
+    security(("bearer" = [])))]
+/// Get a user.
+pub async fn get(
+    state: web::Data<State>,
+    p: Principal,
+    path: UserPath,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, id) = path.into_inner();
+    require_member(&p, &tenant, "user")?;
+    let txn = caretrail_db::begin_tenant_read(&state.db, tenant.as_str()).await?;
+    let row = user::Entity::find_by_id(id.to_string())
+        .filter(user::Column::TenantId.eq(tenant.as_str()))
+        .one(&txn)
+        .await?
+        .ok_or(IdentityError::NotFound("user"))?;
+    txn.commit().await?;
+    may_manage(&p, &tenant, &institution_of(&row)?, &roles_of(&row), None)?;
+    Ok(HttpResponse::Ok().json(out(row)?))
+}
+
+#[utoipa::path(patch, operation_id = "update_user", path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "users",
+    params(("tenant_id" = String, Path), ("user_id" = String, Path)), request_body = UserPatchIn,
+    responses((status = 200, body = UserOut, description = "Changed; with new roles, the user's tokens stop working within a second and they log in again"),
+              (status = 400, body = caretrail_platform::Problem, description = "Invalid input"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to change"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 409, body = caretrail_platform::Problem, description = "Removed users do not change; nobody changes their own roles")),
+    security(("bearer" = [])))]
+/// Change a user's roles (`user.role_changed`: their tokens are cut off) or display name.
+pub async fn update(
+    state: web::Data<State>,
+    p: Principal,
+    path: UserPath,
+    input: web::Json<UserPatchIn>,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, id) = path.into_inner();
+    let input = input.into_inner();
+    input.validate()?;
+    let (txn, row) = load_for_change(&state, &tenant, &id).await?;
+    let institution = institution_of(&row)?;
+    let held = roles_of(&row);
+    may_manage(&p, &tenant, &institution, &held, input.roles.as_deref())?;
+    if UserStatus::parse(&row.status)? == UserStatus::Removed {
+        return Err(IdentityError::Conflict("the user has been removed".into()));
+    }
+    let mut roles = input.roles.clone().unwrap_or_else(|| held.clone());
+    roles.sort();
+    roles.dedup();
+    let roles_changed = {
+        let mut before = held.clone();
+        before.sort();
+        before != roles
+    };
+    if roles_changed {
+        not_self(&p, &row, "change the roles of")?;
+    }
+    let mut am: user::ActiveModel = row.into();
+    if let Some(name) = &input.display_name {
+        am.display_name = Set(name.trim().to_string());
+    }
+    if roles_changed {
+        am.roles = Set(roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(" "));
+    }
+    let model = am.update(&txn).await?;
+    let recorded = if roles_changed {
+        access::end_sessions(&txn, &tenant, std::slice::from_ref(&model.id)).await?;
+        Some(
+            access::record(
+                &state,
+                &txn,
+                Change {
+                    change: AccessChange::UserRoleChanged,
+                    tenant: tenant.clone(),
+                    subject: model.id.clone(),
+                    institution: Some(institution),
+                    roles: roles.clone(),
+                    by: p.0.sub.clone(),
+                    cut_off: Some(CutOffScope::Subject(model.id.clone())),
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    txn.commit().await?;
+    if let Some(r) = recorded {
+        r.apply(&state);
+    }
+    Ok(HttpResponse::Ok().json(out(model)?))
+}
+
+/// Moves a user to `status` and records `change` (cutting their tokens off unless enabled),
+/// as `p` (checked) or, without one, as `by` (the demo seed).
+async fn set_status(
+    state: &State,
+    p: Option<&Principal>,
+    tenant: TenantId,
+    id: UserId,
+    status: UserStatus,
+    change: AccessChange,
+) -> Result<user::Model, IdentityError> {
+    let (txn, row) = load_for_change(state, &tenant, &id).await?;
+    let institution = institution_of(&row)?;
+    let roles = roles_of(&row);
+    if let Some(p) = p {
+        may_manage(p, &tenant, &institution, &roles, None)?;
+    }
+    let current = UserStatus::parse(&row.status)?;
+    if current == UserStatus::Removed {
+        return Err(IdentityError::Conflict("the user has been removed".into()));
+    }
+    if let Some(p) = p
+        && status != UserStatus::Active
+    {
+        not_self(
+            p,
+            &row,
+            if status == UserStatus::Removed {
+                "remove"
+            } else {
+                "disable"
+            },
+        )?;
+    }
+    if current == status {
+        // Already so: nothing to record, the same answer.
+        txn.commit().await?;
+        return Ok(row);
+    }
+    let mut am: user::ActiveModel = row.into();
+    am.status = Set(status.as_str().into());
+    if status == UserStatus::Active {
+        am.failed_attempts = Set(0);
+        am.locked_until = Set(None);
+    }
+    if status == UserStatus::Removed {
+        // No way back in, and the name is free again; the id stays in every trail.
+        am.password_hash = Set(String::new());
+        am.username = Set(format!("removed~{}", id));
+    }
+    let model = am.update(&txn).await?;
+    let cuts = status != UserStatus::Active;
+    if cuts {
+        access::end_sessions(&txn, &tenant, std::slice::from_ref(&model.id)).await?;
+        password_reset::Entity::delete_many()
+            .filter(password_reset::Column::TenantId.eq(tenant.as_str()))
+            .filter(password_reset::Column::UserId.eq(model.id.clone()))
+            .exec(&txn)
+            .await?;
+    }
+    let recorded = access::record(
+        state,
+        &txn,
+        Change {
+            change,
+            tenant: tenant.clone(),
+            subject: model.id.clone(),
+            institution: Some(institution),
+            roles,
+            by: p.map_or_else(|| crate::seed::SEED.to_string(), |p| p.0.sub.clone()),
+            cut_off: cuts.then(|| CutOffScope::Subject(model.id.clone())),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    recorded.apply(state);
+    Ok(model)
+}
+
+/// Disables a user as the demo seed (a demo physician who has left).
+pub(crate) async fn disable_as_seed(
+    state: &State,
+    tenant: &TenantId,
+    id: &UserId,
+) -> Result<(), IdentityError> {
+    set_status(
+        state,
+        None,
+        tenant.clone(),
+        id.clone(),
+        UserStatus::Disabled,
+        AccessChange::UserDisabled,
+    )
+    .await
+    .map(drop)
+}
+
+#[utoipa::path(post, operation_id = "disable_user", path = "/v1/tenants/{tenant_id}/users/{user_id}/disable", tag = "users",
+    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 200, body = UserOut, description = "Disabled: the user cannot log in, and their tokens stop working within a second"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 409, body = caretrail_platform::Problem, description = "Removed, or the caller's own account")),
+    security(("bearer" = [])))]
+/// Disable a user (`user.disabled`): no login, sessions ended, tokens cut off everywhere.
+pub async fn disable(
+    state: web::Data<State>,
+    p: Principal,
+    path: UserPath,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, id) = path.into_inner();
+    let model = set_status(
+        &state,
+        Some(&p),
+        tenant,
+        id,
+        UserStatus::Disabled,
+        AccessChange::UserDisabled,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(out(model)?))
+}
+
+#[utoipa::path(post, operation_id = "enable_user", path = "/v1/tenants/{tenant_id}/users/{user_id}/enable", tag = "users",
+    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 200, body = UserOut, description = "Enabled: the user may log in again (tokens cut off before stay refused)"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 409, body = caretrail_platform::Problem, description = "Removed")),
+    security(("bearer" = [])))]
+/// Enable a disabled user again (`user.enabled`); clears a lockout.
+pub async fn enable(
+    state: web::Data<State>,
+    p: Principal,
+    path: UserPath,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, id) = path.into_inner();
+    let model = set_status(
+        &state,
+        Some(&p),
+        tenant,
+        id,
+        UserStatus::Active,
+        AccessChange::UserEnabled,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(out(model)?))
+}
+
+#[utoipa::path(delete, operation_id = "remove_user", path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "users",
+    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 200, body = UserOut, description = "Removed: no login, tokens cut off, the username free again; the id and what they did stay in the trail"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 409, body = caretrail_platform::Problem, description = "Already removed, or the caller's own account")),
+    security(("bearer" = [])))]
+/// Remove a user for good (`user.removed`). The row stays, without password, so that every
+/// trail still names who did what.
+pub async fn remove(
+    state: web::Data<State>,
+    p: Principal,
+    path: UserPath,
+) -> Result<HttpResponse, IdentityError> {
+    let (tenant, id) = path.into_inner();
+    let model = set_status(
+        &state,
+        Some(&p),
+        tenant,
+        id,
+        UserStatus::Removed,
+        AccessChange::UserRemoved,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(out(model)?))
 }
 
 /// `<tenant id>.<256 random bits>`: the tenant tells which RLS scope to look in.
-fn new_refresh(tenant: &TenantId) -> Result<String, IdentityError> {
-    let key = caretrail_crypto::DataKey::generate(Suite::Intl)?;
+pub(crate) fn new_tenant_token(tenant: &TenantId) -> Result<String, IdentityError> {
+    let key = caretrail_crypto::DataKey::generate(caretrail_crypto::Suite::Intl)?;
     Ok(format!(
         "{tenant}.{}",
         URL_SAFE_NO_PAD.encode(key.expose_secret())
     ))
 }
 
-async fn issue_session(
-    state: &State,
-    conn: &impl ConnectionTrait,
-    u: &user::Model,
-    family: Option<String>,
-) -> Result<SessionOut, IdentityError> {
-    let tenant: TenantId = u
-        .tenant_id
-        .parse()
-        .map_err(|_| IdentityError::Corrupt("tenant id"))?;
-    let roles = roles_of(u);
-    let claims = Claims {
-        iss: String::new(),
-        aud: String::new(),
-        sub: u.id.clone(),
-        exp: 0,
-        nbf: 0,
-        iat: 0,
-        jti: String::new(),
-        kind: PrincipalKind::User,
-        tenant: Some(tenant.clone()),
-        institution: Some(
-            u.institution_id
-                .parse()
-                .map_err(|_| IdentityError::Corrupt("institution id"))?,
-        ),
-        scope: scopes_for(&roles),
-        roles,
-    };
-    let now = Utc::now();
-    let (access_token, claims) = state.tokens.issue(claims, now)?;
-    let refresh = new_refresh(&tenant)?;
-    refresh_token::ActiveModel {
-        id: Set(format!("rtk_{}", uuid::Uuid::now_v7().simple())),
-        tenant_id: Set(u.tenant_id.clone()),
-        user_id: Set(u.id.clone()),
-        family_id: Set(family.unwrap_or_else(|| format!("rtf_{}", uuid::Uuid::now_v7().simple()))),
-        token_hash: Set(refresh_hash(&refresh)),
-        expires_at: Set(now + REFRESH_TTL),
-        used_at: Set(None),
-        revoked_at: Set(None),
-        created_at: Set(now),
-    }
-    .insert(conn)
-    .await?;
-    Ok(SessionOut {
-        access_token,
-        token_type: "Bearer",
-        expires_in: claims.exp - claims.iat,
-        refresh_token: refresh,
-        refresh_expires_in: REFRESH_TTL.num_seconds(),
-    })
+/// How tenant-scoped bearer secrets (refresh and reset tokens) are stored.
+pub(crate) fn token_hash(token: &str) -> String {
+    caretrail_crypto::hash(caretrail_crypto::Suite::Intl, token.as_bytes()).to_hex()
 }
 
-#[utoipa::path(post, operation_id = "login", path = "/v1/auth/login", tag = "users", request_body = LoginIn,
-    responses((status = 200, body = SessionOut, description = "Logged in"),
-              (status = 400, body = caretrail_platform::Problem, description = "Username or password over its bound (128 / 1024 bytes)"),
-              (status = 401, body = caretrail_platform::Problem, description = "Invalid credentials or locked"),
-              (status = 413, body = caretrail_platform::Problem, description = "A body over 16 KiB (refused by the gateway before anything is checked)"),
-              (status = 429, body = caretrail_platform::Problem, description = "Too many attempts from this address or for this account; `Retry-After` says when to try again")))]
-/// Log in with a password. After 5 consecutive failures the account is locked for 15 minutes;
-/// attempts are throttled per client address and per account (429 with `Retry-After`).
-pub async fn login(
-    state: web::Data<State>,
-    req: HttpRequest,
-    input: web::Json<LoginIn>,
-) -> Result<HttpResponse, IdentityError> {
-    let input = input.into_inner();
-    // Bounded before any work: a 64 KiB "password" is not a password.
-    let mut errors = Vec::new();
-    if input.password.len() > MAX_PASSWORD_BYTES {
-        errors.push(FieldError::new(
-            "password",
-            format!("at most {MAX_PASSWORD_BYTES} bytes"),
-        ));
-    }
-    if input.username.is_empty() || input.username.len() > MAX_USERNAME_BYTES {
-        errors.push(FieldError::new(
-            "username",
-            format!("1 to {MAX_USERNAME_BYTES} bytes"),
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(IdentityError::Validation(errors));
-    }
-    state
-        .logins
-        .by_address
-        .take(&client_address(&req))
-        .map_err(IdentityError::Throttled)?;
-    state
-        .logins
-        .by_account
-        .take(&format!("{}\n{}", input.tenant_id, input.username))
-        .map_err(IdentityError::Throttled)?;
-
-    // Read, then hash, holding no lock: on SQLite a write transaction is the database's one
-    // writer, and an argon2 verification takes tens of milliseconds.
-    let tenant_row = tenant::Entity::find_by_id(input.tenant_id.to_string())
-        .one(&state.db)
-        .await?;
-    let txn = caretrail_db::begin_tenant_read(&state.db, input.tenant_id.as_str()).await?;
-    let found = user::Entity::find()
-        .filter(user::Column::TenantId.eq(input.tenant_id.as_str()))
-        .filter(user::Column::Username.eq(input.username.clone()))
-        .one(&txn)
-        .await?;
-    txn.commit().await?;
-    let Some(u) = found else {
-        let _ = verify_password_blocking(input.password, dummy_hash().to_string()).await;
-        return Err(invalid_credentials());
-    };
-    let ok = verify_password_blocking(input.password, u.password_hash.clone()).await;
-    let active = u.status == "active" && tenant_row.is_some_and(|t| t.status == "active");
-
-    // Then write, briefly, under the row's lock: the count and the lockout are read again
-    // there, so concurrent attempts on one account each count.
-    let txn = caretrail_db::begin_tenant(&state.db, input.tenant_id.as_str()).await?;
-    let current = user::Entity::find_by_id(u.id.clone())
-        .filter(user::Column::TenantId.eq(input.tenant_id.as_str()))
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or_else(invalid_credentials)?;
-    let now = Utc::now();
-    let locked = current.locked_until.is_some_and(|t| t > now);
-    // A password changed since it was read is checked against the new one next time.
-    let same_password = current.password_hash == u.password_hash;
-    if locked || !ok || !active || !same_password {
-        if !ok && !locked {
-            let failures = current.failed_attempts + 1;
-            let mut am: user::ActiveModel = current.clone().into();
-            am.failed_attempts = Set(if failures >= MAX_FAILURES {
-                0
-            } else {
-                failures
-            });
-            if failures >= MAX_FAILURES {
-                am.locked_until = Set(Some(now + LOCKOUT));
-                tracing::warn!(user = %current.id, "account locked after repeated login failures");
-            }
-            am.update(&txn).await?;
-            txn.commit().await?;
-        }
-        return Err(invalid_credentials());
-    }
-    let mut am: user::ActiveModel = current.clone().into();
-    am.failed_attempts = Set(0);
-    am.locked_until = Set(None);
-    am.update(&txn).await?;
-    let session = issue_session(&state, &txn, &current, None).await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(session))
-}
-
-/// Longest password a login accepts (and a user may be given).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-/// Longest username a login accepts.
-const MAX_USERNAME_BYTES: usize = 128;
-
-/// The client's address: what the gateway saw (it sets `X-Forwarded-For` from the connection
-/// and drops any the client sent), else the connection's own peer.
-fn client_address(req: &HttpRequest) -> String {
-    req.headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-async fn load_refresh(
-    state: &State,
-    token: &str,
-) -> Result<
-    (
-        TenantId,
-        caretrail_db::sea_orm::DatabaseTransaction,
-        refresh_token::Model,
-    ),
-    IdentityError,
-> {
-    let tenant: TenantId = token
-        .split_once('.')
-        .and_then(|(t, _)| t.parse().ok())
-        .ok_or_else(invalid_credentials)?;
-    let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
-    // Locked, so two concurrent refreshes with one token cannot both succeed.
-    let row = refresh_token::Entity::find()
-        .filter(refresh_token::Column::TenantId.eq(tenant.as_str()))
-        .filter(refresh_token::Column::TokenHash.eq(refresh_hash(token)))
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or_else(invalid_credentials)?;
-    Ok((tenant, txn, row))
-}
-
-async fn revoke_family(
-    conn: &impl ConnectionTrait,
-    tenant: &TenantId,
-    family: &str,
-) -> Result<(), IdentityError> {
-    refresh_token::Entity::update_many()
-        .col_expr(
-            refresh_token::Column::RevokedAt,
-            sea_orm::sea_query::Expr::value(Some(Utc::now())),
-        )
-        .filter(refresh_token::Column::TenantId.eq(tenant.as_str()))
-        .filter(refresh_token::Column::FamilyId.eq(family))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
-#[utoipa::path(post, operation_id = "refresh_session", path = "/v1/auth/refresh", tag = "users", request_body = RefreshIn,
-    responses((status = 200, body = SessionOut, description = "New tokens"),
-              (status = 401, body = caretrail_platform::Problem, description = "Invalid, expired or reused refresh token")))]
-/// Exchange a refresh token for new tokens. Each refresh token works once; presenting a used
-/// one (a sign of theft) ends the whole session.
-pub async fn refresh(
-    state: web::Data<State>,
-    input: web::Json<RefreshIn>,
-) -> Result<HttpResponse, IdentityError> {
-    let (tenant, txn, row) = load_refresh(&state, &input.refresh_token).await?;
-    let now = Utc::now();
-    if row.used_at.is_some() {
-        revoke_family(&txn, &tenant, &row.family_id).await?;
-        txn.commit().await?;
-        tracing::warn!(user = %row.user_id, "refresh token reused; session revoked");
-        return Err(invalid_credentials());
-    }
-    if row.revoked_at.is_some() || row.expires_at <= now {
-        return Err(invalid_credentials());
-    }
-    let u = user::Entity::find_by_id(row.user_id.clone())
-        .filter(user::Column::TenantId.eq(tenant.as_str()))
-        .one(&txn)
-        .await?
-        .ok_or_else(invalid_credentials)?;
-    let tenant_active = tenant::Entity::find_by_id(tenant.to_string())
-        .one(&state.db)
-        .await?
-        .is_some_and(|t| t.status == "active");
-    if u.status != "active" || !tenant_active {
-        return Err(invalid_credentials());
-    }
-    let family = row.family_id.clone();
-    let mut am: refresh_token::ActiveModel = row.into();
-    am.used_at = Set(Some(now));
-    am.update(&txn).await?;
-    let session = issue_session(&state, &txn, &u, Some(family)).await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(session))
-}
-
-#[utoipa::path(post, operation_id = "logout", path = "/v1/auth/logout", tag = "users", request_body = RefreshIn,
-    responses((status = 204, description = "Logged out")), security(("bearer" = [])))]
-/// End a session: the refresh token family and the presented access token stop working.
-pub async fn logout(
+#[utoipa::path(post, operation_id = "start_password_reset", path = "/v1/tenants/{tenant_id}/users/{user_id}/password-reset", tag = "users",
+    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 201, body = PasswordResetOut, description = "A one-time token, valid 30 minutes, for the administrator to hand to the user (earlier unused ones stop working)"),
+              (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
+              (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
+              (status = 409, body = caretrail_platform::Problem, description = "The user is disabled or removed")),
+    security(("bearer" = [])))]
+/// Start a password reset: a one-time token (shown once) the user redeems at
+/// `POST /v1/auth/password-reset`. No mail is sent: the administrator hands it over.
+pub async fn start_password_reset(
     state: web::Data<State>,
     p: Principal,
-    input: web::Json<RefreshIn>,
+    path: UserPath,
 ) -> Result<HttpResponse, IdentityError> {
-    if let Ok((tenant, txn, row)) = load_refresh(&state, &input.refresh_token).await
-        && row.user_id == p.0.sub
-    {
-        revoke_family(&txn, &tenant, &row.family_id).await?;
-        txn.commit().await?;
+    let (tenant, id) = path.into_inner();
+    let (txn, row) = load_for_change(&state, &tenant, &id).await?;
+    may_manage(&p, &tenant, &institution_of(&row)?, &roles_of(&row), None)?;
+    if UserStatus::parse(&row.status)? != UserStatus::Active {
+        return Err(IdentityError::Conflict(
+            "the user is disabled or removed: enable them first".into(),
+        ));
     }
-    super::oauth::revoke_jti(&state, &p.0).await?;
-    Ok(HttpResponse::NoContent().finish())
+    password_reset::Entity::delete_many()
+        .filter(password_reset::Column::TenantId.eq(tenant.as_str()))
+        .filter(password_reset::Column::UserId.eq(row.id.clone()))
+        .exec(&txn)
+        .await?;
+    let token = new_tenant_token(&tenant)?;
+    let now = Utc::now();
+    let expires_at = now + RESET_TTL;
+    password_reset::ActiveModel {
+        id: Set(format!("pwr_{}", uuid::Uuid::now_v7().simple())),
+        tenant_id: Set(tenant.to_string()),
+        user_id: Set(row.id.clone()),
+        token_hash: Set(token_hash(&token)),
+        created_by: Set(p.0.sub.clone()),
+        expires_at: Set(expires_at),
+        used_at: Set(None),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("cache-control", "no-store"))
+        .json(PasswordResetOut {
+            user_id: id,
+            reset_token: token,
+            expires_at,
+        }))
 }

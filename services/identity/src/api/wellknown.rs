@@ -1,9 +1,8 @@
 use actix_web::{HttpResponse, web};
 use caretrail_contracts::auth::policy::Operator;
 use caretrail_platform::auth::Guarded;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::{IdentityError, State, entities::revoked_token, model::RotatedKeyOut};
+use crate::{IdentityError, State, model::RotatedKeyOut};
 
 #[utoipa::path(get, operation_id = "get_jwks", path = "/.well-known/jwks.json", tag = "oauth",
     responses((status = 200, description = "JSON Web Key Set (RFC 7517) of the token-signing keys")))]
@@ -48,17 +47,10 @@ pub async fn rotate(
     Ok(HttpResponse::Ok().json(RotatedKeyOut { kid }))
 }
 
-/// Internal (not routed by the gateway): revoked, unexpired token ids, for a replica that
-/// starts and has missed revocation events.
+/// Internal (not routed by the gateway): revoked, unexpired token ids and the cut-offs in
+/// force, for a gateway replica that (re)joins the bus and has missed revocation events.
 pub async fn revoked(state: web::Data<State>) -> Result<HttpResponse, IdentityError> {
-    let now = chrono::Utc::now().timestamp();
-    let rows = revoked_token::Entity::find()
-        .filter(revoked_token::Column::ExpiresAt.gt(now))
-        .all(&state.db)
-        .await?;
-    let items: Vec<_> = rows
-        .into_iter()
-        .map(|r| serde_json::json!({ "jti": r.jti, "expires_at": r.expires_at }))
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(crate::access::in_force(&state.db).await?))
 }

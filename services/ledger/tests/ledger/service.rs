@@ -102,6 +102,7 @@ pub(crate) fn token(tenant: &str, institution: Option<&str>, roles: Vec<Role>) -
         exp: now + 600,
         nbf: now,
         iat: now,
+        iat_ms: None,
         jti: format!("jti_{}", uuid::Uuid::new_v4().simple()),
         kind: PrincipalKind::User,
         tenant: Some(tenant.parse().unwrap()),
@@ -537,7 +538,19 @@ async fn bad_submissions_are_refused_and_append_nothing() {
         signed(TEN_A, KIND_KEY_REGISTERED, INS_A, "forge", &inst, payload)
     };
 
+    // Nor state that a user was disabled: changes of who may act are the registrar's.
+    let forged_access_change = signed(
+        TEN_A,
+        "user.disabled",
+        INS_A,
+        "access-forge",
+        &inst,
+        canonical_json(&json!({"change": "user.disabled", "subject": "usr_x", "by": "usr_y"}))
+            .unwrap(),
+    );
+
     for (sub, status, code) in [
+        (forged_access_change, 422, "invalid_entry"),
         (unsigned, 422, "bad_signature"),
         (tampered, 422, "bad_signature"),
         (unknown_institution, 403, "unknown_institution"),

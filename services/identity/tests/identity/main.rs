@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 struct Stack {
     gw: String,
     gateway_verifier: caretrail_platform::auth::Verifier,
+    /// Identity itself and its bus, for more gateway replicas.
+    identity_url: String,
+    bus: caretrail_bus::BusSettings,
     _dir: Option<tempfile::TempDir>,
     operator: (String, String),
     http: reqwest::Client,
@@ -44,7 +47,7 @@ async fn stack_with(backend: Backend, key_activation_secs: i64) -> Stack {
     tokio::spawn(identity.run_until(std::future::pending()));
     let mut gw_config =
         caretrail_gateway::Config::with_single_upstream(HttpSettings::ephemeral(), &identity_url);
-    gw_config.bus = bus;
+    gw_config.bus = bus.clone();
     let gateway = caretrail_gateway::Application::build(gw_config)
         .await
         .unwrap();
@@ -57,6 +60,8 @@ async fn stack_with(backend: Backend, key_activation_secs: i64) -> Stack {
     Stack {
         gw,
         gateway_verifier,
+        identity_url,
+        bus,
         _dir: dir,
         operator: (cred.client_id, cred.client_secret),
         http: reqwest::Client::new(),
@@ -358,16 +363,7 @@ async fn client_credentials_flow_and_jwks_verification(backend: Backend) {
         .unwrap();
     assert_eq!(after.status(), 401);
 
-    // Suspending the tenant stops token issuance.
-    let (status, _) = s
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/tenants/{tid}/suspend"),
-            &op,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
+    // Suspending the tenant stops token issuance, and the tokens it holds stop working.
     let (status, other) = s
         .call(
             reqwest::Method::POST,
@@ -377,6 +373,17 @@ async fn client_credentials_flow_and_jwks_verification(backend: Backend) {
         )
         .await;
     assert_eq!(status, 201, "{other}");
+    let (status, _) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{tid}/suspend"),
+            &op,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.refused_within_a_second(&admin, &format!("/v1/tenants/{tid}"))
+        .await;
     let refused = s
         .http
         .post(format!("{}/v1/oauth/token", s.gw))
@@ -1455,3 +1462,5 @@ async fn login_floods_are_bounded_and_throttled(backend: Backend) {
     .await;
 }
 both!(login_floods_are_bounded_and_throttled);
+
+mod lifecycle;

@@ -182,7 +182,13 @@ pub fn openapi_json() -> anyhow::Result<String> {
         caretrail_ledger::openapi(),
         caretrail_object_store::openapi(),
         caretrail_audit::openapi(),
-    ]);
+    ])
+    .map_err(|clashes| {
+        anyhow::anyhow!(
+            "the services' OpenAPI documents clash:\n  {}",
+            clashes.join("\n  ")
+        )
+    })?;
     Ok(doc.to_pretty_json()?)
 }
 

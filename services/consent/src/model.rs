@@ -80,7 +80,7 @@ pub struct ScopeOut {
 /// The ledger entry that anchors a statement: index, leaf hash, checkpoint and inclusion
 /// proof (`bundle` verifies with `caretrail verify bundle`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ReceiptOut {
+pub struct LedgerReceiptOut {
     pub ledger_index: u64,
     pub leaf_hash: String,
     pub tree_size: u64,
@@ -91,7 +91,7 @@ pub struct ReceiptOut {
     pub bundle: caretrail_ledger_proofs::ProofBundle,
 }
 
-impl From<Receipt> for ReceiptOut {
+impl From<Receipt> for LedgerReceiptOut {
     fn from(r: Receipt) -> Self {
         Self {
             ledger_index: r.index,
@@ -132,7 +132,7 @@ pub struct GrantOut {
     pub ledger_index: Option<i64>,
     /// The receipt of the entry this call anchored (granting or revoking), when it
     /// committed within the request.
-    pub receipt: Option<ReceiptOut>,
+    pub receipt: Option<LedgerReceiptOut>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -144,7 +144,7 @@ pub struct GrantListOut {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RevokeIn {
+pub struct GrantRevokeIn {
     /// E.g. "patient withdrew consent in the app".
     pub reason: String,
 }
@@ -224,7 +224,7 @@ pub struct BreakGlassOut {
     pub started_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub ledger_index: Option<i64>,
-    pub receipt: Option<ReceiptOut>,
+    pub receipt: Option<LedgerReceiptOut>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -248,7 +248,7 @@ pub struct PolicyOut {
     pub changed_by: Option<String>,
     pub reason: Option<String>,
     pub changed_at: Option<DateTime<Utc>>,
-    pub receipt: Option<ReceiptOut>,
+    pub receipt: Option<LedgerReceiptOut>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -33,9 +33,42 @@ pub(crate) async fn serve() -> HttpResponse {
 )]
 struct GatewayDoc;
 
-/// Merges the services' documents under the gateway's own into the public document.
-pub fn build_document(services: Vec<openapi::OpenApi>) -> openapi::OpenApi {
+/// Merges the services' documents under the gateway's own into the public document. Two
+/// services naming different schemas alike (utoipa names a schema after its struct, so each
+/// service's `RevokeIn` would be one) or serving one path would make the merged document lie
+/// about one of them: that is an error, listing every clash.
+pub fn build_document(services: Vec<openapi::OpenApi>) -> Result<openapi::OpenApi, Vec<String>> {
     let mut doc = GatewayDoc::openapi();
+    let mut clashes = Vec::new();
+    let mut schemas: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    let mut paths = std::collections::BTreeSet::new();
+    let mut parts = vec![GatewayDoc::openapi()];
+    parts.extend(services.iter().cloned());
+    for (i, part) in parts.iter().enumerate() {
+        if let Some(components) = &part.components {
+            for (name, schema) in &components.schemas {
+                let json = serde_json::to_value(schema).unwrap_or_default();
+                match schemas.get(name) {
+                    Some(seen) if *seen != json => {
+                        clashes.push(format!("schema {name:?} means two different things"))
+                    }
+                    _ => {
+                        schemas.insert(name.clone(), json);
+                    }
+                }
+            }
+        }
+        if i > 0 {
+            for path in part.paths.paths.keys() {
+                if !paths.insert(path.clone()) {
+                    clashes.push(format!("path {path} is served by two services"));
+                }
+            }
+        }
+    }
+    if !clashes.is_empty() {
+        return Err(clashes);
+    }
     for part in services {
         doc.merge(part);
     }
@@ -49,5 +82,101 @@ pub fn build_document(services: Vec<openapi::OpenApi>) -> openapi::OpenApi {
         ))
         .license(Some(LicenseBuilder::new().name("Apache-2.0").build()))
         .build();
-    doc
+    problem_responses(&mut doc);
+    Ok(doc)
+}
+
+/// Every error the API answers is `application/problem+json` with the `Problem` schema
+/// (`caretrail_platform::problem`): said once here rather than on each of the services'
+/// annotations, which would default to `application/json` or leave the body out.
+fn problem_responses(doc: &mut openapi::OpenApi) {
+    use openapi::{Ref, RefOr, content::Content};
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let is_error = status.parse::<u16>().is_ok_and(|s| s >= 400);
+                if let (true, RefOr::T(response)) = (is_error, response) {
+                    response.content.clear();
+                    response.content.insert(
+                        "application/problem+json".into(),
+                        RefOr::T(Content::new(Some(Ref::from_schema_name("Problem")))),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_error_response_is_problem_json() {
+        /// A test operation.
+        #[utoipa::path(get, path = "/x", responses(
+            (status = 200, body = String, description = "OK"),
+            (status = 404, body = String, description = "Not found"),
+            (status = 401, description = "No token")))]
+        #[allow(dead_code)]
+        async fn x() {}
+        #[derive(OpenApi)]
+        #[openapi(paths(x))]
+        struct X;
+        let doc = build_document(vec![X::openapi()]).unwrap();
+        let doc = serde_json::to_value(&doc).unwrap();
+        let responses = &doc["paths"]["/x"]["get"]["responses"];
+        assert!(
+            responses["200"]["content"]["text/plain"].is_object(),
+            "{responses}"
+        );
+        for status in ["401", "404"] {
+            assert_eq!(
+                responses[status]["content"]["application/problem+json"]["schema"]["$ref"],
+                "#/components/schemas/Problem"
+            );
+            assert_eq!(responses[status]["content"].as_object().unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn schemas_of_one_name_must_agree() {
+        #[derive(utoipa::ToSchema)]
+        #[allow(dead_code)]
+        struct Thing {
+            a: String,
+        }
+        mod other {
+            #[derive(utoipa::ToSchema)]
+            #[allow(dead_code)]
+            pub struct Thing {
+                pub b: u32,
+            }
+        }
+        #[derive(OpenApi)]
+        #[openapi(components(schemas(Thing)))]
+        struct A;
+        #[derive(OpenApi)]
+        #[openapi(components(schemas(other::Thing)))]
+        struct B;
+        let Err(clashes) = build_document(vec![A::openapi(), B::openapi()]) else {
+            panic!("two schemas named Thing were merged")
+        };
+        assert_eq!(
+            clashes,
+            vec!["schema \"Thing\" means two different things".to_string()]
+        );
+        assert!(build_document(vec![A::openapi(), A::openapi()]).is_ok());
+    }
 }

@@ -30,7 +30,7 @@ use crate::anchor::{self, NewAnchor, Outcome};
 use crate::entities::{anchor as anchor_row, record};
 use crate::error::ObjectStoreError;
 use crate::model::{
-    Category, EraseIn, EraseOut, KekVersionOut, KeysOut, LedgerRefOut, ReceiptOut, RecordIn,
+    Category, EraseIn, EraseOut, KekVersionOut, LedgerRefOut, ReceiptOut, RecordIn, RecordKeysOut,
     RecordListOut, RecordOut, UploadOut, parse_media_type,
 };
 use crate::storage::ObjectStorage;
@@ -313,7 +313,7 @@ async fn may_read_content(
 
 #[utoipa::path(post, operation_id = "upload_record", path = "/v1/records", tag = "records",
     params(("Caretrail-Metadata" = String, Header, description = "Record metadata as JSON (raw UTF-8 or percent-encoded): patient, category, title, encounter_date, optional fhir_resource_type; for institutions holding their own key also record_id, key_id, signature over the manifest's ledger signing input, and seal_salt (64 hex) the manifest was sealed with")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The record itself; its Content-Type is the record's media type (application/pdf, application/fhir+json, application/dicom, image/jpeg, …). Streamed: any size up to the configured limit."),
+    request_body(content = crate::model::RecordBytes, content_type = "application/octet-stream", description = "The record itself; its Content-Type is the record's media type (application/pdf, application/fhir+json, application/dicom, image/jpeg, …). Streamed: any size up to the configured limit."),
     responses((status = 201, body = UploadOut, description = "Stored, encrypted and anchored; the receipt verifies with `caretrail verify bundle`"),
               (status = 202, body = UploadOut, description = "Stored; anchoring continues in the background (fetch the receipt later)"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid metadata, unknown patient, empty body"),
@@ -1213,7 +1213,11 @@ pub async fn erase(
     }))
 }
 
-pub(crate) async fn keys_out(state: &State, tenant: &TenantId, suite: Suite) -> Result<KeysOut> {
+pub(crate) async fn keys_out(
+    state: &State,
+    tenant: &TenantId,
+    suite: Suite,
+) -> Result<RecordKeysOut> {
     let (current, _) = state.keks.current(tenant.as_str(), suite).await?;
     let versions = state.keks.versions(tenant.as_str()).await?;
     let txn = caretrail_db::begin_tenant(&state.db, tenant.as_str()).await?;
@@ -1235,7 +1239,7 @@ pub(crate) async fn keys_out(state: &State, tenant: &TenantId, suite: Suite) -> 
             .map(|(_, n)| (*n).max(0) as u64)
             .unwrap_or(0)
     };
-    Ok(KeysOut {
+    Ok(RecordKeysOut {
         tenant: tenant.to_string(),
         current_version: current,
         pending_rewrap: counts
@@ -1256,7 +1260,7 @@ pub(crate) async fn keys_out(state: &State, tenant: &TenantId, suite: Suite) -> 
 }
 
 #[utoipa::path(get, operation_id = "list_record_keys", path = "/v1/admin/keys", tag = "records",
-    responses((status = 200, body = KeysOut, description = "The tenant's key-encryption key versions")),
+    responses((status = 200, body = RecordKeysOut, description = "The tenant's key-encryption key versions")),
     security(("bearer" = [])))]
 /// The tenant's key-encryption keys and how many records each wraps.
 pub async fn keys(state: web::Data<State>, g: Guarded<TenantAdmin>) -> Result<HttpResponse> {
@@ -1266,7 +1270,7 @@ pub async fn keys(state: web::Data<State>, g: Guarded<TenantAdmin>) -> Result<Ht
 }
 
 #[utoipa::path(post, operation_id = "rotate_record_keys", path = "/v1/admin/keys/rotate", tag = "records",
-    responses((status = 202, body = KeysOut, description = "A new version wraps new data keys from now on; older data keys are rewrapped in the background (objects are not touched)")),
+    responses((status = 202, body = RecordKeysOut, description = "A new version wraps new data keys from now on; older data keys are rewrapped in the background (objects are not touched)")),
     security(("bearer" = [])))]
 /// Rotate the tenant's key-encryption key and rewrap every data key in the background.
 pub async fn rotate(state: web::Data<State>, g: Guarded<TenantAdmin>) -> Result<HttpResponse> {

@@ -356,7 +356,7 @@ pub struct KekVersionOut {
 
 /// The tenant's key-encryption keys and the progress of rewrapping.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct KeysOut {
+pub struct RecordKeysOut {
     pub tenant: String,
     pub current_version: i32,
     pub versions: Vec<KekVersionOut>,
@@ -468,3 +468,9 @@ mod tests {
         assert!(parse_media_type("").is_err());
     }
 }
+
+/// A record's bytes, streamed as the upload's body (for the OpenAPI document: a binary body,
+/// not an array of numbers).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RecordBytes(pub Vec<u8>);

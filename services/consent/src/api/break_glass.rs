@@ -23,11 +23,11 @@ use crate::State;
 use crate::engine::{Engine, IndexChanged, publish_change};
 use crate::entities::break_glass;
 use crate::error::ConsentError;
-use crate::model::{BreakGlassIn, BreakGlassListOut, BreakGlassOut, ReceiptOut};
+use crate::model::{BreakGlassIn, BreakGlassListOut, BreakGlassOut, LedgerReceiptOut};
 
 pub const KIND_DECLARED: &str = "break_glass.declared";
 
-fn out(row: &break_glass::Model, receipt: Option<ReceiptOut>) -> BreakGlassOut {
+fn out(row: &break_glass::Model, receipt: Option<LedgerReceiptOut>) -> BreakGlassOut {
     // The row learns its index when the anchoring hook runs; a receipt in hand already has it.
     let ledger_index = row
         .ledger_index

@@ -31,8 +31,8 @@ use crate::engine::{IndexChanged, publish_change};
 use crate::entities::grant;
 use crate::error::ConsentError;
 use crate::model::{
-    EVIDENCE_KINDS, EvidenceIn, GrantIn, GrantListOut, GrantOut, ReceiptOut, RevokeIn, ScopeIn,
-    ScopeOut,
+    EVIDENCE_KINDS, EvidenceIn, GrantIn, GrantListOut, GrantOut, GrantRevokeIn, LedgerReceiptOut,
+    ScopeIn, ScopeOut,
 };
 
 pub const KIND_GRANTED: &str = "consent.granted";
@@ -62,7 +62,7 @@ pub fn status_of(row: &grant::Model, now: DateTime<Utc>) -> String {
     }
 }
 
-pub fn grant_out(row: &grant::Model, receipt: Option<ReceiptOut>) -> Result<GrantOut> {
+pub fn grant_out(row: &grant::Model, receipt: Option<LedgerReceiptOut>) -> Result<GrantOut> {
     let categories: Vec<Category> = parse_json(&row.categories, "grant categories")?;
     Ok(GrantOut {
         id: row.id.clone(),
@@ -618,7 +618,7 @@ pub async fn revoke_grant(
     caller: &Caller,
     id: &str,
     reason: &str,
-) -> Result<(grant::Model, Option<ReceiptOut>)> {
+) -> Result<(grant::Model, Option<LedgerReceiptOut>)> {
     let row = load(state, caller, id).await?;
     let may = caller.has(Role::TenantAdmin)
         || (caller.belongs_to(&[&row.grantor_institution])
@@ -637,7 +637,7 @@ pub async fn apply_revocation(
     caller: &Caller,
     row: grant::Model,
     reason: &str,
-) -> Result<(grant::Model, Option<ReceiptOut>)> {
+) -> Result<(grant::Model, Option<LedgerReceiptOut>)> {
     let id = row.id.clone();
     match row.status.as_str() {
         "revoked" => return Ok((row, None)),
@@ -735,7 +735,7 @@ pub async fn revoked(
     caller: &Caller,
     grant: &str,
     anchor: i64,
-) -> Result<Option<ReceiptOut>> {
+) -> Result<Option<LedgerReceiptOut>> {
     activate_here(state, caller.tenant.as_str(), grant).await?;
     state.outbox.notify_one();
     Ok(settle(state, anchor).await.unwrap_or_else(|e| {
@@ -746,7 +746,7 @@ pub async fn revoked(
 
 #[utoipa::path(post, operation_id = "revoke_grant", path = "/v1/grants/{grant_id}/revoke", tag = "consent",
     params(("grant_id" = String, Path)),
-    request_body = RevokeIn,
+    request_body = GrantRevokeIn,
     responses((status = 200, body = GrantOut, description = "Revoked and in force on every decision from now on; `consent.revoked` is anchored (receipt when it committed in time)"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)"),
               (status = 403, body = caretrail_platform::Problem, description = "Not the granting institution or a tenant admin"),
@@ -758,7 +758,7 @@ pub async fn revoke(
     state: web::Data<State>,
     g: Guarded<TenantMember>,
     path: web::Path<String>,
-    body: web::Json<RevokeIn>,
+    body: web::Json<GrantRevokeIn>,
 ) -> Result<HttpResponse> {
     let caller = Caller::of(&g)?;
     let mut errors = Vec::new();

@@ -21,7 +21,7 @@ use sea_orm::DatabaseTransaction;
 
 use crate::State;
 use crate::error::ConsentError;
-use crate::model::ReceiptOut;
+use crate::model::LedgerReceiptOut;
 
 pub type Result<T> = std::result::Result<T, ConsentError>;
 
@@ -135,7 +135,7 @@ pub async fn queue_anchor(txn: &DatabaseTransaction, anchor: NewAnchor) -> Resul
 
 /// Anchors a queued entry now if the ledger answers within the configured wait. `Ok(None)`:
 /// it stays queued and is anchored in the background.
-pub async fn settle(state: &State, anchor_id: i64) -> Result<Option<ReceiptOut>> {
+pub async fn settle(state: &State, anchor_id: i64) -> Result<Option<LedgerReceiptOut>> {
     state.anchorer.notify();
     let wait = Duration::from_millis(state.settings.anchor_wait_ms);
     match state.anchorer.anchor_within(anchor_id, wait).await {

@@ -304,6 +304,7 @@ pub struct EventQuery {
     pub format: Option<String>,
     pub cursor: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<u64>,
 }
 
@@ -557,6 +558,7 @@ pub struct AnomalyQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     /// Most recent first; 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<u64>,
 }
 

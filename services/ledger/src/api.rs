@@ -405,6 +405,7 @@ pub struct RangeQuery {
     /// First index (default 0).
     pub start: Option<u64>,
     /// At most this many entries (default and maximum 1000).
+    #[param(minimum = 1, maximum = 1000, default = 1000)]
     pub limit: Option<u64>,
 }
 

@@ -986,6 +986,7 @@ pub struct ListQuery {
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<u64>,
     pub purpose: Option<String>,
 }

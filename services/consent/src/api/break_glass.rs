@@ -179,6 +179,7 @@ pub async fn declare(
 pub struct BreakGlassQuery {
     pub patient: Option<String>,
     /// Most recent first; 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<u64>,
 }
 

@@ -517,6 +517,7 @@ pub struct GrantQuery {
     pub status: Option<String>,
     pub cursor: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<u64>,
 }
 

@@ -313,6 +313,7 @@ pub struct ReferralQuery {
     /// `incoming` (to the caller's institution) or `outgoing`.
     pub direction: Option<String>,
     pub cursor: Option<String>,
+    #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<u64>,
 }
 

@@ -126,6 +126,11 @@ login-flood: ## Flood logins while timing a partner's token issuance, embedded t
 	python3 loadtests/login-flood/flood.py --binary $(BIN)
 	python3 loadtests/login-flood/flood.py --binary $(BIN) --postgres
 
+.PHONY: contract
+contract: ## Schemathesis (every phase) against make run's server with a partner app's token (report on stdout)
+	$(CARGO) build -p caretrail
+	./contract/schemathesis.sh
+
 .PHONY: cut-off
 cut-off: ## Time how long a disabled user's or revoked app's token keeps working, embedded then on PostgreSQL + RabbitMQ (report on stdout)
 	$(MAKE) infra

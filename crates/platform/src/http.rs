@@ -258,6 +258,16 @@ pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
+/// A resource served with GET (and HEAD) only: other methods answer 405 with `Allow`.
+fn get_only(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|req: HttpRequest| async move {
+        let mut resp = method_not_allowed(req).await;
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        resp
+    }))
+}
+
 /// The request's id, for handlers that log or forward it.
 pub fn request_id_of(req: &HttpRequest) -> Option<String> {
     req.extensions().get::<RequestId>().map(|r| r.0.clone())
@@ -298,9 +308,9 @@ where
             .app_data(json_config(json_limit))
             .app_data(path_config())
             .app_data(query_config())
-            .service(resource("/healthz").get(healthz))
-            .service(resource("/readyz").get(readyz))
-            .service(resource("/metrics").get(self::metrics))
+            .service(get_only("/healthz").get(healthz))
+            .service(get_only("/readyz").get(readyz))
+            .service(get_only("/metrics").get(self::metrics))
             .configure(configure.clone())
     })
     .listen(listener)?

@@ -7,6 +7,13 @@ use caretrail_platform::problem::{ApiError, respond};
 pub enum GatewayError {
     #[error("no route for {method} {path}")]
     NoRoute { method: String, path: String },
+    #[error("{method} is not allowed on {path} (allowed: {allow})")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        /// The `Allow` header's value.
+        allow: String,
+    },
     #[error("the request body is larger than the {limit}-byte limit")]
     BodyTooLarge { limit: u64 },
     #[error("the upstream service is unavailable")]
@@ -23,6 +30,7 @@ impl ApiError for GatewayError {
     fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -34,6 +42,7 @@ impl ApiError for GatewayError {
     fn code(&self) -> &'static str {
         match self {
             Self::NoRoute { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::BodyTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnavailable(_) => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -52,6 +61,13 @@ impl ResponseError for GatewayError {
         match self {
             Self::Auth(e) => e.error_response(),
             Self::Throttled(wait) => caretrail_platform::problem::respond_throttled(self, *wait),
+            Self::MethodNotAllowed { allow, .. } => {
+                let mut resp = respond(self);
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allow) {
+                    resp.headers_mut().insert(actix_web::http::header::ALLOW, v);
+                }
+                resp
+            }
             _ => respond(self),
         }
     }

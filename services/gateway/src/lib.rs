@@ -193,6 +193,7 @@ impl Application {
             ),
             body_limit: config.body_limit_bytes,
             verifier: verifier.clone(),
+            documented: Arc::new(routing::DocumentedMethods::from_document(&document)),
             trusted_proxies: client_address::parse_trusted(&config.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!(e))?
                 .into(),

@@ -88,9 +88,13 @@ pub fn build_document(services: Vec<openapi::OpenApi>) -> Result<openapi::OpenAp
 
 /// Every error the API answers is `application/problem+json` with the `Problem` schema
 /// (`caretrail_platform::problem`): said once here rather than on each of the services'
-/// annotations, which would default to `application/json` or leave the body out.
+/// annotations, which would default to `application/json` or leave the body out. The
+/// refusals every operation of a kind can meet are added here too, where an operation does
+/// not describe its own: 401 and 403 wherever a token is required (missing, expired or
+/// revoked; a caller without the role or scope), 400 wherever there is input, and 413 and
+/// 415 wherever there is a body.
 fn problem_responses(doc: &mut openapi::OpenApi) {
-    use openapi::{Ref, RefOr, content::Content};
+    use openapi::{Ref, RefOr, content::Content, response::Response};
     for item in doc.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -103,6 +107,41 @@ fn problem_responses(doc: &mut openapi::OpenApi) {
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let body = operation.request_body.is_some();
+            let input = body || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let standard = [
+                (
+                    secured,
+                    "401",
+                    "No valid access token: missing, malformed, expired or revoked (`WWW-Authenticate` says which)",
+                ),
+                (
+                    secured,
+                    "403",
+                    "The token is valid but its roles or scopes do not allow this",
+                ),
+                (input, "400", "Invalid input (`errors` lists the fields)"),
+                (
+                    body,
+                    "413",
+                    "The body is larger than this operation accepts",
+                ),
+                (
+                    body,
+                    "415",
+                    "The body's Content-Type is not one this operation accepts",
+                ),
+            ];
+            for (applies, status, description) in standard {
+                if applies {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| RefOr::T(Response::new(description)));
+                }
+            }
             for (status, response) in operation.responses.responses.iter_mut() {
                 let is_error = status.parse::<u16>().is_ok_and(|s| s >= 400);
                 if let (true, RefOr::T(response)) = (is_error, response) {
@@ -128,7 +167,8 @@ mod tests {
         #[utoipa::path(get, path = "/x", responses(
             (status = 200, body = String, description = "OK"),
             (status = 404, body = String, description = "Not found"),
-            (status = 401, description = "No token")))]
+            (status = 401, description = "No token")),
+            params(("q" = String, Query)), security(("bearer" = [])))]
         #[allow(dead_code)]
         async fn x() {}
         #[derive(OpenApi)]
@@ -141,7 +181,10 @@ mod tests {
             responses["200"]["content"]["text/plain"].is_object(),
             "{responses}"
         );
-        for status in ["401", "404"] {
+        // Its own 401 stays; the 403 of a secured operation and the 400 of one with input
+        // are added.
+        assert_eq!(responses["401"]["description"], "No token");
+        for status in ["400", "401", "403", "404"] {
             assert_eq!(
                 responses[status]["content"]["application/problem+json"]["schema"]["$ref"],
                 "#/components/schemas/Problem"

@@ -32,6 +32,8 @@ pub(crate) struct ProxySettings {
     pub verifier: caretrail_platform::auth::Verifier,
     /// Proxies whose `X-Forwarded-For` is believed ([`crate::client_address`]).
     pub trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
+    /// The methods the public document declares per path ([`routing::DocumentedMethods`]).
+    pub documented: std::sync::Arc<routing::DocumentedMethods>,
     /// Password and refresh-token checks per client address ([`routing::is_credential_check`]).
     pub credential_checks: std::sync::Arc<caretrail_platform::throttle::Throttle>,
 }
@@ -117,6 +119,15 @@ pub(crate) async fn forward(
             path: path.to_string(),
         });
     };
+    if let Some(allowed) = settings.documented.allowed(path)
+        && !allowed.iter().any(|m| m == req.method().as_str())
+    {
+        return Err(GatewayError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: path.to_string(),
+            allow: allowed.join(", "),
+        });
+    }
     let anonymous = !routing::requires_token(req.method(), path);
     if !anonymous {
         let token = caretrail_platform::auth::bearer(&req).ok_or(AuthError::Missing)?;

@@ -119,3 +119,94 @@ mod tests {
         assert_eq!(route("/v1//records"), None);
     }
 }
+
+/// The methods the public document declares for each path template, so that the gateway
+/// answers an undeclared method with `405` and the `Allow` header RFC 9110 requires —
+/// before the token is checked or anything is forwarded.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentedMethods {
+    templates: Vec<(Vec<String>, Vec<String>)>,
+}
+
+impl DocumentedMethods {
+    /// From the OpenAPI document's `paths`.
+    pub fn from_document(doc: &serde_json::Value) -> Self {
+        const METHODS: [&str; 8] = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
+        let mut templates = Vec::new();
+        if let Some(paths) = doc.get("paths").and_then(|p| p.as_object()) {
+            for (path, item) in paths {
+                let segments = path
+                    .trim_start_matches('/')
+                    .split('/')
+                    .map(str::to_string)
+                    .collect();
+                let methods = METHODS
+                    .iter()
+                    .filter(|m| item.get(**m).is_some())
+                    .map(|m| m.to_uppercase())
+                    .collect();
+                templates.push((segments, methods));
+            }
+        }
+        Self { templates }
+    }
+
+    /// The methods declared for `path` (`HEAD` wherever `GET` is), or `None` when no
+    /// documented template matches it.
+    pub fn allowed(&self, path: &str) -> Option<Vec<String>> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut allowed: Vec<String> = Vec::new();
+        let mut matched = false;
+        for (template, methods) in &self.templates {
+            let fits = template.len() == parts.len()
+                && template.iter().zip(&parts).all(|(t, p)| {
+                    if t.starts_with('{') && t.ends_with('}') {
+                        !p.is_empty()
+                    } else {
+                        t == p
+                    }
+                });
+            if fits {
+                matched = true;
+                for m in methods {
+                    if !allowed.contains(m) {
+                        allowed.push(m.clone());
+                    }
+                }
+            }
+        }
+        if allowed.iter().any(|m| m == "GET") && !allowed.iter().any(|m| m == "HEAD") {
+            allowed.push("HEAD".into());
+        }
+        matched.then_some(allowed)
+    }
+}
+
+#[cfg(test)]
+mod documented_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::DocumentedMethods;
+
+    #[test]
+    fn undeclared_methods_are_known_per_template() {
+        let doc = serde_json::json!({"paths": {
+            "/v1/records": {"post": {}},
+            "/v1/records/{record_id}": {"get": {}, "delete": {}},
+            "/v1/records/{record_id}/content": {"get": {}},
+        }});
+        let d = DocumentedMethods::from_document(&doc);
+        assert_eq!(d.allowed("/v1/records").unwrap(), vec!["POST"]);
+        assert_eq!(
+            d.allowed("/v1/records/rec_1").unwrap(),
+            vec!["GET", "DELETE", "HEAD"]
+        );
+        assert_eq!(
+            d.allowed("/v1/records/rec_1/content").unwrap(),
+            vec!["GET", "HEAD"]
+        );
+        assert!(d.allowed("/v1/records/rec_1/other").is_none());
+        assert!(d.allowed("/v1/records//content").is_none());
+    }
+}

@@ -144,7 +144,7 @@ fn stub_upstream() -> String {
         configure: |cfg: &mut web::ServiceConfig| {
             cfg.route("/.well-known/jwks.json", web::get().to(jwks))
                 .route("/internal/revoked-tokens", web::get().to(revoked))
-                .route("/v1/records/echo", web::to(echo))
+                .route("/v1/records/echo/stub", web::to(echo))
                 .route("/v1/auth/login", web::post().to(login))
                 .service(resource("/v1/grants").post(json_only))
                 .route("/v1/ledger/slow", web::get().to(slow));
@@ -196,7 +196,7 @@ async fn routes_and_propagates_request_id_and_trace_context() {
     let client = reqwest::Client::new();
     let incoming_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let resp = client
-        .post(format!("{gw}/v1/records/echo?x=1"))
+        .post(format!("{gw}/v1/records/echo/stub?x=1"))
         .header("x-request-id", "partner-req-42")
         .header("traceparent", incoming_trace)
         .header("authorization", format!("Bearer {}", token()))
@@ -213,7 +213,7 @@ async fn routes_and_propagates_request_id_and_trace_context() {
     );
     let seen: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(seen["method"], "POST");
-    assert_eq!(seen["path"], "/v1/records/echo");
+    assert_eq!(seen["path"], "/v1/records/echo/stub");
     assert_eq!(seen["query"], "x=1");
     assert_eq!(seen["len"], 5);
     assert_eq!(seen["request_id"], "partner-req-42");
@@ -240,7 +240,7 @@ async fn generates_a_request_id_when_none_or_a_bad_one_is_given() {
     let gw = gateway().await;
     let client = authed();
     for given in [None, Some("bad id with spaces")] {
-        let mut req = client.post(format!("{gw}/v1/records/echo"));
+        let mut req = client.post(format!("{gw}/v1/records/echo/stub"));
         if let Some(g) = given {
             req = req.header("x-request-id", g);
         }
@@ -263,7 +263,7 @@ async fn streams_large_bodies_both_ways() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let resp = authed()
-        .put(format!("{gw}/v1/records/echo?raw"))
+        .put(format!("{gw}/v1/records/echo/stub?raw"))
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
         .await
@@ -308,7 +308,7 @@ async fn oversized_bodies_are_413_problems() {
     let client = authed();
     // Declared length over the limit: refused before reading.
     let resp = client
-        .post(format!("{gw}/v1/records/echo"))
+        .post(format!("{gw}/v1/records/echo/stub"))
         .body(vec![b'x'; 4096])
         .send()
         .await
@@ -318,7 +318,7 @@ async fn oversized_bodies_are_413_problems() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..8).map(|_| Ok(vec![b'y'; 512])).collect();
     let resp = client
-        .post(format!("{gw}/v1/records/echo"))
+        .post(format!("{gw}/v1/records/echo/stub"))
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
         .await
@@ -326,7 +326,7 @@ async fn oversized_bodies_are_413_problems() {
     problem(resp, 413, "payload_too_large").await;
     // Under the limit passes.
     let resp = client
-        .post(format!("{gw}/v1/records/echo"))
+        .post(format!("{gw}/v1/records/echo/stub"))
         .body(vec![b'x'; 1000])
         .send()
         .await
@@ -524,7 +524,7 @@ mod tokens {
     use base64::Engine;
 
     async fn status_code(gw: &str, token: Option<String>) -> (u16, String) {
-        let mut req = reqwest::Client::new().get(format!("{gw}/v1/records/echo"));
+        let mut req = reqwest::Client::new().get(format!("{gw}/v1/records/echo/stub"));
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -880,7 +880,7 @@ async fn clients_behind_a_trusted_proxy_are_told_apart() {
         "what the client wrote left of the proxy's entry is not believed"
     );
     let seen: serde_json::Value = client
-        .get(format!("{gw}/v1/records/echo"))
+        .get(format!("{gw}/v1/records/echo/stub"))
         .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
         .bearer_auth(token())
         .send()
@@ -898,4 +898,37 @@ async fn clients_behind_a_trusted_proxy_are_told_apart() {
         statuses.push(login(&gw, &format!("203.0.113.{i}")).await);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+/// A method the document does not declare for a path is `405` with the methods it does
+/// declare in `Allow` (RFC 9110), from the gateway, before a token is even looked at.
+#[tokio::test]
+async fn undeclared_methods_are_405_with_allow() {
+    let gw = gateway().await;
+    let client = reqwest::Client::new();
+    for (method, path, allow) in [
+        (
+            reqwest::Method::PUT,
+            "/v1/records/rec_x",
+            "GET, DELETE, HEAD",
+        ),
+        (reqwest::Method::GET, "/v1/auth/login", "POST"),
+        (
+            reqwest::Method::DELETE,
+            "/.well-known/jwks.json",
+            "GET, HEAD",
+        ),
+        // The gateway's own operations.
+        (reqwest::Method::TRACE, "/healthz", "GET, HEAD"),
+        (reqwest::Method::POST, "/metrics", "GET, HEAD"),
+    ] {
+        let resp = client
+            .request(method.clone(), format!("{gw}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let allowed = resp.headers()["allow"].to_str().unwrap().to_string();
+        let body = problem(resp, 405, "method_not_allowed").await;
+        assert_eq!(allowed, allow, "{method} {path}: {body}");
+    }
 }

@@ -310,7 +310,8 @@ async fn revoke_family(
 
 #[utoipa::path(post, operation_id = "refresh_session", path = "/v1/auth/refresh", tag = "users", request_body = RefreshIn,
     responses((status = 200, body = SessionOut, description = "New tokens"),
-              (status = 401, body = caretrail_platform::Problem, description = "Invalid, expired or reused refresh token")))]
+              (status = 401, body = caretrail_platform::Problem, description = "Invalid, expired or reused refresh token"),
+              (status = 429, body = caretrail_platform::Problem, description = "Too many attempts from this address (throttled at the gateway); `Retry-After` says when to try again")))]
 /// Exchange a refresh token for new tokens. Each refresh token works once; presenting a used
 /// one (a sign of theft) ends the whole session.
 pub async fn refresh(

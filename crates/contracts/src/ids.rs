@@ -25,11 +25,11 @@ fn well_formed(prefix: &str, s: &str) -> bool {
 }
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal, $example:literal) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal, $example:literal, $pattern:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(try_from = "String", into = "String")]
-        #[schema(value_type = String, example = $example, pattern = "^[a-z]+_[0-9a-f]{32}$")]
+        #[schema(value_type = String, example = $example, pattern = $pattern)]
         pub struct $name(String);
 
         impl $name {
@@ -96,34 +96,34 @@ macro_rules! id_type {
 
 id_type!(
     /// A tenant: a regional health bureau subscribing to Caretrail.
-    TenantId, "ten", "tenant", "ten_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    TenantId, "ten", "tenant", "ten_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^ten_[0-9a-f]{32}$");
 id_type!(
     /// An institution inside a tenant (health centre, hospital, regulator).
-    InstitutionId, "ins", "institution", "ins_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    InstitutionId, "ins", "institution", "ins_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^ins_[0-9a-f]{32}$");
 id_type!(
     /// A person who logs in: physician, administrator, auditor.
-    UserId, "usr", "user", "usr_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    UserId, "usr", "user", "usr_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^usr_[0-9a-f]{32}$");
 id_type!(
     /// A partner application (EMR/HIS, patient app) using client credentials.
-    AppId, "app", "app", "app_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    AppId, "app", "app", "app_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^app_[0-9a-f]{32}$");
 id_type!(
     /// The pseudonymous cross-institution patient id (keyed hash of the health-card number).
-    PatientId, "pat", "patient", "pat_5f1c0e2a9d8b7c6a5f4e3d2c1b0a9f8e");
+    PatientId, "pat", "patient", "pat_5f1c0e2a9d8b7c6a5f4e3d2c1b0a9f8e", "^pat_[0-9a-f]{32}$");
 id_type!(
     /// An institution's signing key (its certificate names it).
-    SigningKeyId, "key", "signing key", "key_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    SigningKeyId, "key", "signing key", "key_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^key_[0-9a-f]{32}$");
 id_type!(
     /// A medical record.
-    RecordId, "rec", "record", "rec_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    RecordId, "rec", "record", "rec_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^rec_[0-9a-f]{32}$");
 id_type!(
     /// A consent grant.
-    GrantId, "gnt", "grant", "gnt_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    GrantId, "gnt", "grant", "gnt_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^gnt_[0-9a-f]{32}$");
 id_type!(
     /// A referral of a patient from one institution to another.
-    ReferralId, "ref", "referral", "ref_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    ReferralId, "ref", "referral", "ref_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^ref_[0-9a-f]{32}$");
 id_type!(
     /// A break-glass (emergency access) declaration.
-    BreakGlassId, "bgl", "break-glass", "bgl_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e");
+    BreakGlassId, "bgl", "break-glass", "bgl_0193c1d2e8a97b4c8f2a6d1e0b3c4d5e", "^bgl_[0-9a-f]{32}$");
 
 #[cfg(test)]
 mod tests {
@@ -157,5 +157,31 @@ mod tests {
             PatientId::from_bytes([0xab; 16]).as_str(),
             format!("pat_{}", "ab".repeat(16))
         );
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    fn pattern<T: PartialSchema>() -> String {
+        let schema = serde_json::to_value(T::schema()).unwrap_or_default();
+        schema["pattern"].as_str().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn each_id_schema_states_its_own_prefix() {
+        let want = |prefix: &str| format!("^{prefix}_[0-9a-f]{{32}}$");
+        assert_eq!(pattern::<TenantId>(), want(TenantId::PREFIX));
+        assert_eq!(pattern::<InstitutionId>(), want(InstitutionId::PREFIX));
+        assert_eq!(pattern::<UserId>(), want(UserId::PREFIX));
+        assert_eq!(pattern::<AppId>(), want(AppId::PREFIX));
+        assert_eq!(pattern::<PatientId>(), want(PatientId::PREFIX));
+        assert_eq!(pattern::<SigningKeyId>(), want(SigningKeyId::PREFIX));
+        assert_eq!(pattern::<RecordId>(), want(RecordId::PREFIX));
+        assert_eq!(pattern::<GrantId>(), want(GrantId::PREFIX));
+        assert_eq!(pattern::<ReferralId>(), want(ReferralId::PREFIX));
+        assert_eq!(pattern::<BreakGlassId>(), want(BreakGlassId::PREFIX));
     }
 }

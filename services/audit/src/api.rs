@@ -159,7 +159,7 @@ pub struct TrailQuery {
 }
 
 #[utoipa::path(get, operation_id = "record_trail", path = "/v1/audit/records/{record_id}/trail", tag = "audit",
-    params(("record_id" = String, Path), TrailQuery),
+    params(("record_id" = caretrail_contracts::RecordId, Path), TrailQuery),
     responses((status = 200, body = TrailOut, description = "Every event of the record in the order it happened — anchoring, the grants that covered it, accesses and refusals, revocations, erasure — each with its ledger proof"),
               (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin"),
               (status = 404, body = caretrail_platform::Problem, description = "No such record in the caller's tenant")),
@@ -177,7 +177,7 @@ pub async fn trail(
 }
 
 #[utoipa::path(get, operation_id = "record_trail_bundle", path = "/v1/audit/records/{record_id}/trail/bundle", tag = "audit",
-    params(("record_id" = String, Path)),
+    params(("record_id" = caretrail_contracts::RecordId, Path)),
     responses((status = 200, body = TrailBundleOut, description = "The trail with every event's proof bundle, as one file (attachment) for `caretrail verify trail`"),
               (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin"),
               (status = 404, body = caretrail_platform::Problem, description = "No such record in the caller's tenant")),
@@ -206,7 +206,7 @@ pub async fn trail_bundle(
 }
 
 #[utoipa::path(get, operation_id = "record_trail_fhir", path = "/v1/audit/records/{record_id}/trail/fhir", tag = "audit",
-    params(("record_id" = String, Path)),
+    params(("record_id" = caretrail_contracts::RecordId, Path)),
     responses((status = 200, content_type = "application/fhir+json", description = "The trail as a FHIR R4 collection Bundle: an AuditEvent per event (with its ledger entry as an entity) and a Provenance carrying the SM2/Ed25519 signature of every signed entry"),
               (status = 403, body = caretrail_platform::Problem, description = "Not an auditor or tenant admin"),
               (status = 404, body = caretrail_platform::Problem, description = "No such record in the caller's tenant")),

@@ -28,7 +28,15 @@ pub(crate) async fn serve() -> HttpResponse {
         caretrail_platform::http::readyz,
         caretrail_platform::http::metrics,
     ),
-    components(schemas(caretrail_platform::Problem, caretrail_platform::FieldError)),
+    // The ids every service's paths name (a parameter's type is not collected on its own).
+    components(schemas(
+        caretrail_platform::Problem, caretrail_platform::FieldError,
+        caretrail_contracts::TenantId, caretrail_contracts::InstitutionId,
+        caretrail_contracts::UserId, caretrail_contracts::AppId, caretrail_contracts::PatientId,
+        caretrail_contracts::SigningKeyId, caretrail_contracts::RecordId,
+        caretrail_contracts::GrantId, caretrail_contracts::ReferralId,
+        caretrail_contracts::BreakGlassId,
+    )),
     tags((name = "operations", description = "Liveness, readiness and metrics of the gateway"))
 )]
 struct GatewayDoc;
@@ -72,6 +80,19 @@ pub fn build_document(services: Vec<openapi::OpenApi>) -> Result<openapi::OpenAp
     for part in services {
         doc.merge(part);
     }
+    // Every `$ref` names a schema the document holds (a generated client cannot resolve a
+    // dangling one).
+    let json = serde_json::to_value(&doc).map_err(|e| vec![e.to_string()])?;
+    let mut dangling = std::collections::BTreeSet::new();
+    refs(&json, &mut |r| {
+        let name = r.trim_start_matches("#/components/schemas/");
+        if json["components"]["schemas"].get(name).is_none() {
+            dangling.insert(format!("{r} is referenced but not defined"));
+        }
+    });
+    if !dangling.is_empty() {
+        return Err(dangling.into_iter().collect());
+    }
     doc.info = InfoBuilder::new()
         .title("Caretrail API")
         .version(env!("CARGO_PKG_VERSION"))
@@ -86,13 +107,28 @@ pub fn build_document(services: Vec<openapi::OpenApi>) -> Result<openapi::OpenAp
     Ok(doc)
 }
 
+fn refs(value: &serde_json::Value, found: &mut impl FnMut(&str)) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => found(r),
+                    _ => refs(v, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+        _ => {}
+    }
+}
+
 /// Every error the API answers is `application/problem+json` with the `Problem` schema
 /// (`caretrail_platform::problem`): said once here rather than on each of the services'
 /// annotations, which would default to `application/json` or leave the body out. The
 /// refusals every operation of a kind can meet are added here too, where an operation does
 /// not describe its own: 401 and 403 wherever a token is required (missing, expired or
-/// revoked; a caller without the role or scope), 400 wherever there is input, and 413 and
-/// 415 wherever there is a body.
+/// revoked; a caller without the role or scope), 400 wherever there is input, 404 wherever
+/// the path names an object, and 413 and 415 wherever there is a body.
 fn problem_responses(doc: &mut openapi::OpenApi) {
     use openapi::{Ref, RefOr, content::Content, response::Response};
     for item in doc.paths.paths.values_mut() {
@@ -110,6 +146,9 @@ fn problem_responses(doc: &mut openapi::OpenApi) {
             let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
             let body = operation.request_body.is_some();
             let input = body || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let names_an_object = operation.parameters.iter().flatten().any(
+                |p| matches!(p, RefOr::T(p) if p.parameter_in == openapi::path::ParameterIn::Path),
+            );
             let standard = [
                 (
                     secured,
@@ -122,6 +161,11 @@ fn problem_responses(doc: &mut openapi::OpenApi) {
                     "The token is valid but its roles or scopes do not allow this",
                 ),
                 (input, "400", "Invalid input (`errors` lists the fields)"),
+                (
+                    names_an_object,
+                    "404",
+                    "No such object — also for another tenant's, and for one consent hides",
+                ),
                 (
                     body,
                     "413",
@@ -191,6 +235,28 @@ mod tests {
             );
             assert_eq!(responses[status]["content"].as_object().unwrap().len(), 1);
         }
+    }
+
+    #[test]
+    fn every_reference_must_resolve() {
+        #[derive(utoipa::ToSchema)]
+        #[allow(dead_code)]
+        struct Unlisted(String);
+        /// A test operation.
+        #[utoipa::path(get, path = "/y/{id}", params(("id" = Unlisted, Path)),
+            responses((status = 200, description = "OK")))]
+        #[allow(dead_code)]
+        async fn y() {}
+        #[derive(OpenApi)]
+        #[openapi(paths(y))]
+        struct Y;
+        let Err(errors) = build_document(vec![Y::openapi()]) else {
+            panic!("a dangling $ref was accepted")
+        };
+        assert_eq!(
+            errors,
+            vec!["#/components/schemas/Unlisted is referenced but not defined".to_string()]
+        );
     }
 
     #[test]

@@ -704,7 +704,7 @@ async fn forget(state: &State, row: &record::Model) -> Result<()> {
 }
 
 #[utoipa::path(get, operation_id = "get_record", path = "/v1/records/{record_id}", tag = "records",
-    params(("record_id" = String, Path), PurposeQuery),
+    params(("record_id" = caretrail_contracts::RecordId, Path), PurposeQuery),
     responses((status = 200, body = RecordOut, description = "The record's metadata"),
               (status = 403, body = caretrail_platform::Problem, description = "Refused by the consent decision (the refusal is anchored)"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
@@ -732,7 +732,7 @@ pub async fn get(
 }
 
 #[utoipa::path(get, operation_id = "get_record_content", path = "/v1/records/{record_id}/content", tag = "records",
-    params(("record_id" = String, Path), PurposeQuery),
+    params(("record_id" = caretrail_contracts::RecordId, Path), PurposeQuery),
     responses((status = 200, content_type = "application/octet-stream", description = "The decrypted record (its own media type); the access is anchored on the ledger"),
               (status = 206, content_type = "application/octet-stream", description = "The requested byte range (`Range: bytes=a-b`, one range); only the chunks that hold it are read"),
               (status = 416, description = "The range starts beyond the record"),
@@ -948,7 +948,7 @@ async fn ranged(
 }
 
 #[utoipa::path(get, operation_id = "get_record_receipt", path = "/v1/records/{record_id}/receipt", tag = "records",
-    params(("record_id" = String, Path), PurposeQuery),
+    params(("record_id" = caretrail_contracts::RecordId, Path), PurposeQuery),
     responses((status = 200, body = ReceiptOut, description = "The ledger receipt of the record's anchoring"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
               (status = 409, body = caretrail_platform::Problem, description = "Not anchored yet")),
@@ -992,7 +992,7 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(get, operation_id = "list_patient_records", path = "/v1/patients/{patient_id}/records", tag = "records",
-    params(("patient_id" = String, Path), ListQuery),
+    params(("patient_id" = caretrail_contracts::PatientId, Path), ListQuery),
     responses((status = 200, body = RecordListOut, description = "The patient's records the caller may see; `next_cursor` is set only when more of them follow"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid patient id, cursor, limit or purpose")),
     security(("bearer" = [])))]
@@ -1108,7 +1108,7 @@ pub async fn list(
 }
 
 #[utoipa::path(delete, operation_id = "erase_record", path = "/v1/records/{record_id}", tag = "records",
-    params(("record_id" = String, Path)), request_body = EraseIn,
+    params(("record_id" = caretrail_contracts::RecordId, Path)), request_body = EraseIn,
     responses((status = 200, body = EraseOut, description = "Erased: the data key is destroyed and the object deleted; `record.erased` is anchored"),
               (status = 400, body = caretrail_platform::Problem, description = "Missing reason"),
               (status = 403, body = caretrail_platform::Problem, description = "Only an administrator of the owning institution may erase"),

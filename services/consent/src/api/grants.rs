@@ -491,7 +491,7 @@ pub async fn respond_created(
 }
 
 #[utoipa::path(get, operation_id = "get_grant", path = "/v1/grants/{grant_id}", tag = "consent",
-    params(("grant_id" = String, Path)),
+    params(("grant_id" = caretrail_contracts::GrantId, Path)),
     responses((status = 200, body = GrantOut, description = "The grant"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found, or not the caller's institution's (also for other tenants)")),
     security(("bearer" = [])))]
@@ -746,7 +746,7 @@ pub async fn revoked(
 }
 
 #[utoipa::path(post, operation_id = "revoke_grant", path = "/v1/grants/{grant_id}/revoke", tag = "consent",
-    params(("grant_id" = String, Path)),
+    params(("grant_id" = caretrail_contracts::GrantId, Path)),
     request_body = GrantRevokeIn,
     responses((status = 200, body = GrantOut, description = "Revoked and in force on every decision from now on; `consent.revoked` is anchored (receipt when it committed in time)"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid request (problem+json with the fields at fault)"),
@@ -772,7 +772,7 @@ pub async fn revoke(
 }
 
 #[utoipa::path(get, operation_id = "get_grant_fhir", path = "/v1/grants/{grant_id}/fhir", tag = "consent",
-    params(("grant_id" = String, Path)),
+    params(("grant_id" = caretrail_contracts::GrantId, Path)),
     responses((status = 200, content_type = "application/fhir+json", description = "The grant as a FHIR R4 Consent resource"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)")),
     security(("bearer" = [])))]

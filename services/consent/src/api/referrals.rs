@@ -291,7 +291,7 @@ async fn load(state: &State, caller: &Caller, id: &str) -> Result<referral::Mode
 }
 
 #[utoipa::path(get, operation_id = "get_referral", path = "/v1/referrals/{referral_id}", tag = "consent",
-    params(("referral_id" = String, Path)),
+    params(("referral_id" = caretrail_contracts::ReferralId, Path)),
     responses((status = 200, body = ReferralOut, description = "The referral"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)")),
     security(("bearer" = [])))]
 /// A referral, to its two institutions, tenant admins and auditors.
@@ -510,7 +510,7 @@ async fn transition(
 macro_rules! transition_handler {
     ($name:ident, $op:literal, $status:literal, $doc:literal) => {
         #[utoipa::path(post, operation_id = $op, path = concat!("/v1/referrals/{referral_id}/", stringify!($name)), tag = "consent",
-            params(("referral_id" = String, Path)),
+            params(("referral_id" = caretrail_contracts::ReferralId, Path)),
             request_body = TransitionIn,
             responses((status = 200, body = ReferralOut, description = "The referral"),
                       (status = 403, body = caretrail_platform::Problem, description = "Not this side of the referral"),

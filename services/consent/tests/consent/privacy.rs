@@ -649,11 +649,36 @@ async fn ledger_entries_carry_no_health_information() {
     assert_eq!(status, 200);
     p.stack.anchored_kinds(&psych, 2).await;
 
-    let (status, page) = p
-        .stack
-        .get_json(&p.stack.ledger, &p.auditor, "/v1/ledger/entries")
-        .await;
-    assert_eq!(status, 200, "{page}");
+    // Anchoring is asynchronous (the referral's, the seed's access changes): wait until
+    // every kind this test made is on the ledger.
+    let wanted = [
+        "record.anchored",
+        "consent.granted",
+        "record.accessed",
+        "record.access_denied",
+        "referral.created",
+        "break_glass.declared",
+        "consent.revoked",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        let (status, page) = p
+            .stack
+            .get_json(&p.stack.ledger, &p.auditor, "/v1/ledger/entries")
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let all_there = wanted.iter().all(|w| {
+            page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == *w)
+        });
+        if all_there || std::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let entries = page["entries"].as_array().unwrap();
     let mut kinds = Vec::new();
     for e in entries {
@@ -697,15 +722,7 @@ async fn ledger_entries_carry_no_health_information() {
             assert!(payload.get(hashed).is_none(), "{kind}: {payload}");
         }
     }
-    for kind in [
-        "record.anchored",
-        "consent.granted",
-        "record.accessed",
-        "record.access_denied",
-        "referral.created",
-        "break_glass.declared",
-        "consent.revoked",
-    ] {
+    for kind in wanted {
         assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
     }
 

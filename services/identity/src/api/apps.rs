@@ -109,7 +109,7 @@ pub async fn create_app(
 }
 
 #[utoipa::path(post, operation_id = "create_app", path = "/v1/tenants/{tenant_id}/apps", tag = "apps",
-    params(("tenant_id" = String, Path)), request_body = AppIn,
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)), request_body = AppIn,
     responses((status = 201, body = AppCredentialsOut, description = "Created"), (status = 400, body = caretrail_platform::Problem, description = "Invalid input (problem+json with field errors)"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
     security(("bearer" = [])))]
@@ -149,7 +149,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, operation_id = "list_apps", path = "/v1/tenants/{tenant_id}/apps", tag = "apps",
-    params(("tenant_id" = String, Path)), responses((status = 200, body = AppListOut, description = "OK")),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)), responses((status = 200, body = AppListOut, description = "OK")),
     security(("bearer" = [])))]
 /// List a tenant's partner apps (never their secrets).
 pub async fn list(
@@ -230,7 +230,7 @@ async fn change_app(
 }
 
 #[utoipa::path(post, operation_id = "rotate_app_secret", path = "/v1/apps/{app_id}/rotate-secret", tag = "apps",
-    params(("app_id" = String, Path)), responses((status = 200, body = AppCredentialsOut, description = "OK")),
+    params(("app_id" = caretrail_contracts::AppId, Path)), responses((status = 200, body = AppCredentialsOut, description = "OK")),
     security(("bearer" = [])))]
 /// Issue a new client secret (`app.secret_rotated`): the old one stops working at once, and
 /// so, within a second, do the tokens it obtained.
@@ -253,7 +253,7 @@ pub async fn rotate_secret(
 }
 
 #[utoipa::path(post, operation_id = "revoke_app", path = "/v1/apps/{app_id}/revoke", tag = "apps",
-    params(("app_id" = String, Path)), responses((status = 200, body = AppOut, description = "OK")),
+    params(("app_id" = caretrail_contracts::AppId, Path)), responses((status = 200, body = AppOut, description = "OK")),
     security(("bearer" = [])))]
 /// Revoke an app (`app.revoked`): it gets no new tokens, and the ones it has stop working
 /// within a second.

@@ -173,7 +173,7 @@ pub async fn create_institution(
 }
 
 #[utoipa::path(post, operation_id = "create_institution", path = "/v1/tenants/{tenant_id}/institutions", tag = "institutions",
-    params(("tenant_id" = String, Path)), request_body = InstitutionIn,
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)), request_body = InstitutionIn,
     responses((status = 201, body = InstitutionOut, description = "Created"), (status = 400, body = caretrail_platform::Problem, description = "Invalid input (problem+json with field errors)"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)"), (status = 409, body = caretrail_platform::Problem, description = "Conflict")),
     security(("bearer" = [])))]
@@ -195,7 +195,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, operation_id = "list_institutions", path = "/v1/tenants/{tenant_id}/institutions", tag = "institutions",
-    params(("tenant_id" = String, Path)),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)),
     responses((status = 200, body = InstitutionListOut, description = "OK"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
     security(("bearer" = [])))]
 /// List the institutions of a tenant.
@@ -270,7 +270,7 @@ pub(crate) async fn find_visible(
 }
 
 #[utoipa::path(get, operation_id = "get_institution", path = "/v1/institutions/{institution_id}", tag = "institutions",
-    params(("institution_id" = String, Path)),
+    params(("institution_id" = caretrail_contracts::InstitutionId, Path)),
     responses((status = 200, body = InstitutionOut, description = "OK"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
     security(("bearer" = [])))]
 /// Get an institution of the caller's tenant, with its signing keys.
@@ -287,7 +287,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, operation_id = "update_institution", path = "/v1/institutions/{institution_id}", tag = "institutions",
-    params(("institution_id" = String, Path)), request_body = InstitutionPatchIn,
+    params(("institution_id" = caretrail_contracts::InstitutionId, Path)), request_body = InstitutionPatchIn,
     responses((status = 200, body = InstitutionOut, description = "OK"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
     security(("bearer" = [])))]
 /// Rename an institution. Tenant administrators only.
@@ -372,7 +372,7 @@ async fn set_status(
 }
 
 #[utoipa::path(post, operation_id = "deactivate_institution", path = "/v1/institutions/{institution_id}/deactivate", tag = "institutions",
-    params(("institution_id" = String, Path)),
+    params(("institution_id" = caretrail_contracts::InstitutionId, Path)),
     responses((status = 200, body = InstitutionOut, description = "Deactivated: its users and apps cannot authenticate, and their tokens stop working within a second"),
               (status = 403, body = caretrail_platform::Problem, description = "Not a tenant administrator or the operator"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
@@ -396,7 +396,7 @@ pub async fn deactivate(
 }
 
 #[utoipa::path(post, operation_id = "reactivate_institution", path = "/v1/institutions/{institution_id}/reactivate", tag = "institutions",
-    params(("institution_id" = String, Path)),
+    params(("institution_id" = caretrail_contracts::InstitutionId, Path)),
     responses((status = 200, body = InstitutionOut, description = "Active again: its users and apps may authenticate (tokens cut off before stay refused)"),
               (status = 403, body = caretrail_platform::Problem, description = "Not a tenant administrator or the operator"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),

@@ -19,7 +19,7 @@ use crate::{
 };
 
 #[utoipa::path(post, operation_id = "rotate_institution_key", path = "/v1/institutions/{institution_id}/keys",
-    tag = "institutions", params(("institution_id" = String, Path)), request_body = KeyIn,
+    tag = "institutions", params(("institution_id" = caretrail_contracts::InstitutionId, Path)), request_body = KeyIn,
     responses((status = 201, body = SigningKeyOut, description = "The new active key and its certificate"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid or wrong-suite key"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)")),
@@ -148,7 +148,7 @@ pub async fn rotate(
 
 #[utoipa::path(post, operation_id = "revoke_institution_key",
     path = "/v1/institutions/{institution_id}/keys/{key_id}/revoke", tag = "institutions",
-    params(("institution_id" = String, Path), ("key_id" = String, Path)), request_body = RevokeKeyIn,
+    params(("institution_id" = caretrail_contracts::InstitutionId, Path), ("key_id" = caretrail_contracts::SigningKeyId, Path)), request_body = RevokeKeyIn,
     responses((status = 200, body = SigningKeyOut, description = "Revoked"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)")),
     security(("bearer" = [])))]
@@ -260,7 +260,7 @@ pub async fn status(
 }
 
 #[utoipa::path(get, operation_id = "get_tenant_ca", path = "/v1/tenants/{tenant_id}/ca", tag = "tenants",
-    params(("tenant_id" = String, Path)),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)),
     responses((status = 200, body = CaOut, description = "The tenant CA certificate")),
     security(("bearer" = [])))]
 /// The tenant CA certificate: the trust anchor for institution certificates.

@@ -116,7 +116,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, operation_id = "get_tenant", path = "/v1/tenants/{tenant_id}", tag = "tenants",
-    params(("tenant_id" = String, Path)),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)),
     responses((status = 200, body = TenantOut, description = "OK"), (status = 404, body = caretrail_platform::Problem, description = "Not found (also for objects of other tenants)")),
     security(("bearer" = [])))]
 /// Get a tenant: the operator, or a member of that tenant.
@@ -175,7 +175,7 @@ async fn set_status(
 }
 
 #[utoipa::path(post, operation_id = "suspend_tenant", path = "/v1/tenants/{tenant_id}/suspend", tag = "tenants",
-    params(("tenant_id" = String, Path)), responses((status = 200, body = TenantOut, description = "OK")),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)), responses((status = 200, body = TenantOut, description = "OK")),
     security(("bearer" = [])))]
 /// Suspend a tenant (`tenant.suspended`): nobody of it gets new tokens, and every token it
 /// holds stops working within a second. Platform operator only.
@@ -188,7 +188,7 @@ pub async fn suspend(
 }
 
 #[utoipa::path(post, operation_id = "resume_tenant", path = "/v1/tenants/{tenant_id}/resume", tag = "tenants",
-    params(("tenant_id" = String, Path)), responses((status = 200, body = TenantOut, description = "OK")),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)), responses((status = 200, body = TenantOut, description = "OK")),
     security(("bearer" = [])))]
 /// Resume a suspended tenant. Platform operator only.
 pub async fn resume(

@@ -207,7 +207,7 @@ fn username_taken(username: &str) -> IdentityError {
 }
 
 #[utoipa::path(post, operation_id = "create_user", path = "/v1/tenants/{tenant_id}/users", tag = "users",
-    params(("tenant_id" = String, Path)), request_body = UserIn,
+    params(("tenant_id" = caretrail_contracts::TenantId, Path)), request_body = UserIn,
     responses((status = 201, body = UserOut, description = "Created"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid input"),
               (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to create (an institution administrator creates physicians and institution administrators of its own institution; the operator tenant administrators only)"),
@@ -237,7 +237,7 @@ pub struct ListQuery {
 }
 
 #[utoipa::path(get, operation_id = "list_users", path = "/v1/tenants/{tenant_id}/users", tag = "users",
-    params(("tenant_id" = String, Path), ListQuery),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path), ListQuery),
     responses((status = 200, body = UserListOut, description = "OK: every user of the tenant for its administrators and the operator; an institution administrator's own institution's users")),
     security(("bearer" = [])))]
 /// List a tenant's users (removed ones too: their ids stay in trails).
@@ -310,7 +310,7 @@ fn not_self(p: &Principal, u: &user::Model, what: &str) -> Result<(), IdentityEr
 type UserPath = web::Path<(TenantId, UserId)>;
 
 #[utoipa::path(get, operation_id = "get_user", path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "users",
-    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path), ("user_id" = caretrail_contracts::UserId, Path)),
     responses((status = 200, body = UserOut, description = "OK"),
               (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)")),
@@ -335,7 +335,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, operation_id = "update_user", path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "users",
-    params(("tenant_id" = String, Path), ("user_id" = String, Path)), request_body = UserPatchIn,
+    params(("tenant_id" = caretrail_contracts::TenantId, Path), ("user_id" = caretrail_contracts::UserId, Path)), request_body = UserPatchIn,
     responses((status = 200, body = UserOut, description = "Changed; with new roles, the user's tokens stop working within a second and they log in again"),
               (status = 400, body = caretrail_platform::Problem, description = "Invalid input"),
               (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to change"),
@@ -507,7 +507,7 @@ pub(crate) async fn disable_as_seed(
 }
 
 #[utoipa::path(post, operation_id = "disable_user", path = "/v1/tenants/{tenant_id}/users/{user_id}/disable", tag = "users",
-    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path), ("user_id" = caretrail_contracts::UserId, Path)),
     responses((status = 200, body = UserOut, description = "Disabled: the user cannot log in, and their tokens stop working within a second"),
               (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
@@ -533,7 +533,7 @@ pub async fn disable(
 }
 
 #[utoipa::path(post, operation_id = "enable_user", path = "/v1/tenants/{tenant_id}/users/{user_id}/enable", tag = "users",
-    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path), ("user_id" = caretrail_contracts::UserId, Path)),
     responses((status = 200, body = UserOut, description = "Enabled: the user may log in again (tokens cut off before stay refused)"),
               (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
@@ -559,7 +559,7 @@ pub async fn enable(
 }
 
 #[utoipa::path(delete, operation_id = "remove_user", path = "/v1/tenants/{tenant_id}/users/{user_id}", tag = "users",
-    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path), ("user_id" = caretrail_contracts::UserId, Path)),
     responses((status = 200, body = UserOut, description = "Removed: no login, tokens cut off, the username free again; the id and what they did stay in the trail"),
               (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),
@@ -600,7 +600,7 @@ pub(crate) fn token_hash(token: &str) -> String {
 }
 
 #[utoipa::path(post, operation_id = "start_password_reset", path = "/v1/tenants/{tenant_id}/users/{user_id}/password-reset", tag = "users",
-    params(("tenant_id" = String, Path), ("user_id" = String, Path)),
+    params(("tenant_id" = caretrail_contracts::TenantId, Path), ("user_id" = caretrail_contracts::UserId, Path)),
     responses((status = 201, body = PasswordResetOut, description = "A one-time token, valid 30 minutes, for the administrator to hand to the user (earlier unused ones stop working)"),
               (status = 403, body = caretrail_platform::Problem, description = "Not this caller's to manage"),
               (status = 404, body = caretrail_platform::Problem, description = "Not found (also for other tenants)"),

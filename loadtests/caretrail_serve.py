@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 import urllib.parse
+import uuid
 
 
 def start(binary, port, data, env_extra=None):
@@ -44,3 +45,23 @@ def client_credentials(app):
     headers = {"Authorization": "Basic " + basic,
                "Content-Type": "application/x-www-form-urlencoded"}
     return headers, urllib.parse.urlencode({"grant_type": "client_credentials"})
+
+
+PG_URL = os.environ.get("CARETRAIL_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def fresh_postgres(prefix):
+    """A new database on CARETRAIL_TEST_PG_URL's server and RabbitMQ (a bus prefix of its
+    own): returns the server's environment and the database's name, for `drop_postgres`."""
+    database = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["psql", PG_URL, "-q", "-c", f"CREATE DATABASE {database}"], check=True)
+    env = {"CARETRAIL_DATABASE_URL": PG_URL.rsplit("/", 1)[0] + "/" + database,
+           "CARETRAIL_BUS_URL": os.environ.get("CARETRAIL_TEST_AMQP_URL",
+                                               "amqp://guest:guest@127.0.0.1:5672/%2f"),
+           "CARETRAIL_BUS_PREFIX": database}
+    return env, database
+
+
+def drop_postgres(database):
+    if database:
+        subprocess.run(["psql", PG_URL, "-q", "-c", f"DROP DATABASE {database} WITH (FORCE)"])

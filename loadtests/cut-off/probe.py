@@ -18,11 +18,9 @@ import argparse
 import http.client
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import caretrail_serve as serve  # noqa: E402
@@ -81,15 +79,7 @@ def main():
                     help="a fresh database on CARETRAIL_TEST_PG_URL's server and RabbitMQ")
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="caretrail-cutoff-")
-    env, database = {}, None
-    pg = os.environ.get("CARETRAIL_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    if args.postgres:
-        database = "caretrail_cutoff_" + uuid.uuid4().hex[:12]
-        subprocess.run(["psql", pg, "-q", "-c", f"CREATE DATABASE {database}"], check=True)
-        env = {"CARETRAIL_DATABASE_URL": pg.rsplit("/", 1)[0] + "/" + database,
-               "CARETRAIL_BUS_URL": os.environ.get("CARETRAIL_TEST_AMQP_URL",
-                                                   "amqp://guest:guest@127.0.0.1:5672/%2f"),
-               "CARETRAIL_BUS_PREFIX": database}
+    env, database = serve.fresh_postgres("caretrail_cutoff") if args.postgres else ({}, None)
     proc = serve.start(args.binary, args.port, data, env)
     try:
         creds = serve.credentials(data)
@@ -133,8 +123,7 @@ def main():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        if database:
-            subprocess.run(["psql", pg, "-q", "-c", f"DROP DATABASE {database} WITH (FORCE)"])
+        serve.drop_postgres(database)
 
 
 if __name__ == "__main__":

@@ -119,13 +119,11 @@ pub(crate) async fn forward(
             path: path.to_string(),
         });
     };
-    if let Some(allowed) = settings.documented.allowed(path)
-        && !allowed.iter().any(|m| m == req.method().as_str())
-    {
+    if let Some(allow) = settings.documented.refusal(path, req.method().as_str()) {
         return Err(GatewayError::MethodNotAllowed {
             method: req.method().to_string(),
             path: path.to_string(),
-            allow: allowed.join(", "),
+            allow,
         });
     }
     let anonymous = !routing::requires_token(req.method(), path);

@@ -156,19 +156,10 @@ impl DocumentedMethods {
     /// The methods declared for `path` (`HEAD` wherever `GET` is), or `None` when no
     /// documented template matches it.
     pub fn allowed(&self, path: &str) -> Option<Vec<String>> {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let mut allowed: Vec<String> = Vec::new();
         let mut matched = false;
         for (template, methods) in &self.templates {
-            let fits = template.len() == parts.len()
-                && template.iter().zip(&parts).all(|(t, p)| {
-                    if t.starts_with('{') && t.ends_with('}') {
-                        !p.is_empty()
-                    } else {
-                        t == p
-                    }
-                });
-            if fits {
+            if fits(template, path) {
                 matched = true;
                 for m in methods {
                     if !allowed.contains(m) {
@@ -182,6 +173,38 @@ impl DocumentedMethods {
         }
         matched.then_some(allowed)
     }
+
+    /// The `Allow` header's value when `path` is documented and `method` is not declared for
+    /// it; `None` otherwise. Every request passes here: it allocates only to refuse.
+    pub fn refusal(&self, path: &str, method: &str) -> Option<String> {
+        let mut matched = false;
+        for (template, methods) in &self.templates {
+            if fits(template, path) {
+                matched = true;
+                let declared = |m: &str| methods.iter().any(|d| d == m);
+                if declared(method) || (method == "HEAD" && declared("GET")) {
+                    return None;
+                }
+            }
+        }
+        if !matched {
+            return None;
+        }
+        self.allowed(path).map(|a| a.join(", "))
+    }
+}
+
+/// Whether `path` fits `template` (a `{name}` segment matches any non-empty segment).
+fn fits(template: &[String], path: &str) -> bool {
+    let mut parts = path.trim_start_matches('/').split('/');
+    for t in template {
+        match parts.next() {
+            Some(p) if t == p => {}
+            Some(p) if t.starts_with('{') && t.ends_with('}') && !p.is_empty() => {}
+            _ => return false,
+        }
+    }
+    parts.next().is_none()
 }
 
 #[cfg(test)]
@@ -208,5 +231,12 @@ mod documented_tests {
         );
         assert!(d.allowed("/v1/records/rec_1/other").is_none());
         assert!(d.allowed("/v1/records//content").is_none());
+        assert_eq!(d.refusal("/v1/records/rec_1", "GET"), None);
+        assert_eq!(d.refusal("/v1/records/rec_1", "HEAD"), None);
+        assert_eq!(d.refusal("/v1/records/rec_1/other", "PUT"), None);
+        assert_eq!(
+            d.refusal("/v1/records/rec_1", "PUT").as_deref(),
+            Some("GET, DELETE, HEAD")
+        );
     }
 }

@@ -153,8 +153,19 @@ struct Inner {
     missing: RwLock<HashMap<String, Instant>>,
     /// jti → expiry (unix seconds); entries past expiry are dropped.
     revoked: RwLock<HashMap<String, i64>>,
-    /// scope → (not before, until): tokens of the scope with an earlier `iat` are refused.
-    cut_offs: RwLock<HashMap<CutOffScope, (i64, i64)>>,
+    /// Per kind of scope (subject, institution, tenant), its id → (not before in ms,
+    /// until): tokens of the scope issued earlier are refused. Keyed by string so that the
+    /// check on every request looks up `&str`s without allocating.
+    cut_offs: RwLock<[HashMap<String, (i64, i64)>; 3]>,
+}
+
+/// Where a scope's cut-offs are kept in [`Inner::cut_offs`], and under which id.
+fn scope_slot(scope: &CutOffScope) -> (usize, &str) {
+    match scope {
+        CutOffScope::Subject(id) => (0, id.as_str()),
+        CutOffScope::Institution(id) => (1, id.as_str()),
+        CutOffScope::Tenant(id) => (2, id.as_str()),
+    }
 }
 
 /// Cheap to clone; shares its caches.
@@ -182,7 +193,7 @@ impl Verifier {
                 last_fetch: tokio::sync::Mutex::new(None),
                 missing: RwLock::new(HashMap::new()),
                 revoked: RwLock::new(HashMap::new()),
-                cut_offs: RwLock::new(HashMap::new()),
+                cut_offs: RwLock::new(Default::default()),
             }),
         }
     }
@@ -213,12 +224,15 @@ impl Verifier {
         let now = now_secs();
         let leeway = self.inner.leeway as i64;
         let mut cut_offs = lock_err(self.inner.cut_offs.write());
-        cut_offs.retain(|_, (_, until)| *until + leeway >= now);
+        for map in cut_offs.iter_mut() {
+            map.retain(|_, (_, until)| *until + leeway >= now);
+        }
         if c.until + leeway < now {
             return;
         }
-        let entry = cut_offs
-            .entry(c.scope.clone())
+        let (slot, id) = scope_slot(&c.scope);
+        let entry = cut_offs[slot]
+            .entry(id.to_string())
             .or_insert((i64::MIN, i64::MIN));
         entry.0 = entry.0.max(c.not_before_ms);
         entry.1 = entry.1.max(c.until);
@@ -243,18 +257,15 @@ impl Verifier {
         tenant: Option<&caretrail_contracts::TenantId>,
     ) -> Option<i64> {
         let cut_offs = lock_err(self.inner.cut_offs.read());
-        if cut_offs.is_empty() {
-            return None;
-        }
-        let scopes = [
-            Some(CutOffScope::Subject(sub.to_string())),
-            institution.cloned().map(CutOffScope::Institution),
-            tenant.cloned().map(CutOffScope::Tenant),
+        let ids = [
+            Some(sub),
+            institution.map(|i| i.as_str()),
+            tenant.map(|t| t.as_str()),
         ];
-        scopes
-            .into_iter()
-            .flatten()
-            .filter_map(|scope| cut_offs.get(&scope).map(|(not_before, _)| *not_before))
+        cut_offs
+            .iter()
+            .zip(ids)
+            .filter_map(|(map, id)| map.get(id?).map(|(not_before, _)| *not_before))
             .max()
     }
 

@@ -131,6 +131,25 @@ fn may_manage(
     ))
 }
 
+/// Whether `p` manages anyone in `tenant` at all, checked before any user is looked up: a
+/// physician, an auditor or an app without `admin` is refused alike whether the user id it
+/// names exists or not (the id is no oracle).
+fn manages_someone(p: &Principal, tenant: &TenantId) -> Result<(), IdentityError> {
+    require_member(p, tenant, "user")?;
+    let c = &p.0;
+    if c.is_operator()
+        || c.has_role(Role::TenantAdmin)
+        || c.has_scope(scopes::ADMIN)
+        || c.has_role(Role::InstitutionAdmin)
+    {
+        Ok(())
+    } else {
+        Err(IdentityError::Forbidden(
+            "this needs a tenant or institution administrator".into(),
+        ))
+    }
+}
+
 /// Creates a user (tenant admins, institution admins for their institution, the operator
 /// for tenant administrators, and the demo seed as `by = "seed"`).
 pub async fn create_user(
@@ -322,7 +341,7 @@ pub async fn get(
     path: UserPath,
 ) -> Result<HttpResponse, IdentityError> {
     let (tenant, id) = path.into_inner();
-    require_member(&p, &tenant, "user")?;
+    manages_someone(&p, &tenant)?;
     let txn = caretrail_db::begin_tenant_read(&state.db, tenant.as_str()).await?;
     let row = user::Entity::find_by_id(id.to_string())
         .filter(user::Column::TenantId.eq(tenant.as_str()))
@@ -351,6 +370,7 @@ pub async fn update(
 ) -> Result<HttpResponse, IdentityError> {
     let (tenant, id) = path.into_inner();
     let input = input.into_inner();
+    manages_someone(&p, &tenant)?;
     input.validate()?;
     let (txn, row) = load_for_change(&state, &tenant, &id).await?;
     let institution = institution_of(&row)?;
@@ -420,6 +440,9 @@ async fn set_status(
     status: UserStatus,
     change: AccessChange,
 ) -> Result<user::Model, IdentityError> {
+    if let Some(p) = p {
+        manages_someone(p, &tenant)?;
+    }
     let (txn, row) = load_for_change(state, &tenant, &id).await?;
     let institution = institution_of(&row)?;
     let roles = roles_of(&row);
@@ -614,6 +637,7 @@ pub async fn start_password_reset(
     path: UserPath,
 ) -> Result<HttpResponse, IdentityError> {
     let (tenant, id) = path.into_inner();
+    manages_someone(&p, &tenant)?;
     let (txn, row) = load_for_change(&state, &tenant, &id).await?;
     may_manage(&p, &tenant, &institution_of(&row)?, &roles_of(&row), None)?;
     if UserStatus::parse(&row.status)? != UserStatus::Active {

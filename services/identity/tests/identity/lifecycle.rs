@@ -340,6 +340,20 @@ async fn who_may_change_whom(backend: Backend) {
         .await;
     assert_eq!(status, 403);
 
+    // …and cannot tell which user ids exist: an unknown one is refused alike.
+    let nobody = "usr_00000000000000000000000000000000";
+    for (method, suffix) in [(Method::GET, ""), (Method::POST, "/disable")] {
+        let (status, _) = s
+            .call(
+                method,
+                &format!("{}{suffix}", path(nobody)),
+                &doc_token,
+                None,
+            )
+            .await;
+        assert_eq!(status, 403, "{suffix}");
+    }
+
     // An institution administrator manages its physicians, not auditors or tenant admins,
     // and hands out no role beyond its own institution's.
     let (status, _) = s
